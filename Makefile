@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh Debian machine:
+#   make demo   virtualenv + install + offline plan of the shipped `cnaf` environment
+#   make test   Python and Debian test dependencies + the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+ENV    ?= cnaf
+
+.PHONY: demo test install install-test deps-debian lint unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,lint]'
+
+deps-debian:
+	bash scripts/install-debian-deps.sh
+
+demo: install
+	$(BIN)/aiinfn plan $(ENV)
+
+lint: install-test
+	$(BIN)/ruff check src stacks tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/yamllint -s environments Pulumi.yaml
+
+test: install-test deps-debian lint
+	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/plan.py
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

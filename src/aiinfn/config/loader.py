@@ -1,0 +1,390 @@
+"""Load an environment: read YAML, layer ``extends:`` files, validate, attribute every error to a file.
+
+``load(ref)`` returns a validated ``Environment`` or raises ``ConfigError`` with one line naming the
+file, the field path and the fix. Nothing else escapes for any input.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from ..errors import ConfigError
+from .models import Environment
+
+PathT = tuple[str | int, ...]
+
+#: Keys that hold secret values when they appear anywhere in an environment file.
+SECRET_KEY_RE = re.compile(
+    r"(^|_)(password|passwd|passphrase|token|private_key|secret_key|access_key|api_key|credentials?)$"
+)
+PEM_RE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+MAX_BYTES = 1_000_000
+
+
+def project_root() -> Path:
+    """The checkout that holds environments/, stacks/ and templates/."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "Pulumi.yaml").is_file() and (parent / "environments").is_dir():
+            return parent
+    # Not inside a checkout (installed wheel): fall back to the working directory.
+    return Path.cwd()
+
+
+def resolve(ref: str | Path, root: Path | None = None) -> Path:
+    """``cnaf`` -> environments/cnaf.yaml; ``hackathon-example`` -> environments/events/...; or a path."""
+    root = root or project_root()
+    p = Path(ref)
+    if p.suffix in (".yaml", ".yml") or len(p.parts) > 1:
+        if p.is_file():
+            return p
+        raise ConfigError(f"environment file not found: {ref}")
+    for cand in (
+        root / "environments" / f"{ref}.yaml",
+        root / "environments" / "events" / f"{ref}.yaml",
+        root / "environments" / str(ref) / f"{ref}.yaml",
+    ):
+        if cand.is_file():
+            return cand
+    known = sorted(list_environments(root))
+    hint = difflib.get_close_matches(str(ref), known, n=1)
+    extra = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(known)})"
+    raise ConfigError(f"no environment named {str(ref)!r} under {root / 'environments'}{extra}")
+
+
+def list_environments(root: Path | None = None) -> list[str]:
+    """Names of the shipped, plannable environments (mixins such as base.yaml excluded)."""
+    root = root or project_root()
+    out: list[str] = []
+    envdir = root / "environments"
+    for f in sorted(envdir.rglob("*.yaml")):
+        if f.parent.name == "mixins" or f.stem in ("base",):
+            continue
+        out.append(f.stem)
+    return out
+
+
+def display(path: Path) -> str:
+    """A path as an operator would type it: relative to the working directory when possible."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    name = display(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read file ({e.strerror})", file=name) from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"file is larger than {MAX_BYTES} bytes; is it really an environment?", file=name)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte {e.start})", file=name) from None
+    yaml = YAML(typ="safe", pure=True)
+    yaml.allow_duplicate_keys = False
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = (e.problem or e.context or "invalid YAML").strip()
+        if "duplicate key" in str(e):
+            problem = "duplicate key " + _duplicate_key(str(e))
+        raise ConfigError(f"YAML syntax error at {where}: {problem}", file=name) from None
+    except YAMLError as e:
+        raise ConfigError(f"YAML error: {str(e).splitlines()[0]}", file=name) from None
+    except RecursionError:
+        raise ConfigError("YAML nests too deeply", file=name) from None
+    if data is None:
+        raise ConfigError("file is empty: an environment is a YAML mapping of fields", file=name)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"top level must be a mapping of fields, got a {type(data).__name__}", file=name
+        )
+    return data
+
+
+def _duplicate_key(msg: str) -> str:
+    m = re.search(r'found duplicate key "([^"]*)"', msg)
+    return repr(m.group(1)) if m else ""
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def _walk(data: Any, path: PathT = ()) -> Iterator[tuple[PathT, Any, Any]]:
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield (*path, str(k)), k, v
+            yield from _walk(v, (*path, str(k)))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from _walk(v, (*path, i))
+
+
+def _scan_secrets(data: dict[str, Any], name: str) -> None:
+    """Refuse secret values anywhere in a file, before any other check."""
+    for path, key, value in _walk(data):
+        k = str(key).lower()
+        if isinstance(value, str) and PEM_RE.search(value):
+            raise ConfigError(
+                "a private key is written in the environment file; keep it out of the repository and "
+                "give it to Pulumi with `pulumi config set --secret`",
+                file=name,
+                path=format_path(path),
+            )
+        if SECRET_KEY_RE.search(k) and not k.endswith("_secret") and value not in (None, "", {}, []):
+            raise ConfigError(
+                "secrets are never values in environment files: store it with "
+                "`pulumi config set --secret aiinfn:<name> ...` and reference <name> from the "
+                "matching `*_secret` field",
+                file=name,
+                path=format_path(path),
+            )
+    # Walk of scalars inside lists too (e.g. a PEM in a list item).
+    for item in _iter_scalars(data):
+        if isinstance(item[1], str) and PEM_RE.search(item[1]):
+            raise ConfigError(
+                "a private key is written in the environment file; give it to Pulumi as a secret",
+                file=name,
+                path=format_path(item[0]),
+            )
+
+
+def _iter_scalars(data: Any, path: PathT = ()) -> Iterator[tuple[PathT, Any]]:
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from _iter_scalars(v, (*path, str(k)))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from _iter_scalars(v, (*path, i))
+    else:
+        yield path, data
+
+
+# --------------------------------------------------------------------------- layering
+
+
+class Layered:
+    """The merged data of a file and its ``extends:`` chain, with the file that set each path."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.origin: dict[PathT, Path] = {}
+
+    def file_for(self, path: PathT) -> Path | None:
+        for n in range(len(path), -1, -1):
+            f = self.origin.get(path[:n])
+            if f is not None:
+                return f
+        return None
+
+
+def _merge(dst: dict[str, Any], src: dict[str, Any], origin: dict[PathT, Path], file: Path, path: PathT) -> None:
+    for k, v in src.items():
+        key = (*path, str(k))
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            origin.setdefault(key, file)
+            _merge(dst[k], v, origin, file, key)
+        else:
+            dst[k] = _copy(v)
+            for p in [p for p in origin if p[: len(key)] == key]:
+                del origin[p]
+            _record(v, origin, file, key)
+
+
+def _record(v: Any, origin: dict[PathT, Path], file: Path, path: PathT) -> None:
+    origin[path] = file
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _record(x, origin, file, (*path, str(k)))
+
+
+def _copy(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _copy(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_copy(x) for x in v]
+    return v
+
+
+def layer(path: Path, _stack: tuple[Path, ...] = ()) -> Layered:
+    """Read ``path`` and everything it extends: bases first, the file itself last (it wins)."""
+    path = path.resolve()
+    if path in _stack:
+        chain = " -> ".join(display(p) for p in (*_stack, path))
+        raise ConfigError(f"extends: cycle {chain}", file=display(_stack[0]), path="extends")
+    data = _read_yaml(path)
+    name = display(path)
+    _scan_secrets(data, name)
+    bases = data.pop("extends", None)
+    if bases is None:
+        bases = []
+    elif isinstance(bases, str):
+        bases = [bases]
+    elif not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError("must be a file name or a list of file names", file=name, path="extends")
+    out = Layered()
+    for i, base in enumerate(bases):
+        target = (path.parent / base).resolve()
+        if not target.is_file():
+            raise ConfigError(
+                f"{base!r} not found (looked for {display(target)})",
+                file=name,
+                path=f"extends[{i}]" if len(bases) > 1 else "extends",
+            )
+        sub = layer(target, (*_stack, path))
+        _merge(out.data, sub.data, out.origin, target, ())
+        for p, f in sub.origin.items():
+            out.origin[p] = f
+    _merge(out.data, data, out.origin, path, ())
+    return out
+
+
+# --------------------------------------------------------------------------- validation errors
+
+
+def format_path(loc: PathT) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _unwrap(t: Any) -> Any:
+    """Strip Annotated[...] and Optional[...] down to the core type."""
+    while True:
+        origin = get_origin(t)
+        if origin is Annotated:
+            t = get_args(t)[0]
+        elif origin in (Union, UnionType):
+            args = [a for a in get_args(t) if a is not type(None)]
+            t = args[0] if args else t
+            if len(args) != 1:
+                return t
+        else:
+            return t
+
+
+def _model_at(loc: PathT) -> type[BaseModel] | None:
+    """The pydantic model that owns the last element of ``loc`` (for 'did you mean' hints)."""
+    current: Any = Environment
+    for part in loc[:-1]:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        elif get_origin(current) is list:
+            current = get_args(current)[0]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _describe(err: dict[str, Any]) -> str:
+    typ = err["type"]
+    loc = err["loc"]
+    inp = err.get("input")
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    if typ == "extra_forbidden":
+        model = _model_at(loc)
+        field = str(loc[-1])
+        known = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(field, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else (f" (valid: {', '.join(known)})" if known else "")
+        return f"unknown field {field!r}{hint}"
+    if typ == "missing":
+        return "required field is missing"
+    shown = _short(inp)
+    if typ in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected a whole number, got {shown}"
+    if typ in ("float_type", "float_parsing"):
+        return f"expected a number, got {shown}"
+    if typ in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {shown}"
+    if typ in ("string_type",):
+        return f"expected text, got {shown}"
+    if typ in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping of fields, got {shown}"
+    if typ in ("list_type",):
+        return f"expected a list, got {shown}"
+    if typ in ("enum", "literal_error"):
+        return f"{shown} is not allowed: {msg[0].lower() + msg[1:]}"
+    if typ in ("date_type", "date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact"):
+        return f"expected a date like 2026-12-01, got {shown}"
+    if typ in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long",
+               "string_pattern_mismatch", "string_too_short", "string_too_long"):
+        return f"{shown}: {msg[0].lower() + msg[1:]}"
+    return msg
+
+
+def _short(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _pydantic_error(e: ValidationError, layered: Layered, top: Path) -> ConfigError:
+    errors = e.errors(include_url=False)
+    # model-level validators report at the model's path; prefer the deepest, most specific error
+    first = errors[0]
+    loc: PathT = tuple(first["loc"])
+    file = layered.file_for(loc) or top
+    extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return ConfigError(_describe(dict(first)) + extra, file=display(file), path=format_path(loc))
+
+
+def load(ref: str | Path, *, root: Path | None = None, semantic: bool = True) -> Environment:
+    """Load, layer and validate environment ``ref`` (a name under environments/ or a path)."""
+    from .validate import check  # local: validate imports planning, which imports models
+
+    path = resolve(ref, root)
+    layered = layer(path)
+    try:
+        env = Environment.model_validate(layered.data)
+    except ValidationError as e:
+        raise _pydantic_error(e, layered, path) from None
+    except (RecursionError, OverflowError) as e:  # pathological input
+        raise ConfigError(f"cannot be validated ({type(e).__name__})", file=display(path)) from None
+    if semantic:
+        try:
+            check(env)
+        except ConfigError as e:
+            loc = tuple(_parse_path(e.path)) if e.path else ()
+            file = layered.file_for(loc) or path
+            raise e.with_file(display(file)) from None
+    return env
+
+
+def _parse_path(p: str) -> Iterator[str | int]:
+    for part in re.finditer(r"([^.\[\]]+)|\[(\d+)\]", p):
+        if part.group(2) is not None:
+            yield int(part.group(2))
+        else:
+            yield part.group(1)

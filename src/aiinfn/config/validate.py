@@ -1,0 +1,235 @@
+"""Rules that relate several parts of an environment, checked before anything touches a cloud.
+
+``check(env)`` raises the first ConfigError it finds, with the field path that must change and how.
+The loader attributes the path to the file that set it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+from ..catalogue import accelerators as cat
+from ..catalogue import mig
+from ..errors import ConfigError
+from .models import Environment, Role
+
+MAX_SERVERS = 7
+
+
+def _fail(path: str, message: str) -> None:
+    raise ConfigError(message, path=path)
+
+
+def _check_network(env: Environment) -> None:
+    nets = {
+        "network.cidr": env.network.cidr,
+        "network.pod_cidr": env.network.pod_cidr,
+        "network.service_cidr": env.network.service_cidr,
+    }
+    for (a, na), (b, nb) in itertools.combinations(nets.items(), 2):
+        if na.overlaps(nb):
+            _fail(b, f"{nb} overlaps {a} ({na}): node, pod and service networks must be disjoint")
+    for i, net in enumerate(env.network.ssh_allow):
+        if net.prefixlen == 0:
+            _fail(
+                f"network.ssh_allow[{i}]",
+                "0.0.0.0/0 would open SSH to the whole internet: list the networks operators use",
+            )
+
+
+def _check_pools(env: Environment) -> None:
+    seen: dict[str, str] = {}
+    from ..planning.nodes import pool_node_names
+
+    for pool_name, pool in env.node_pools.items():
+        base = f"node_pools.{pool_name}"
+        names = pool_node_names(pool_name, pool)
+        for i, name in enumerate(names):
+            where = f"{base}.nodes[{i}]" if pool.nodes is not None else f"{base}.count"
+            if len(name) > 63:
+                _fail(where, f"node name {name!r} is longer than 63 characters")
+            if name in seen:
+                _fail(where, f"node name {name!r} is also in pool {seen[name]!r}: node names must be unique")
+            seen[name] = pool_name
+
+        if pool.flavor not in env.flavors:
+            known = ", ".join(env.flavors) or "none defined"
+            _fail(f"{base}.flavor", f"flavor {pool.flavor!r} is not defined under `flavors` (defined: {known})")
+        flavor = env.flavors[pool.flavor]
+
+        accel = pool.accelerators
+        if pool.role in (Role.GPU, Role.FPGA) and accel is None:
+            _fail(f"{base}.accelerators", f"a `{pool.role.value}` pool needs `accelerators: {{model, per_node}}`")
+        if accel is not None:
+            model = cat.model(accel.model)
+            if pool.role not in (Role.GPU, Role.FPGA):
+                _fail(f"{base}.role", f"pool has accelerators, so its role must be gpu or fpga, not {pool.role.value}")
+            expected = Role.GPU if model.kind is cat.Kind.GPU else Role.FPGA
+            if pool.role is not expected:
+                _fail(f"{base}.role", f"{model.name} is a {model.kind.value}: the pool's role must be {expected.value}")
+            carried = flavor.accelerators.get(model.name, 0)
+            if carried != accel.per_node:
+                what = f"{carried}x {model.name}" if carried else f"no {model.name}"
+                _fail(
+                    f"{base}.accelerators.per_node",
+                    f"pool wants {accel.per_node}x {model.name} per node but flavor {pool.flavor!r} carries "
+                    f"{what}: set the flavor's `accelerators: {{{model.name}: {accel.per_node}}}` or change the pool",
+                )
+            others = set(flavor.accelerators) - {model.name}
+            if others:
+                _fail(f"{base}.flavor", f"flavor {pool.flavor!r} also passes through {', '.join(sorted(others))}")
+            if pool.mig is not None:
+                if not model.mig_capable:
+                    _fail(f"{base}.mig", f"{model.name} does not support MIG: remove `mig`")
+                try:
+                    mig.validate(model, pool.mig)
+                except mig.MigLayoutError as e:
+                    where = f"{base}.mig[{e.index}]" if e.index is not None else f"{base}.mig"
+                    _fail(where, str(e))
+                if env.kubernetes.mig_strategy == "single" and len(set(pool.mig)) > 1:
+                    _fail(
+                        f"{base}.mig",
+                        f"layout mixes {', '.join(sorted(set(pool.mig)))} but kubernetes.mig_strategy is "
+                        "'single' (one profile per node): use one profile, or set mig_strategy: mixed",
+                    )
+        elif flavor.accelerators:
+            _fail(
+                f"{base}.accelerators",
+                f"flavor {pool.flavor!r} passes through {', '.join(flavor.accelerators)} but the pool declares "
+                "no `accelerators`",
+            )
+        if pool.ingress and pool.role not in (Role.AGENT, Role.SERVER):
+            _fail(f"{base}.ingress", "only agent or server pools can carry the ingress")
+
+    servers = [n for n, p in env.node_pools.items() if p.role is Role.SERVER]
+    if not servers:
+        _fail("node_pools", "no pool has role `server`: the cluster needs its RKE2 servers")
+    if len(servers) > 1:
+        _fail(f"node_pools.{servers[1]}.role", f"only one server pool is supported (already: {servers[0]!r})")
+    sp = env.node_pools[servers[0]]
+    n_servers = len(pool_node_names(servers[0], sp))
+    if n_servers % 2 == 0 or n_servers > MAX_SERVERS:
+        where = f"node_pools.{servers[0]}." + ("count" if sp.count is not None else "nodes")
+        _fail(where, f"{n_servers} servers: etcd needs an odd number (1, 3 or 5) for quorum")
+
+    roles = Counter(p.role for p in env.node_pools.values())
+    for role in (Role.NFS, Role.BACKUP, Role.BASTION):
+        pools = [n for n, p in env.node_pools.items() if p.role is role]
+        if len(pools) > 1:
+            _fail(f"node_pools.{pools[1]}.role", f"only one {role.value} pool is supported")
+        if pools and len(pool_node_names(pools[0], env.node_pools[pools[0]])) > 1:
+            p = env.node_pools[pools[0]]
+            _fail(
+                f"node_pools.{pools[0]}." + ("count" if p.count is not None else "nodes"),
+                f"the {role.value} pool holds exactly one node",
+            )
+    if env.storage.nfs is not None and not roles[Role.NFS]:
+        _fail("storage.nfs", "the platform filesystem needs a node pool with role `nfs`")
+    if env.storage.backup is not None and not roles[Role.BACKUP]:
+        _fail("storage.backup", "backups need a node pool with role `backup` (it holds the Borg repository)")
+    if env.network.ssh_allow and not roles[Role.BASTION]:
+        _fail("network.ssh_allow", "SSH is allowed from outside but there is no `bastion` pool to receive it")
+
+
+def _check_site(env: Environment) -> None:
+    for name, f in env.flavors.items():
+        for model in f.accelerators:
+            if model not in cat.MODELS:  # pragma: no cover - the model validator already refuses it
+                _fail(f"flavors.{name}.accelerators", f"unknown accelerator {model!r}")
+    from ..planning.capacity import fit_on_hosts, installed_accelerators, requested_accelerators
+    from ..planning.nodes import inventory
+
+    if not env.site.hosts:
+        return
+    nodes = inventory(env)
+    installed = installed_accelerators(env)
+    for model, need in requested_accelerators(nodes).items():
+        have = installed.get(model, 0)
+        if need > have:
+            pools = [n for n, p in env.node_pools.items() if p.accelerators and p.accelerators.model == model]
+            _fail(
+                f"node_pools.{pools[0]}.accelerators",
+                f"pools ask for {need}x {model} but the site's hosts have {have}: lower the node count or "
+                "add the hardware to site.hosts",
+            )
+    fit = fit_on_hosts(env, nodes)
+    if fit.unplaced:
+        node = next(n for n in nodes if n.name == fit.unplaced)
+        _fail(
+            f"node_pools.{node.pool}",
+            f"node {node.name!r} fits on no host in site.hosts ({fit.reason}, after placing the larger nodes)",
+        )
+
+
+def _check_projects(env: Environment) -> None:
+    from ..planning.capacity import capacity
+    from ..planning.nodes import inventory
+
+    caps = capacity(env, inventory(env))
+    totals: dict[str, list[tuple[str, float]]] = {}
+    namespaces: dict[str, str] = {}
+    for pname, p in env.projects.items():
+        ns = p.namespace or pname
+        if ns in namespaces:
+            _fail(f"projects.{pname}.namespace", f"namespace {ns!r} is already used by project {namespaces[ns]!r}")
+        namespaces[ns] = pname
+        for kind, share in p.shares.items():
+            if kind not in caps:
+                offered = ", ".join(caps) or "none"
+                _fail(
+                    f"projects.{pname}.shares.{kind}",
+                    f"the cluster offers no {kind!r} (kinds offered: {offered})",
+                )
+            totals.setdefault(kind, []).append((pname, share))
+    for kind, items in totals.items():
+        total = sum(s for _, s in items)
+        if total > 1.0 + 1e-9:
+            detail = " + ".join(f"{n} {s:g}" for n, s in items)
+            last = items[-1][0]
+            _fail(
+                f"projects.{last}.shares.{kind}",
+                f"shares of {kind} add up to {total:g} ({detail}), above the whole capacity "
+                f"({caps[kind].units} units = 1.0): lower them",
+            )
+    if env.event is not None:
+        ev = env.event
+        ns = f"event-{ev.name}"
+        if ns in namespaces:
+            _fail("event.name", f"namespace {ns!r} is already a project's namespace")
+        offered = 0
+        for i, kind in enumerate(ev.per_participant.accelerators):
+            if kind not in caps:
+                _fail(
+                    f"event.per_participant.accelerators[{i}]",
+                    f"the cluster offers no {kind!r} (kinds offered: {', '.join(caps) or 'none'})",
+                )
+            offered += caps[kind].units
+        if ev.per_participant.accelerators and ev.participants > offered:
+            kinds = " + ".join(f"{caps[k].units}x {k}" for k in ev.per_participant.accelerators)
+            _fail(
+                "event.participants",
+                f"{ev.participants} participants need one accelerator each but the cluster has {offered} "
+                f"({kinds}): lower participants or add kinds to per_participant.accelerators",
+            )
+
+
+def _check_services(env: Environment) -> None:
+    hub = env.services.jupyterhub
+    if hub is not None:
+        if hub.default_image not in hub.images.values() and hub.images:
+            _fail("services.jupyterhub.default_image", "default_image must be one of `images`")
+    h = env.services.harbor
+    if h is not None and h.s3_bucket and not (h.s3_access_key_secret and h.s3_secret_key_secret):
+        _fail("services.harbor", "s3_bucket needs s3_access_key_secret and s3_secret_key_secret")
+    if env.storage.juicefs is not None and env.storage.s3 is None:
+        _fail("storage.juicefs", "JuiceFS stores its data in S3: configure storage.s3 first")
+
+
+def check(env: Environment) -> None:
+    """Every cross-field rule, in the order an operator would fix them."""
+    _check_network(env)
+    _check_pools(env)
+    _check_site(env)
+    _check_projects(env)
+    _check_services(env)

@@ -1,0 +1,50 @@
+"""The project's own error types: every user-facing failure is one of these.
+
+The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``; nothing else escapes
+as a traceback.
+"""
+
+from __future__ import annotations
+
+
+class AiinfnError(Exception):
+    """Base class: a message meant for an operator, and the exit code that goes with it."""
+
+    exit_code = 1
+
+
+class ConfigError(AiinfnError):
+    """A broken environment: names the file, the field path and the fix.
+
+    ``str()`` gives ``<file>: <path>: <message>``, e.g.
+    ``environments/x.yaml: node_pools.a100.mig[0]: '3g.30gb' is not a MIG profile of A100-80GB (...)``.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | None = None, path: str | None = None) -> None:
+        self.file = file
+        self.path = path
+        self.message = message
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        parts = [p for p in (self.file, self.path) if p]
+        parts.append(self.message)
+        return ": ".join(parts)
+
+    def with_file(self, file: str) -> ConfigError:
+        """The same error, attributed to ``file`` unless it already names one."""
+        return self if self.file else ConfigError(self.message, file=file, path=self.path)
+
+
+class PlanError(AiinfnError):
+    """The offline plan could not be built (a bug in a stack or a missing part of the toolkit)."""
+
+    exit_code = 3
+
+
+class ToolMissingError(AiinfnError):
+    """An external program the command needs (pulumi, ansible-playbook ...) is not installed."""
+
+    exit_code = 4

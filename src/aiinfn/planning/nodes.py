@@ -1,0 +1,132 @@
+"""Node inventory: every VM the environment asks for, with a stable name and its derived facts.
+
+Names come from the environment (explicit ``nodes:``) or from ``count:`` as ``<prefix>-01``,
+``<prefix>-02`` ...; never from a position in a list, so adding a node never renames another.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..catalogue import accelerators as cat
+from ..catalogue import mig
+from ..config.models import Environment, NodePool, Role
+
+LABEL_PREFIX = "aiinfn.infn.it"
+MIG_CONFIG_LABEL = "nvidia.com/mig.config"
+RESERVED_TAINT = "reserved"
+
+
+def group_label_value(group: str) -> str:
+    """An IAM group as a label/taint value: ``ai-infn/lhcb`` -> ``ai-infn.lhcb``."""
+    value = re.sub(r"[^A-Za-z0-9_.-]", ".", group).strip("._-")
+    return value[:63].rstrip("._-")
+
+
+@dataclass(frozen=True)
+class NodeTaint:
+    key: str
+    value: str
+    effect: str
+
+    def as_k8s(self) -> dict[str, str]:
+        return {"key": self.key, "value": self.value, "effect": self.effect}
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    pool: str
+    role: Role
+    flavor: str
+    accelerator: str | None
+    accelerator_count: int
+    #: One entry per GPU: its MIG layout, or None when MIG is off on that GPU.
+    mig_layouts: tuple[tuple[str, ...] | None, ...]
+    mig_config: str | None
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: tuple[NodeTaint, ...] = ()
+    reserved_for: str | None = None
+    ingress: bool = False
+
+    @property
+    def is_kubernetes_node(self) -> bool:
+        return self.role in (Role.SERVER, Role.AGENT, Role.GPU, Role.FPGA)
+
+    @property
+    def mig_enabled(self) -> bool:
+        return any(layout is not None for layout in self.mig_layouts)
+
+
+def pool_node_names(pool_name: str, pool: NodePool) -> list[str]:
+    if pool.nodes is not None:
+        return list(pool.nodes)
+    prefix = pool.name_prefix or pool_name
+    width = max(2, len(str(pool.count or 0)))
+    return [f"{prefix}-{i:0{width}d}" for i in range(1, (pool.count or 0) + 1)]
+
+
+def _labels_and_taints(
+    env: Environment, pool_name: str, pool: NodePool, config_name: str | None
+) -> tuple[dict[str, str], tuple[NodeTaint, ...]]:
+    labels = {
+        f"{LABEL_PREFIX}/site": env.site.name,
+        f"{LABEL_PREFIX}/pool": pool_name,
+        f"{LABEL_PREFIX}/role": pool.role.value,
+    }
+    taints: list[NodeTaint] = []
+    if pool.accelerators is not None:
+        m = cat.model(pool.accelerators.model)
+        labels[f"{LABEL_PREFIX}/accelerator"] = m.name
+        labels[f"{LABEL_PREFIX}/accelerator-kind"] = m.kind.value
+        taints.append(NodeTaint(f"{LABEL_PREFIX}/accelerator", m.name, "NoSchedule"))
+        if m.kind is cat.Kind.GPU:
+            labels[MIG_CONFIG_LABEL] = config_name or "all-disabled"
+    if pool.reserved_for:
+        value = group_label_value(pool.reserved_for)
+        labels[f"{LABEL_PREFIX}/reserved-for"] = value
+        taints.append(NodeTaint(RESERVED_TAINT, value, "NoSchedule"))
+    if pool.role is Role.SERVER:
+        taints.append(NodeTaint("CriticalAddonsOnly", "true", "NoExecute"))
+    labels.update(pool.labels)
+    taints.extend(NodeTaint(t.key, t.value, t.effect.value) for t in pool.taints)
+    return labels, tuple(taints)
+
+
+def pool_nodes(env: Environment, pool_name: str, pool: NodePool) -> list[Node]:
+    accel = pool.accelerators
+    model = cat.model(accel.model) if accel else None
+    layouts: tuple[tuple[str, ...] | None, ...] = ()
+    config_name: str | None = None
+    if accel and model:
+        per_gpu: tuple[str, ...] | None = tuple(pool.mig) if pool.mig is not None else None
+        layouts = tuple(per_gpu for _ in range(accel.per_node))
+        if model.mig_capable:
+            config_name = mig.config_name(model, [list(x) if x is not None else None for x in layouts])
+    labels, taints = _labels_and_taints(env, pool_name, pool, config_name)
+    return [
+        Node(
+            name=name,
+            pool=pool_name,
+            role=pool.role,
+            flavor=pool.flavor,
+            accelerator=model.name if model else None,
+            accelerator_count=accel.per_node if accel else 0,
+            mig_layouts=layouts,
+            mig_config=config_name,
+            labels=labels,
+            taints=taints,
+            reserved_for=pool.reserved_for,
+            ingress=pool.ingress,
+        )
+        for name in pool_node_names(pool_name, pool)
+    ]
+
+
+def inventory(env: Environment) -> list[Node]:
+    """Every node of the environment, pool by pool, in file order."""
+    out: list[Node] = []
+    for pool_name, pool in env.node_pools.items():
+        out.extend(pool_nodes(env, pool_name, pool))
+    return out

@@ -1,0 +1,51 @@
+"""Every upstream version the platform pins, in one place.
+
+Upgrading a component means changing its line here (and reading that component's upgrade notes);
+environments cannot override these, so all sites run what the tests validated.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Kubernetes minor the cluster runs; the Kubernetes OpenAPI schema used by the tests follows it.
+KUBERNETES: Final = "1.33"
+#: RKE2 release installed by the bootstrap roles (its Kubernetes minor must equal KUBERNETES).
+RKE2: Final = "v1.33.5+rke2r1"
+#: Kueue release and the API version our objects use.
+KUEUE: Final = "0.19.2"
+KUEUE_API: Final = "kueue.x-k8s.io/v1beta2"
+#: NVIDIA mig-parted config format version written for the MIG manager.
+MIG_PARTED_CONFIG: Final = "v1"
+
+#: Helm charts: name -> (repository, chart, version).
+CHARTS: Final[dict[str, tuple[str, str, str]]] = {
+    "jupyterhub": ("https://hub.jupyter.org/helm-chart/", "jupyterhub", "4.4.0"),
+    "kueue": ("oci://registry.k8s.io/kueue/charts", "kueue", KUEUE),
+    "harbor": ("https://helm.goharbor.io", "harbor", "1.19.0"),
+    "gpu-operator": ("https://helm.ngc.nvidia.com/nvidia", "gpu-operator", "v25.10.0"),
+    "kube-prometheus-stack": (
+        "https://prometheus-community.github.io/helm-charts",
+        "kube-prometheus-stack",
+        "79.5.0",
+    ),
+    "juicefs-csi-driver": ("https://juicedata.github.io/charts/", "juicefs-csi-driver", "0.30.0"),
+    "nfs-subdir-external-provisioner": (
+        "https://kubernetes-sigs.github.io/nfs-subdir-external-provisioner/",
+        "nfs-subdir-external-provisioner",
+        "4.0.18",
+    ),
+    "cert-manager": ("https://charts.jetstack.io", "cert-manager", "v1.19.1"),
+    "interlink": ("https://intertwin-eu.github.io/interLink/", "interlink", "0.5.0"),
+}
+
+
+def chart_version(name: str) -> str:
+    """The pinned version of chart ``name``."""
+    return CHARTS[name][2]
+
+
+def rke2_kubernetes_minor() -> str:
+    """``1.33`` for ``v1.33.5+rke2r1``."""
+    major, minor = RKE2.lstrip("v").split(".")[:2]
+    return f"{major}.{minor}"
