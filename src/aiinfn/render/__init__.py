@@ -1,0 +1,155 @@
+"""Render templates/ with Jinja2 (StrictUndefined): cloud-init, mig-parted config, Ansible inventory.
+
+The stacks pass exactly these documents to the cloud (user data), and ``aiinfn plan`` writes the same
+ones under ``build/<env>/``, so what is reviewed is what is deployed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from ruamel.yaml import YAML
+
+from ..config.loader import project_root
+from ..config.models import Role
+from ..planning import Plan
+from ..planning.nodes import Node
+
+ADMIN_USER = "aiinfn"
+#: First-boot packages per role (drivers and Kubernetes come later, from Ansible).
+BASE_PACKAGES = ["chrony", "curl", "jq", "python3", "nfs-common", "xfsprogs"]
+ROLE_PACKAGES: dict[Role, list[str]] = {
+    Role.NFS: ["nfs-kernel-server"],
+    Role.BACKUP: ["borgbackup"],
+    Role.BASTION: ["fail2ban"],
+}
+#: Local NVMe exposed as the flavor's ephemeral disk: second virtio disk.
+EPHEMERAL_DEVICE = "/dev/vdb"
+
+
+def templates_dir() -> Path:
+    return project_root() / "templates"
+
+
+@lru_cache(maxsize=4)
+def _jinja(directory: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["tojson"] = lambda v: json.dumps(v, sort_keys=True)
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    return _jinja(str(templates_dir())).get_template(template).render(**context)
+
+
+def yaml_dump(data: Any) -> str:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    buf = StringIO()
+    yaml.dump(data, buf)
+    return buf.getvalue()
+
+
+def node_facts(plan: Plan, node: Node) -> dict[str, Any]:
+    """What a node knows about itself (written to /etc/aiinfn/node.json, read by the roles)."""
+    return {
+        "name": node.name,
+        "site": plan.env.site.name,
+        "pool": node.pool,
+        "role": node.role.value,
+        "accelerator": node.accelerator,
+        "accelerator_count": node.accelerator_count,
+        "mig_config": node.mig_config,
+        "labels": node.labels,
+        "taints": [t.as_k8s() for t in node.taints],
+    }
+
+
+def cloud_init(plan: Plan, node: Node) -> str:
+    env = plan.env
+    flavor = env.flavors[node.flavor]
+    keys = [env.site.ssh_public_key] if env.site.ssh_public_key else []
+    packages = BASE_PACKAGES + ROLE_PACKAGES.get(node.role, [])
+    return render(
+        "cloud-init/node.yaml.j2",
+        node={"name": node.name, "pool": node.pool, "role": node.role.value},
+        site=env.site,
+        admin_user=ADMIN_USER,
+        ssh_keys=keys,
+        packages=packages,
+        scratch_device=EPHEMERAL_DEVICE if flavor.ephemeral_gb > 0 else None,
+        facts=node_facts(plan, node),
+    )
+
+
+def mig_parted(plan: Plan) -> str:
+    return yaml_dump(plan.mig_parted_config())
+
+
+def inventory_groups(plan: Plan) -> dict[str, list[str]]:
+    """Ansible groups: ``role_<role>``, ``pool_<pool>``, ``accel_<model>``, plus ``k8s_cluster``."""
+    groups: dict[str, list[str]] = {}
+
+    def add(group: str, name: str) -> None:
+        groups.setdefault(group.replace("-", "_").lower(), []).append(name)
+
+    for n in plan.nodes:
+        add(f"role_{n.role.value}", n.name)
+        add(f"pool_{n.pool}", n.name)
+        if n.accelerator:
+            add(f"accel_{n.accelerator}", n.name)
+        if n.is_kubernetes_node:
+            add("k8s_cluster", n.name)
+    return dict(sorted(groups.items()))
+
+
+def host_vars(plan: Plan, node: Node, address: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if address:
+        out["ansible_host"] = address
+    out.update(
+        {
+            "aiinfn_pool": node.pool,
+            "aiinfn_role": node.role.value,
+            "aiinfn_accelerator": node.accelerator,
+            "aiinfn_accelerator_count": node.accelerator_count,
+            "aiinfn_mig_config": node.mig_config,
+            "aiinfn_node_labels": node.labels,
+            "aiinfn_node_taints": [t.as_k8s() for t in node.taints],
+        }
+    )
+    return out
+
+
+def ansible_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> str:
+    addresses = addresses or {}
+    hosts = [{"name": n.name, "vars": host_vars(plan, n, addresses.get(n.name))} for n in plan.nodes]
+    return render(
+        "ansible/inventory.yaml.j2",
+        site=plan.env.site,
+        admin_user=ADMIN_USER,
+        groups=inventory_groups(plan),
+        hosts=hosts,
+    )
+
+
+def artifacts(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every rendered artifact of the plan, keyed by its path under build/<env>/."""
+    out: dict[str, str] = {}
+    for node in plan.nodes:
+        out[f"cloud-init/{node.name}.yaml"] = cloud_init(plan, node)
+    out["mig-parted/config.yaml"] = mig_parted(plan)
+    out["ansible/inventory.yaml"] = ansible_inventory(plan, addresses)
+    return out

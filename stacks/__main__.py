@@ -1,0 +1,22 @@
+"""The aiinfn Pulumi program: environment -> Infra (-> Cluster -> Overlay -> Event).
+
+The only place that reads Pulumi config. Everything below receives validated models.
+"""
+
+import pulumi
+
+from aiinfn.config import load
+from aiinfn.planning import make_plan
+from infra import Infra, InfraArgs
+
+config = pulumi.Config("aiinfn")
+environment = load(config.require("environment"))
+plan = make_plan(environment)
+
+infra = Infra(environment.site.name, InfraArgs(plan=plan))
+
+pulumi.export("environment", environment.name)
+pulumi.export("inventory", infra.inventory)
+pulumi.export("endpoints", infra.endpoints)
+pulumi.export("network", {"network_id": infra.network.network_id, "subnet_id": infra.network.subnet_id})
+pulumi.export("rke2_token", infra.rke2_token)

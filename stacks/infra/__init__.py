@@ -1,0 +1,105 @@
+"""Site infrastructure on OpenStack: network, security groups, flavors, nodes and stateful volumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_openstack as openstack
+import pulumi_random as random
+
+from aiinfn.config.models import Role
+from aiinfn.planning import Plan
+
+from .compute import Flavors, NodeInstance, NodeInstanceArgs
+from .network import SiteNetwork, SiteNetworkArgs
+from .security import SecurityGroups, SecurityGroupsArgs
+from .storage import StatefulVolumes, StatefulVolumesArgs
+
+
+@dataclass(frozen=True)
+class InfraArgs:
+    plan: Plan
+
+
+class Infra(pulumi.ComponentResource):
+    """Everything `pulumi up` creates on one site's OpenStack project."""
+
+    inventory: pulumi.Output[list[dict[str, Any]]]
+    endpoints: pulumi.Output[dict[str, Any]]
+    rke2_token: pulumi.Output[str]
+
+    def __init__(self, name: str, args: InfraArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aiinfn:infra:Infra", name, None, opts)
+        plan = args.plan
+        env = plan.env
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.network = SiteNetwork(f"{name}-network", SiteNetworkArgs(env=env), child)
+        self.security = SecurityGroups(f"{name}-secgroups", SecurityGroupsArgs(env=env), child)
+        self.flavors = Flavors(f"{name}-flavors", plan, child)
+
+        keypair = None
+        if env.site.ssh_public_key:
+            keypair = openstack.compute.Keypair(
+                f"{name}-keypair",
+                name=f"aiinfn-{env.site.name}",
+                public_key=env.site.ssh_public_key,
+                opts=child,
+            )
+        servers = openstack.compute.ServerGroup(
+            f"{name}-servers-antiaffinity",
+            name=f"aiinfn-{env.site.name}-servers",
+            policies="anti-affinity",
+            opts=child,
+        )
+        # RKE2 join token: generated once per site, kept in state, handed to bootstrap as a secret.
+        token = random.RandomPassword(f"{name}-rke2-token", length=48, special=False, opts=child)
+        self.rke2_token = pulumi.Output.secret(token.result)
+
+        ingress_node = next((n.name for n in plan.nodes if n.ingress), None)
+        self.nodes: dict[str, NodeInstance] = {}
+        for node in plan.nodes:
+            self.nodes[node.name] = NodeInstance(
+                f"{name}-{node.name}",
+                NodeInstanceArgs(
+                    plan=plan,
+                    node=node,
+                    network_id=self.network.network_id,
+                    subnet_id=self.network.subnet_id,
+                    flavor_id=self.flavors.ids[node.flavor],
+                    security_group_ids=self.security.for_role(node.role, ingress=node.ingress),
+                    keypair=keypair.name if keypair else None,
+                    server_group_id=servers.id if node.role is Role.SERVER else None,
+                    floating_ip_pool=env.site.external_network
+                    if node.role is Role.BASTION or node.name == ingress_node
+                    else None,
+                ),
+                child,
+            )
+
+        self.volumes = StatefulVolumes(
+            f"{name}-stateful",
+            StatefulVolumesArgs(plan=plan, instances={n: i.instance_id for n, i in self.nodes.items()}),
+            child,
+        )
+
+        self.inventory = pulumi.Output.all(*[n.inventory_entry for n in self.nodes.values()])
+        fips = {n: i.floating_ip for n, i in self.nodes.items() if i.floating_ip is not None}
+        bastion = next((n.name for n in plan.nodes if n.role is Role.BASTION), None)
+        self.endpoints = pulumi.Output.from_input(
+            {
+                "bastion": fips.get(bastion) if bastion else None,
+                "ingress": fips.get(ingress_node) if ingress_node else None,
+                "ingress_hostname": env.network.ingress.hostname,
+                "domain": env.site.domain,
+            }
+        )
+        self.register_outputs(
+            {
+                "inventory": self.inventory,
+                "endpoints": self.endpoints,
+                "rke2_token": self.rke2_token,
+            }
+        )
