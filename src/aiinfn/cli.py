@@ -1,0 +1,211 @@
+"""The `aiinfn` command: a thin typer layer over the library.
+
+Every failure is one line on stderr naming the file, field or resource, with a non-zero exit code:
+2 for a broken environment, 3 for a plan that cannot be built, 4 for a missing external tool,
+1 for other operational errors. Set AIINFN_DEBUG=1 to see tracebacks of unexpected errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from .errors import AiinfnError, ToolMissingError
+
+app = typer.Typer(
+    name="aiinfn",
+    help="Build and run the AI_INFN federated GPU platform: plan offline, then pulumi up per site.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+EnvArg = Annotated[str, typer.Argument(help="environment name under environments/ (e.g. cnaf) or a YAML path")]
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def validate(env: EnvArg) -> None:
+    """Check an environment file (schema and cross-field rules) without planning."""
+    from .config import load, resolve
+    from .config.loader import display
+
+    path = resolve(env)
+    environment = load(path)
+    nodes = sum(1 for _ in _nodes(environment))
+    out.print(f"[green]ok[/green] {display(path)}: environment {environment.name!r}, {nodes} nodes")
+
+
+def _nodes(environment: Any) -> Any:
+    from .planning.nodes import inventory
+
+    return inventory(environment)
+
+
+@app.command()
+def plan(
+    env: EnvArg,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table (default) or json")] = OutputFormat.table,
+    build_dir: Annotated[Path, typer.Option(help="where build/<env>/ is written")] = Path("build"),
+    stack: Annotated[str | None, typer.Option(help="stack name (default: the environment's name)")] = None,
+) -> None:
+    """Plan offline (Pulumi mock runtime): resource tree, capacity, and build/<env>/ artifacts."""
+    from . import plan as planmod
+
+    if output is OutputFormat.json:
+        report = planmod.build(env, stack=stack)
+        planmod.write(report, build_dir)
+        sys.stdout.write(json.dumps(report.document(), indent=2) + "\n")
+        return
+    with err.status(f"planning {env} offline ..."):
+        report = planmod.build(env, stack=stack)
+        where = planmod.write(report, build_dir)
+    _print_tree(report)
+    _print_capacity(report)
+    s = report.summary()
+    out.print(
+        f"\n[bold]{s['resources']}[/bold] resources ({s['custom_resources']} cloud resources, "
+        f"{s['components']} components), {s['nodes']} nodes, {len(s['protected'])} protected; "
+        f"artifacts in [cyan]{where}[/cyan]"
+    )
+    if report.missing_secrets:
+        keys = ", ".join(report.missing_secrets)
+        err.print(
+            f"[yellow]note[/yellow]: stack {report.stack!r} does not set {keys}; before `pulumi up` run "
+            f"`pulumi config set --secret aiinfn:<name> ...` for each"
+        )
+
+
+def _print_tree(report: Any) -> None:
+    regs = report.run.registrations
+    children: dict[str, list[Any]] = {}
+    for r in regs:
+        children.setdefault(r.parent, []).append(r)
+    roots = [r for r in regs if not r.parent or r.parent.split("::")[2] == "pulumi:pulumi:Stack"]
+
+    def short(t: str) -> str:
+        return t.split(":")[-1]
+
+    def count(r: Any) -> int:
+        return sum(1 + count(c) for c in children.get(r.urn, []))
+
+    def add(branch: Tree, r: Any) -> None:
+        kids = sorted(children.get(r.urn, []), key=lambda c: (c.custom, c.name))
+        comps = [c for c in kids if not c.custom]
+        custom = [c for c in kids if c.custom]
+        flags = []
+        if any(c.protect for c in custom):
+            flags.append("[red]protected[/red]")
+        label = f"[bold]{short(r.type)}[/bold] {r.name} [dim]({count(r)})[/dim] " + " ".join(flags)
+        node = branch.add(label.rstrip())
+        if custom:
+            by_type: dict[str, int] = {}
+            for c in custom:
+                by_type[short(c.type)] = by_type.get(short(c.type), 0) + 1
+            node.add(", ".join(f"{t} x{n}" if n > 1 else t for t, n in by_type.items()))
+        for c in comps:
+            add(node, c)
+
+    tree = Tree(f"[bold]stack {report.stack}[/bold] ({report.env.name}, site {report.env.site.name})")
+    for r in sorted(roots, key=lambda r: (r.custom, r.name)):
+        add(tree, r)
+    out.print(tree)
+
+
+def _print_capacity(report: Any) -> None:
+    table = Table(title="Accelerator capacity", title_justify="left")
+    for col in ("kind", "resource", "GPUs/devices", "units", "nodes", "guaranteed", "shared"):
+        table.add_column(col, justify="right" if col in ("GPUs/devices", "units", "shared") else "left")
+    for row in report.capacity():
+        guaranteed = ", ".join(f"{p} {n}" for p, n in row["guaranteed"].items()) or "-"
+        table.add_row(
+            row["kind"],
+            row["resource"],
+            str(row["devices"]),
+            str(row["units"]),
+            str(len(row["nodes"])),
+            guaranteed,
+            str(row["shared"]),
+        )
+    out.print(table)
+    ev = report.plan.event
+    if ev is not None:
+        kinds = ", ".join(f"{n}x {k}" for k, n in ev.units.items()) or "no accelerators"
+        out.print(
+            f"event [bold]{ev.event}[/bold]: {ev.participants} participants -> {kinds}; "
+            f"{ev.cpu:g} CPU, {ev.memory_gb:g} GB; {ev.placeholders} placeholders; namespace {ev.namespace}"
+        )
+
+
+@app.command("list")
+def list_envs() -> None:
+    """List the shipped environments."""
+    from .config import list_environments
+
+    for name in list_environments():
+        out.print(name)
+
+
+@app.command()
+def up(
+    env: EnvArg,
+    stack: Annotated[str | None, typer.Option(help="stack name (default: the environment's name)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="apply without asking after the preview")] = False,
+) -> None:
+    """Validate, then preview and apply the stack with the Pulumi Automation API (needs the pulumi CLI)."""
+    from .config import load, project_root, resolve
+
+    path = resolve(env)
+    environment = load(path)  # validate before anything changes
+    if shutil.which("pulumi") is None:
+        raise ToolMissingError(
+            "the pulumi CLI is not installed: install it (https://www.pulumi.com/docs/install/) to run "
+            "`aiinfn up`; `aiinfn plan` works without it"
+        )
+    from pulumi import automation as auto
+
+    name = stack or environment.name
+    st = auto.create_or_select_stack(stack_name=name, work_dir=str(project_root()))
+    st.set_config("aiinfn:environment", auto.ConfigValue(str(path)))
+    preview = st.preview(on_output=out.print)
+    out.print(preview.change_summary)
+    if not yes and not typer.confirm(f"apply these changes to stack {name!r}?"):
+        raise typer.Exit(1)
+    result = st.up(on_output=out.print)
+    out.print(f"[green]done[/green]: {result.summary.resource_changes}")
+
+
+def main() -> None:
+    try:
+        app()
+    except AiinfnError as e:
+        err.print(f"[red]error[/red]: {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as e:  # pragma: no cover - last resort, must never print a traceback
+        if os.environ.get("AIINFN_DEBUG"):
+            raise
+        err.print(f"[red]internal error[/red]: {type(e).__name__}: {e} (set AIINFN_DEBUG=1 for details)")
+        sys.exit(70)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

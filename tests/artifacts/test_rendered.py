@@ -1,0 +1,112 @@
+"""Every rendered artifact checked by the tool that consumes it.
+
+cloud-init user data: Debian's cloud-init, `cloud-init schema --config-file` (installed by
+scripts/install-debian-deps.sh). Ansible inventory: the real `ansible-inventory` from the ansible
+package. mig-parted config: parsed and checked against the catalogue (mig-parted itself is a Go
+binary that cannot be installed here; its stock configs are the oracle in tests/unit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from aiinfn import plan as planmod
+from aiinfn.catalogue import accelerators as cat
+from aiinfn.catalogue import mig
+from aiinfn.config import list_environments
+from aiinfn.planning.nodes import MIG_CONFIG_LABEL
+
+SHIPPED = list_environments()
+
+
+@pytest.fixture(scope="module", params=SHIPPED)
+def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, planmod.PlanReport]:
+    report = planmod.build(request.param)
+    out = planmod.write(report, tmp_path_factory.mktemp("build"))
+    return out, report
+
+
+def test_every_user_data_document_is_valid_cloud_config(built: tuple[Path, planmod.PlanReport]) -> None:
+    out, report = built
+    cloud_init = shutil.which("cloud-init")
+    assert cloud_init, "cloud-init is not installed: scripts/install-debian-deps.sh installs it"
+    files = sorted((out / "cloud-init").glob("*.yaml"))
+    assert [f.stem for f in files] == sorted(n.name for n in report.plan.nodes)
+    for f in files:
+        res = subprocess.run([cloud_init, "schema", "--config-file", str(f)], capture_output=True, text=True)
+        assert res.returncode == 0, f"{f.name}: {res.stdout}{res.stderr}"
+        assert "Valid cloud-config" in res.stdout
+
+
+def test_user_data_is_what_the_instances_receive(built: tuple[Path, planmod.PlanReport]) -> None:
+    out, report = built
+    for inst in report.run.by_type("openstack:compute/instance:Instance"):
+        name = inst.inputs["name"]
+        assert inst.inputs["userData"] == (out / "cloud-init" / f"{name}.yaml").read_text()
+
+
+def test_ansible_inventory_parses_with_the_real_ansible(built: tuple[Path, planmod.PlanReport]) -> None:
+    out, report = built
+    exe = Path(sys.executable).parent / "ansible-inventory"
+    env = {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true", "ANSIBLE_HOME": str(out / ".ansible")}
+    res = subprocess.run(
+        [str(exe), "-i", str(out / "ansible" / "inventory.yaml"), "--list"],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    inv = json.loads(res.stdout)
+    hostvars = inv["_meta"]["hostvars"]
+    assert set(hostvars) == {n.name for n in report.plan.nodes}
+    ips = {e["name"]: e["fixed_ip"] for e in report.run.stack_outputs["inventory"]}
+    for n in report.plan.nodes:
+        hv = hostvars[n.name]
+        assert hv["ansible_host"] == ips[n.name]
+        assert hv["aiinfn_role"] == n.role.value and hv["aiinfn_pool"] == n.pool
+        assert hv["aiinfn_node_labels"] == n.labels
+        assert n.name in inv[f"role_{n.role.value}"]["hosts"]
+    cluster = set(inv["k8s_cluster"]["hosts"])
+    assert cluster == {n.name for n in report.plan.nodes if n.is_kubernetes_node}
+
+
+def test_mig_parted_config_holds_every_node_layout(built: tuple[Path, planmod.PlanReport]) -> None:
+    out, report = built
+    doc = YAML(typ="safe", pure=True).load((out / "mig-parted" / "config.yaml").read_text())
+    assert doc["version"] == "v1"
+    configs = doc["mig-configs"]
+    for n in report.plan.nodes:
+        if n.accelerator is None or cat.model(n.accelerator).kind is not cat.Kind.GPU:
+            continue
+        label = n.labels[MIG_CONFIG_LABEL]
+        assert label in configs, f"{n.name} is labelled {label} but the config has no such entry"
+        if n.mig_config is None:
+            continue
+        model = cat.model(n.accelerator)
+        for entry in configs[label]:
+            assert f"0x{model.device_ids[0].upper()}10DE" in entry["device-filter"]
+            if entry["mig-enabled"]:
+                layout = mig.expand(entry["mig-devices"])
+                mig.validate(model, layout)
+                assert sorted(layout) == sorted(n.mig_layouts[0] or ())
+
+
+def test_plan_json_has_the_documented_shape(built: tuple[Path, planmod.PlanReport]) -> None:
+    out, report = built
+    doc = json.loads((out / "plan.json").read_text())
+    for key in ("environment", "resources", "summary", "outputs", "capacity", "versions", "artifacts"):
+        assert key in doc
+    assert doc["environment"]["name"] == report.env.name
+    assert doc["summary"]["resources"] == len(doc["resources"]) == len(report.run.registrations)
+    for r in doc["resources"]:
+        assert {"urn", "type", "name", "parent", "inputs", "protect", "retain_on_delete", "depends_on"} <= set(r)
+    urns = [r["urn"] for r in doc["resources"]]
+    assert len(urns) == len(set(urns))
+    for rel in doc["artifacts"]:
+        assert (out / rel).is_file()

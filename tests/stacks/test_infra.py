@@ -1,0 +1,176 @@
+"""Invariants of the infrastructure stack, for every shipped environment (Pulumi mock runtime).
+
+See conftest.py for what the mock runtime does and does not show.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from aiinfn.catalogue import accelerators as cat
+from aiinfn.config import list_environments
+from aiinfn.config.models import Role
+from aiinfn.offline import SECRET, is_secret, unwrap
+from aiinfn.plan import OFFLINE_SECRET, PlanReport
+
+SHIPPED = list_environments()
+
+NOVA_ALIAS_RE = re.compile(r"^[A-Za-z0-9_-]+:[1-9][0-9]*(,[A-Za-z0-9_-]+:[1-9][0-9]*)*$")
+INSTANCE = "openstack:compute/instance:Instance"
+RULE = "openstack:networking/secGroupRule:SecGroupRule"
+
+
+@pytest.fixture(params=SHIPPED)
+def report(request: pytest.FixtureRequest, shipped_reports: dict[str, PlanReport]) -> PlanReport:
+    return shipped_reports[request.param]
+
+
+def test_components_follow_the_conventions(report: PlanReport) -> None:
+    """Every component is typed aiinfn:<module>:<Type>, registers non-empty outputs, and its
+    children carry its name as a prefix and point to it as parent."""
+    regs = {r.urn: r for r in report.run.registrations}
+    components = [r for r in regs.values() if not r.custom]
+    assert components, "no components registered"
+    for comp in components:
+        assert re.match(r"^aiinfn:[a-z]+:[A-Z][A-Za-z]+$", comp.type), comp.type
+        assert comp.registered_outputs, f"{comp.urn} registers no outputs"
+    for r in regs.values():
+        assert r.parent, f"{r.urn} has no parent"
+        parent = regs.get(r.parent)
+        if parent is not None:
+            assert r.name.startswith(parent.name + "-"), f"{r.name} is not named after {parent.name}"
+            assert r.urn.split("::")[2].startswith(parent.urn.split("::")[2] + "$")
+
+
+def test_every_node_is_an_instance_with_its_plan_metadata(report: PlanReport) -> None:
+    instances = {r.inputs["name"]: r for r in report.run.by_type(INSTANCE)}
+    assert set(instances) == {n.name for n in report.plan.nodes}
+    for node in report.plan.nodes:
+        md = instances[node.name].inputs["metadata"]
+        assert md["aiinfn:site"] == report.env.site.name
+        assert md["aiinfn:pool"] == node.pool
+        assert md["aiinfn:role"] == node.role.value
+        expected = f"{node.accelerator}:{node.accelerator_count}" if node.accelerator else "none"
+        assert md["aiinfn:accelerators"] == expected
+        assert md["aiinfn:mig-config"] == (node.mig_config or "none")
+
+
+def test_running_nodes_are_not_recreated_by_image_or_user_data_changes(report: PlanReport) -> None:
+    for inst in report.run.by_type(INSTANCE):
+        assert {"userData", "blockDevices", "imageId", "imageName"} <= set(inst.ignore_changes), inst.urn
+
+
+def test_flavor_pci_alias_is_in_nova_alias_count_format(report: PlanReport) -> None:
+    env = report.env
+    flavors = report.run.by_type("openstack:compute/flavor:Flavor")
+    if not env.site.manage_flavors:
+        assert flavors == [], "a site that manages its own flavors must not get ours"
+        return
+    used = {p.flavor for p in env.node_pools.values()}
+    assert {f.inputs["name"] for f in flavors} == used
+    for f in flavors:
+        spec = env.flavors[f.inputs["name"]]
+        alias = f.inputs.get("extraSpecs", {}).get("pci_passthrough:alias")
+        if not spec.accelerators:
+            assert alias is None
+            continue
+        assert alias is not None and NOVA_ALIAS_RE.match(alias), alias
+        for model, count in spec.accelerators.items():
+            assert f"{env.site.alias_for(model)}:{count}" in alias.split(",")
+        assert f.inputs["ram"] == spec.ram_gb * 1024 and f.inputs["vcpus"] == spec.vcpus
+
+
+def test_stateful_volumes_are_protected_and_kept(report: PlanReport) -> None:
+    vols = report.run.by_type("openstack:blockstorage/volume:Volume")
+    stateful = [v for v in vols if v.inputs.get("metadata", {}).get("aiinfn:stateful") == "true"]
+    expected = int(report.env.storage.nfs is not None) + int(report.env.storage.backup is not None)
+    assert len(stateful) == expected
+    for v in stateful:
+        assert v.protect and v.retain_on_delete, v.urn
+    # no node boot disk is a separate, deletable copy of the data
+    for v in vols:
+        if v not in stateful:
+            assert not v.protect
+
+
+def test_secrets_stay_secret(report: PlanReport) -> None:
+    """The join token is a secret output; no secret value reaches plan.json or the artifacts."""
+    token = report.run.stack_outputs["rke2_token"]
+    assert is_secret(token)
+    plain = unwrap(token)
+    doc = json.dumps(report.document())
+    assert plain not in doc and OFFLINE_SECRET not in doc
+    assert report.document()["outputs"]["rke2_token"] == SECRET
+    for text in report.artifacts.values():
+        assert plain not in text and OFFLINE_SECRET not in text
+
+
+def test_only_http_and_https_reach_the_ingress_from_anywhere(report: PlanReport) -> None:
+    rules = report.run.by_type(RULE)
+    groups = {g.urn: g for g in report.run.by_type("openstack:networking/secGroup:SecGroup")}
+    assert rules
+    for r in rules:
+        cidr = r.inputs.get("remoteIpPrefix")
+        if cidr == "0.0.0.0/0":
+            assert r.name.endswith(("-ingress-http", "-ingress-https")), r.name
+            assert r.inputs["portRangeMin"] in (80, 443)
+        elif cidr is not None:
+            assert r.name.split("-secgroups-")[1].startswith("bastion-ssh-"), r.name
+            assert r.inputs["portRangeMin"] == 22
+            assert cidr in {str(c) for c in report.env.network.ssh_allow}
+        else:
+            assert r.inputs.get("remoteGroupId"), f"{r.name} opens to no group and no CIDR"
+    assert len(groups) == 7
+
+
+def test_etcd_and_rke2_ports_are_restricted_to_cluster_groups(report: PlanReport) -> None:
+    by_name = {r.name.split("-secgroups-")[1]: r for r in report.run.by_type(RULE)}
+    assert by_name["servers-etcd"].inputs["portRangeMin"] == 2379
+    # the remote group of etcd is the servers group itself
+    etcd = by_name["servers-etcd"].inputs
+    assert etcd["remoteGroupId"] == etcd["securityGroupId"]
+    for key in ("servers-supervisor", "servers-apiserver"):
+        assert by_name[key].inputs["remoteGroupId"] != by_name[key].inputs["securityGroupId"]
+
+
+def test_servers_are_spread_by_anti_affinity(report: PlanReport) -> None:
+    (group,) = report.run.by_type("openstack:compute/serverGroup:ServerGroup")
+    assert group.inputs["policies"] == "anti-affinity"
+    for inst in report.run.by_type(INSTANCE):
+        node = report.plan.node(inst.inputs["name"])
+        hints = inst.inputs.get("schedulerHints")
+        if node.role is Role.SERVER:
+            assert hints and hints[0]["group"], inst.name
+        else:
+            assert not hints
+
+
+def test_inventory_output_matches_the_plan(report: PlanReport) -> None:
+    inv = {e["name"]: e for e in report.run.stack_outputs["inventory"]}
+    assert set(inv) == {n.name for n in report.plan.nodes}
+    for node in report.plan.nodes:
+        e = inv[node.name]
+        assert e["pool"] == node.pool and e["role"] == node.role.value
+        assert e["accelerator"] == node.accelerator and e["mig_config"] == node.mig_config
+        assert e["labels"] == node.labels
+        assert e["fixed_ip"] and e["fixed_ip"] in {str(ip) for ip in report.env.network.cidr}
+
+
+def test_capacity_counts_every_device_and_slice_once(report: PlanReport) -> None:
+    """Units per model = whole devices, or the slices of every GPU's MIG layout."""
+    expected: dict[str, int] = {}
+    for n in report.plan.nodes:
+        if n.accelerator:
+            layouts = n.mig_layouts or (None,) * n.accelerator_count
+            per_gpu = [len(layout) if layout is not None else 1 for layout in layouts]
+            expected[n.accelerator] = expected.get(n.accelerator, 0) + sum(per_gpu)
+    counted: dict[str, int] = {}
+    for key, cap in report.plan.capacity.items():
+        counted[cap.kind.model] = counted.get(cap.kind.model, 0) + cap.units
+        model = cat.model(cap.kind.model)
+        if cap.kind.profile:
+            assert model.mig is not None and cap.kind.profile in model.mig.profiles, key
+    assert counted == expected
