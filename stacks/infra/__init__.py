@@ -58,6 +58,7 @@ class Infra(pulumi.ComponentResource):
         token = random.RandomPassword(f"{name}-rke2-token", length=48, special=False, opts=child)
         self.rke2_token = pulumi.Output.secret(token.result)
 
+        image = openstack.images.get_image_output(name=env.site.image, most_recent=True)
         ingress_node = next((n.name for n in plan.nodes if n.ingress), None)
         self.nodes: dict[str, NodeInstance] = {}
         for node in plan.nodes:
@@ -68,6 +69,7 @@ class Infra(pulumi.ComponentResource):
                     node=node,
                     network_id=self.network.network_id,
                     subnet_id=self.network.subnet_id,
+                    image_id=image.id,
                     flavor_id=self.flavors.ids[node.flavor],
                     security_group_ids=self.security.for_role(node.role, ingress=node.ingress),
                     keypair=keypair.name if keypair else None,

@@ -65,6 +65,7 @@ class NodeInstanceArgs:
     node: Node
     network_id: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
+    image_id: pulumi.Input[str]
     flavor_id: pulumi.Input[str]
     security_group_ids: list[pulumi.Output[str]]
     keypair: pulumi.Input[str] | None = None
@@ -110,7 +111,6 @@ class NodeInstance(pulumi.ComponentResource):
             tags=[f"aiinfn:site={env.site.name}", f"aiinfn:node={node.name}"],
             opts=child,
         )
-        image = openstack.images.get_image_output(name=env.site.image, most_recent=True)
         volume_type = pool.volume_type or env.site.volume_type
         instance = openstack.compute.Instance(
             f"{name}-vm",
@@ -121,7 +121,7 @@ class NodeInstance(pulumi.ComponentResource):
             networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
             block_devices=[
                 openstack.compute.InstanceBlockDeviceArgs(
-                    uuid=image.id,
+                    uuid=args.image_id,
                     source_type="image",
                     destination_type="volume",
                     volume_size=pool.boot_volume_gb or max(flavor.disk_gb, 20),

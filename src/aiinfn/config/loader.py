@@ -7,6 +7,7 @@ file, the field path and the fix. Nothing else escapes for any input.
 from __future__ import annotations
 
 import difflib
+from functools import lru_cache
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ PEM_RE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 MAX_BYTES = 1_000_000
 
 
+@lru_cache(maxsize=1)
 def project_root() -> Path:
     """The checkout that holds environments/, stacks/ and templates/."""
     here = Path(__file__).resolve()

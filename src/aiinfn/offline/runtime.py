@@ -28,6 +28,7 @@ import pulumi
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from ..errors import AiinfnError, PlanError
 
@@ -133,8 +134,22 @@ class RecordingMonitor(pmocks.MockMonitor):
             if urn in self.registrations:
                 self.errors.append(f"duplicate URN {urn}")
                 raise PlanError(f"two resources have the same URN: {urn}")
-        response = super().RegisterResource(request)
+        # As MockMonitor.RegisterResource, but deserializing the inputs once.
+        _ensure_event_loop()
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+        args = pmocks.MockResourceArgs(
+            typ=request.type,
+            name=request.name,
+            inputs=inputs,
+            provider=request.provider,
+            resource_id=request.importId,
+            custom=request.custom or False,
+            transforms=[],
+        )
+        rid, state = self.mocks.new_resource(args)
+        obj = _sync_await(rpc.serialize_properties(state, {}))
+        self.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, rid, state)
+        response = resource_pb2.RegisterResourceResponse(urn=urn, id=rid, object=obj)
         reg = Registration(
             urn=urn,
             type=request.type,
@@ -150,8 +165,8 @@ class RecordingMonitor(pmocks.MockMonitor):
             depends_on=list(request.dependencies),
             aliases=[a.urn or a.spec.name for a in request.aliases] if request.aliases else list(request.aliasURNs),
             provider=request.provider,
-            id=response.id,
-            outputs=dict(self.resources[urn].state) if urn in self.resources else {},
+            id=rid,
+            outputs=state,
         )
         with self._lock:
             self.registrations[urn] = reg

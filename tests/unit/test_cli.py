@@ -1,0 +1,84 @@
+"""The `aiinfn` command as an operator runs it: real processes, real exit codes, real output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+AIINFN = str(Path(sys.executable).parent / "aiinfn")
+
+
+def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [AIINFN, *args], capture_output=True, text=True, cwd=cwd, env=env or dict(os.environ), timeout=120
+    )
+
+
+def test_plan_json_prints_the_plan_and_writes_build_dir(tmp_path: Path, root: Path) -> None:
+    res = run("plan", "cnaf", "--output", "json", "--build-dir", str(tmp_path), cwd=root)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["environment"]["name"] == "cnaf"
+    assert doc["summary"]["nodes"] == len(doc["outputs"]["inventory"])
+    written = json.loads((tmp_path / "cnaf" / "plan.json").read_text())
+    assert written == doc
+
+
+def test_plan_table_shows_tree_and_capacity(tmp_path: Path, root: Path) -> None:
+    res = run("plan", "cnaf", "--build-dir", str(tmp_path), cwd=root, env={**os.environ, "COLUMNS": "200"})
+    assert res.returncode == 0, res.stderr
+    assert "Infra cnaf" in res.stdout and "StatefulVolumes" in res.stdout
+    assert "A100-80GB/1g.10gb" in res.stdout and "28" in res.stdout
+    assert "protected" in res.stdout
+
+
+def test_plan_accepts_a_path_from_anywhere(tmp_path: Path, root: Path) -> None:
+    res = run("plan", str(root / "environments" / "recas.yaml"), "--build-dir", str(tmp_path), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "recas" / "plan.json").is_file()
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_broken_environment_is_one_line_exit_2_and_nothing_written(
+    command: str, tmp_path: Path, root: Path
+) -> None:
+    env = tmp_path / "broken.yaml"
+    env.write_text(
+        f"extends: {root / 'environments' / 'cnaf.yaml'}\n"
+        "node_pools:\n  a100:\n    mig: [3g.30gb]\n"
+    )
+    res = run(command, str(env), "--build-dir", str(tmp_path / "build")) if command == "plan" else run(
+        command, str(env)
+    )
+    assert res.returncode == 2
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    assert "node_pools.a100.mig[0]" in lines[0] and "'3g.30gb' is not a MIG profile of A100-80GB" in lines[0]
+    assert "Traceback" not in res.stderr + res.stdout
+    assert not (tmp_path / "build").exists()
+
+
+def test_unknown_environment_suggests_the_close_name(root: Path) -> None:
+    res = run("validate", "cnfa", cwd=root)
+    assert res.returncode == 2
+    assert "did you mean 'cnaf'" in res.stderr
+
+
+def test_up_without_pulumi_cli_fails_clearly(root: Path) -> None:
+    """No Pulumi CLI exists on these machines: `up` must say so, after validating, with exit 4."""
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + "/usr/bin:/bin"}
+    res = run("up", "cnaf", "--yes", cwd=root, env=env)
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "pulumi CLI is not installed" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_validate_ok_names_the_environment(root: Path) -> None:
+    res = run("validate", "hackathon-example", cwd=root)
+    assert res.returncode == 0, res.stderr
+    assert "hackathon-example" in res.stdout
