@@ -27,7 +27,7 @@ demo: install
 lint: install-test
 	$(BIN)/ruff check src stacks tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/yamllint -s environments Pulumi.yaml
+	$(BIN)/yamllint -s environments Pulumi.yaml Pulumi.*.yaml
 
 test: install-test deps-debian lint
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)

@@ -4,8 +4,10 @@ For generated environments of 10, 100 and 500 nodes, it runs `aiinfn plan <file>
 process (what an operator waits for) and a *bare* program that registers the same resources under
 the same stock Pulumi mock runtime with no toolkit code: it creates every resource of the
 toolkit's plan.json with the provider SDKs' typed classes and literal inputs (same types, names,
-parents, inputs, options; references between resources become their mocked IDs). The ratio toolkit/bare is the toolkit's overhead (loading, validation, planning,
-rendering, recording, writing plan.json and artifacts). Also times `aiinfn plan cnaf`.
+parents, inputs, options; a string equal to another resource's mocked ID becomes a reference to
+it) and exports the same stack outputs. The ratio toolkit/bare is the toolkit's overhead (loading,
+validation, planning, rendering, recording, writing plan.json and artifacts). Also times
+`aiinfn plan cnaf`.
 
 Usage: python benchmarks/plan.py [--runs 3] [--sizes 10,100,500]
 Peak memory is the child's own maximum RSS (os.wait4), not the benchmark's.

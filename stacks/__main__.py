@@ -4,10 +4,10 @@ The only place that reads Pulumi config. Everything below receives validated mod
 """
 
 import pulumi
+from infra import Infra, InfraArgs
 
 from aiinfn.config import load
 from aiinfn.planning import make_plan
-from infra import Infra, InfraArgs
 
 config = pulumi.Config("aiinfn")
 environment = load(config.require("environment"))

@@ -61,7 +61,9 @@ def _nodes(environment: Any) -> Any:
 @app.command()
 def plan(
     env: EnvArg,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table (default) or json")] = OutputFormat.table,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="table (default) or json")
+    ] = OutputFormat.table,
     build_dir: Annotated[Path, typer.Option(help="where build/<env>/ is written")] = Path("build"),
     stack: Annotated[str | None, typer.Option(help="stack name (default: the environment's name)")] = None,
 ) -> None:

@@ -13,4 +13,14 @@ from .runtime import (
     unwrap,
 )
 
-__all__ = ["SECRET", "PlanMocks", "is_secret", "ProgramRun", "RecordingMonitor", "Registration", "redact", "run_program", "unwrap"]
+__all__ = [
+    "SECRET",
+    "PlanMocks",
+    "ProgramRun",
+    "RecordingMonitor",
+    "Registration",
+    "is_secret",
+    "redact",
+    "run_program",
+    "unwrap",
+]

@@ -126,7 +126,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                 type_ = qualified + "$" + type_
         return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == ROOT_TYPE:
             return resource_pb2.RegisterResourceResponse(urn=urn)
@@ -146,7 +146,8 @@ class RecordingMonitor(pmocks.MockMonitor):
             custom=request.custom or False,
             transforms=[],
         )
-        rid, state = self.mocks.new_resource(args)
+        new_id, state = self.mocks.new_resource(args)
+        rid = new_id or ""
         obj = _sync_await(rpc.serialize_properties(state, {}))
         self.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, rid, state)
         response = resource_pb2.RegisterResourceResponse(urn=urn, id=rid, object=obj)
@@ -172,7 +173,7 @@ class RecordingMonitor(pmocks.MockMonitor):
             self.registrations[urn] = reg
         return response
 
-    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+    def RegisterResourceOutputs(self, request: Any) -> Any:
         outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
         with self._lock:
             if request.urn.split("::")[2] == ROOT_TYPE:
@@ -245,13 +246,7 @@ def run_program(
             pending = []
             for key, value in dict(getattr(root, "outputs", {})).items():
                 out = pulumi.Output.from_input(value)
-                pending.append(
-                    pulumi.Output.all(out, out.is_secret()).apply(
-                        lambda pair, k=key: exported.__setitem__(
-                            k, {rpc._special_sig_key: rpc._special_secret_sig, "value": pair[0]} if pair[1] else pair[0]
-                        )
-                    )
-                )
+                pending.append(pulumi.Output.all(out, out.is_secret()).apply(_keep(exported, key)))
             return pulumi.Output.all(*pending)
 
         if program_dir is not None:
@@ -272,6 +267,16 @@ def run_program(
                 for mod in [m for m, v in list(sys.modules.items()) if _from_dir(v, program_dir)]:
                     del sys.modules[mod]
         return ProgramRun(list(monitor.registrations.values()), exported or monitor.stack_outputs, mocks.invokes, mocks)
+
+
+def _keep(store: dict[str, Any], key: str) -> Callable[[list[Any]], None]:
+    """An apply callback storing an exported value, wrapped as a secret when it is one."""
+
+    def keep(pair: list[Any]) -> None:
+        value, secret = pair
+        store[key] = {rpc._special_sig_key: rpc._special_secret_sig, "value": value} if secret else value
+
+    return keep
 
 
 def _root_cause(e: BaseException) -> str:
