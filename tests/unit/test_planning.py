@@ -1,0 +1,101 @@
+"""Planning: stable node names, capacity per kind, quotas that never exceed capacity, events, hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
+
+from aiinfn.config import load
+from aiinfn.config.loader import layer
+from aiinfn.errors import ConfigError
+from aiinfn.planning import make_plan
+from aiinfn.planning.capacity import KindCapacity, make_kind
+from aiinfn.planning.quotas import project_quotas, unassigned
+
+
+def _variant(root: Path, tmp_path: Path, overrides: dict[str, Any], base: str = "cnaf") -> Path:
+    path = tmp_path / "variant.yaml"
+    YAML(typ="safe", pure=True).dump({"extends": str(root / "environments" / f"{base}.yaml"), **overrides},
+                                     path.open("w"))
+    return path
+
+
+def test_count_pools_get_stable_zero_padded_names(root: Path, tmp_path: Path) -> None:
+    three = make_plan(load(_variant(root, tmp_path, {"node_pools": {"agent": {"count": 3}}})))
+    four = make_plan(load(_variant(root, tmp_path, {"node_pools": {"agent": {"count": 4}}})))
+    a3 = [n.name for n in three.nodes if n.pool == "agent"]
+    a4 = [n.name for n in four.nodes if n.pool == "agent"]
+    assert a3 == ["k8s-agent-01", "k8s-agent-02", "k8s-agent-03"]
+    assert a4[:3] == a3 and a4[3] == "k8s-agent-04"
+
+
+def test_mig_layout_yields_one_unit_per_slice_and_the_right_resource(root: Path, tmp_path: Path) -> None:
+    single = make_plan(load("cnaf"))
+    cap = single.capacity["A100-80GB/1g.10gb"]
+    assert (cap.units, cap.devices) == (28, 4)
+    assert cap.kind.resource == "nvidia.com/gpu"
+    assert cap.kind.node_labels["nvidia.com/gpu.product"].endswith("-MIG-1g.10gb")
+    mixed_env = _variant(root, tmp_path, {
+        "kubernetes": {"mig_strategy": "mixed"},
+        "node_pools": {"a100": {"mig": ["3g.40gb", "2g.20gb", "1g.10gb", "1g.10gb"]}},
+        "projects": {},
+    })
+    mixed = make_plan(load(mixed_env))
+    assert mixed.capacity["A100-80GB/3g.40gb"].units == 4
+    assert mixed.capacity["A100-80GB/1g.10gb"].units == 8
+    assert mixed.capacity["A100-80GB/2g.20gb"].kind.resource == "nvidia.com/mig-2g.20gb"
+    node = mixed.node("gpu-a100-01")
+    assert node.labels["nvidia.com/mig.config"] == node.mig_config
+    assert node.mig_config and len(node.mig_config) <= 63
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1, allow_nan=False), min_size=1, max_size=8),
+       st.integers(min_value=1, max_value=200))
+def test_nominal_quotas_never_exceed_capacity(shares: list[float], units: int) -> None:
+    total = sum(shares)
+    if total > 1:
+        shares = [s / total for s in shares]
+    env = load("cnaf")
+    projects = {f"p{i}": {"iam_group": f"g/{i}", "shares": {"T4": s}} for i, s in enumerate(shares)}
+    env = env.model_copy(update={"projects": {k: env.projects["lhc-ml"].model_copy(update=v)
+                                               for k, v in projects.items()}})
+    caps = {"T4": KindCapacity(make_kind("T4", None, "single"), units=units, devices=units)}
+    quotas = project_quotas(env, caps)
+    assert sum(q.nominal["T4"] for q in quotas) <= units
+    assert unassigned(caps, quotas)["T4"] >= 0
+    for q, s in zip(quotas, shares, strict=True):
+        assert q.nominal["T4"] <= s * units + 1e-6
+
+
+def test_event_takes_kinds_in_order_of_preference() -> None:
+    plan = make_plan(load("hackathon-example"))
+    ev = plan.event
+    assert ev is not None and ev.participants == 30
+    assert ev.units == {"A100-80GB/1g.10gb": 28, "T4": 2}
+    assert ev.remaining == {"A100-80GB/1g.10gb": 0, "T4": 6}
+    assert ev.shortfall == 0
+
+
+def test_hosts_must_hold_every_vm(root: Path, tmp_path: Path) -> None:
+    """A100 host shrunk below the A100 node's flavor: the plan names the node and what it needs."""
+    data = layer(root / "environments" / "cnaf.yaml").data
+    hosts = data["site"]["hosts"]
+    for h in hosts:
+        if h["name"] == "hv-a100":
+            h["ram_gb"] = 512
+    path = _variant(root, tmp_path, {"site": {"hosts": hosts}})
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert "node_pools.a100" in str(e.value) and "gpu-a100-01" in str(e.value) and "896 GB" in str(e.value)
+
+
+def test_every_vm_is_placed_on_a_declared_host() -> None:
+    plan = make_plan(load("cnaf"))
+    assert plan.host_fit.unplaced is None
+    assert set(plan.host_fit.placements) == {n.name for n in plan.nodes}
+    assert plan.host_fit.placements["gpu-a100-01"] == "hv-a100"
