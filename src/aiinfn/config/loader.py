@@ -7,6 +7,7 @@ file, the field path and the fix. Nothing else escapes for any input.
 from __future__ import annotations
 
 import difflib
+import hashlib
 from functools import lru_cache
 import re
 from collections.abc import Iterator
@@ -49,6 +50,9 @@ def resolve(ref: str | Path, root: Path | None = None) -> Path:
     if p.suffix in (".yaml", ".yml") or len(p.parts) > 1:
         if p.is_file():
             return p
+        # Pulumi runs the program from stacks/: a stack's relative path is relative to the project.
+        if not p.is_absolute() and (root / p).is_file():
+            return root / p
         raise ConfigError(f"environment file not found: {ref}")
     for cand in (
         root / "environments" / f"{ref}.yaml",
@@ -189,6 +193,7 @@ class Layered:
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
         self.origin: dict[PathT, Path] = {}
+        self.files: list[Path] = []
 
     def file_for(self, path: PathT) -> Path | None:
         for n in range(len(path), -1, -1):
@@ -255,7 +260,9 @@ def layer(path: Path, _stack: tuple[Path, ...] = ()) -> Layered:
         _merge(out.data, sub.data, out.origin, target, ())
         for p, f in sub.origin.items():
             out.origin[p] = f
+        out.files.extend(sub.files)
     _merge(out.data, data, out.origin, path, ())
+    out.files.append(path)
     return out
 
 
@@ -362,12 +369,37 @@ def _pydantic_error(e: ValidationError, layered: Layered, top: Path) -> ConfigEr
     return ConfigError(_describe(dict(first)) + extra, file=display(file), path=format_path(loc))
 
 
+#: Validated environments by file, with a digest of every file of their extends chain (content,
+#: not mtime: timestamps are too coarse for files rewritten in a loop). `aiinfn plan` and the program
+#: it runs then parse and validate the same files once, not twice.
+_CACHE: dict[tuple[Path, bool], tuple[tuple[tuple[Path, str], ...], Environment]] = {}
+
+
+def _signature(files: list[Path]) -> tuple[tuple[Path, str], ...] | None:
+    try:
+        return tuple((f, hashlib.sha256(f.read_bytes()).hexdigest()) for f in files)
+    except OSError:
+        return None
+
+
 def load(ref: str | Path, *, root: Path | None = None, semantic: bool = True) -> Environment:
     """Load, layer and validate environment ``ref`` (a name under environments/ or a path)."""
+    path = resolve(ref, root)
+    key = (path.resolve(), semantic)
+    cached = _CACHE.get(key)
+    if cached is not None and _signature([f for f, _ in cached[0]]) == cached[0]:
+        return cached[1]
+    layered = layer(path)
+    env = _validate(layered, path, semantic)
+    sig = _signature(layered.files)
+    if sig is not None:
+        _CACHE[key] = (sig, env)
+    return env
+
+
+def _validate(layered: Layered, path: Path, semantic: bool) -> Environment:
     from .validate import check  # local: validate imports planning, which imports models
 
-    path = resolve(ref, root)
-    layered = layer(path)
     try:
         env = Environment.model_validate(layered.data)
     except ValidationError as e:

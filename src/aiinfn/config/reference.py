@@ -17,7 +17,6 @@ from pydantic_core import PydanticUndefined
 
 from .models import Environment
 
-
 _VALIDATED = {
     "_dns_label": "DNS label",
     "_hostname": "DNS name",

@@ -197,19 +197,19 @@ def _check_projects(env: Environment) -> None:
         ns = f"event-{ev.name}"
         if ns in namespaces:
             _fail("event.name", f"namespace {ns!r} is already a project's namespace")
-        offered = 0
+        available = 0
         for i, kind in enumerate(ev.per_participant.accelerators):
             if kind not in caps:
                 _fail(
                     f"event.per_participant.accelerators[{i}]",
                     f"the cluster offers no {kind!r} (kinds offered: {', '.join(caps) or 'none'})",
                 )
-            offered += caps[kind].units
-        if ev.per_participant.accelerators and ev.participants > offered:
+            available += caps[kind].units
+        if ev.per_participant.accelerators and ev.participants > available:
             kinds = " + ".join(f"{caps[k].units}x {k}" for k in ev.per_participant.accelerators)
             _fail(
                 "event.participants",
-                f"{ev.participants} participants need one accelerator each but the cluster has {offered} "
+                f"{ev.participants} participants need one accelerator each but the cluster has {available} "
                 f"({kinds}): lower participants or add kinds to per_participant.accelerators",
             )
 

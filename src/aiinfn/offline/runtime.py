@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import runpy
 import sys
 import threading
@@ -231,7 +232,7 @@ def run_program(
         )
         pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
 
-        program_dir = None if callable(program) else Path(program).parent
+        program_dir = None if callable(program) else Path(program).resolve().parent
 
         exported: dict[str, Any] = {}
 
@@ -264,7 +265,8 @@ def run_program(
             # engine has resolved every output (it reads their type hints until the end).
             if program_dir is not None:
                 sys.path.remove(str(program_dir))
-                for mod in [m for m, v in list(sys.modules.items()) if _from_dir(v, program_dir)]:
+                prefix = str(program_dir) + os.sep
+                for mod in [m for m, v in list(sys.modules.items()) if _from_dir(v, prefix)]:
                     del sys.modules[mod]
         return ProgramRun(list(monitor.registrations.values()), exported or monitor.stack_outputs, mocks.invokes, mocks)
 
@@ -293,14 +295,9 @@ def _root_cause(e: BaseException) -> str:
     return f"{type(chain[-1]).__name__}: {chain[-1]}"
 
 
-def _from_dir(module: Any, directory: Path) -> bool:
+def _from_dir(module: Any, directory: str) -> bool:
     f = getattr(module, "__file__", None)
-    if not f:
-        return False
-    try:
-        return Path(f).resolve().is_relative_to(directory.resolve())
-    except (OSError, ValueError):
-        return False
+    return isinstance(f, str) and f.startswith(directory)
 
 
 # --------------------------------------------------------------------------- secrets
