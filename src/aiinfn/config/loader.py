@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from functools import lru_cache
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
