@@ -156,10 +156,7 @@ def config_name(model: AcceleratorModel, layouts: list[list[str] | None]) -> str
             parts.append("empty")
         else:
             parts.append("_".join(f"{n}x{c}" for n, c in counts(layout).items()))
-    if len(set(parts)) == 1:
-        body = parts[0]
-    else:
-        body = "--".join(parts)
+    body = parts[0] if len(set(parts)) == 1 else "--".join(parts)
     return f"aiinfn-{model.name.lower()}-{body}".replace("+", "-")
 
 

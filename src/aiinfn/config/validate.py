@@ -216,9 +216,8 @@ def _check_projects(env: Environment) -> None:
 
 def _check_services(env: Environment) -> None:
     hub = env.services.jupyterhub
-    if hub is not None:
-        if hub.default_image not in hub.images.values() and hub.images:
-            _fail("services.jupyterhub.default_image", "default_image must be one of `images`")
+    if hub is not None and hub.images and hub.default_image not in hub.images.values():
+        _fail("services.jupyterhub.default_image", "default_image must be one of `images`")
     h = env.services.harbor
     if h is not None and h.s3_bucket and not (h.s3_access_key_secret and h.s3_secret_key_secret):
         _fail("services.harbor", "s3_bucket needs s3_access_key_secret and s3_secret_key_secret")
