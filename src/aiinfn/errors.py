@@ -22,10 +22,15 @@ class ConfigError(AiinfnError):
 
     exit_code = 2
 
-    def __init__(self, message: str, *, file: str | None = None, path: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, file: str | None = None, path: str | None = None, related: tuple[str, ...] = ()
+    ) -> None:
         self.file = file
         self.path = path
         self.message = message
+        #: Other fields the rule involves (e.g. the flavor a pool uses): the error is attributed to the
+        #: file that most recently set any of them.
+        self.related = related
         super().__init__(self.render())
 
     def render(self) -> str:
@@ -35,7 +40,7 @@ class ConfigError(AiinfnError):
 
     def with_file(self, file: str) -> ConfigError:
         """The same error, attributed to ``file`` unless it already names one."""
-        return self if self.file else ConfigError(self.message, file=file, path=self.path)
+        return self if self.file else ConfigError(self.message, file=file, path=self.path, related=self.related)
 
 
 class PlanError(AiinfnError):

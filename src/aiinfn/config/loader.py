@@ -195,7 +195,19 @@ class Layered:
         self.origin: dict[PathT, Path] = {}
         self.files: list[Path] = []
 
-    def file_for(self, path: PathT) -> Path | None:
+    def file_for(self, path: PathT, related: tuple[PathT, ...] = ()) -> Path | None:
+        """The file to blame for a problem at ``path``: the top-most file (in layering order) that
+        set ``path`` or anything under it or under a ``related`` path; else the file that set the
+        nearest enclosing mapping."""
+        rank = {f: i for i, f in enumerate(self.files)}
+        best: Path | None = None
+        for cand in (path, *related):
+            n = len(cand)
+            for p, f in self.origin.items():
+                if p[:n] == cand and (best is None or rank.get(f, -1) > rank.get(best, -1)):
+                    best = f
+        if best is not None:
+            return best
         for n in range(len(path), -1, -1):
             f = self.origin.get(path[:n])
             if f is not None:
@@ -361,9 +373,9 @@ def _short(v: Any) -> str:
 
 def _pydantic_error(e: ValidationError, layered: Layered, top: Path) -> ConfigError:
     errors = e.errors(include_url=False)
-    # model-level validators report at the model's path; prefer the deepest, most specific error
     first = errors[0]
-    loc: PathT = tuple(first["loc"])
+    # pydantic ends the location of a bad mapping key with "[key]": the key itself is the field
+    loc: PathT = tuple(p for p in first["loc"] if p != "[key]")
     file = layered.file_for(loc) or top
     extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return ConfigError(_describe(dict(first)) + extra, file=display(file), path=format_path(loc))
@@ -411,7 +423,8 @@ def _validate(layered: Layered, path: Path, semantic: bool) -> Environment:
             check(env)
         except ConfigError as e:
             loc = tuple(_parse_path(e.path)) if e.path else ()
-            file = layered.file_for(loc) or path
+            related = tuple(tuple(_parse_path(r)) for r in e.related)
+            file = layered.file_for(loc, related) or path
             raise e.with_file(display(file)) from None
     return env
 

@@ -17,8 +17,8 @@ from .models import Environment, Role
 MAX_SERVERS = 7
 
 
-def _fail(path: str, message: str) -> None:
-    raise ConfigError(message, path=path)
+def _fail(path: str, message: str, *related: str) -> None:
+    raise ConfigError(message, path=path, related=related)
 
 
 def _check_network(env: Environment) -> None:
@@ -67,7 +67,11 @@ def _check_pools(env: Environment) -> None:
                 _fail(f"{base}.role", f"pool has accelerators, so its role must be gpu or fpga, not {pool.role.value}")
             expected = Role.GPU if model.kind is cat.Kind.GPU else Role.FPGA
             if pool.role is not expected:
-                _fail(f"{base}.role", f"{model.name} is a {model.kind.value}: the pool's role must be {expected.value}")
+                _fail(
+                    f"{base}.role",
+                    f"{model.name} is a {model.kind.value}: the pool's role must be {expected.value}",
+                    f"{base}.accelerators",
+                )
             carried = flavor.accelerators.get(model.name, 0)
             if carried != accel.per_node:
                 what = f"{carried}x {model.name}" if carried else f"no {model.name}"
@@ -75,6 +79,8 @@ def _check_pools(env: Environment) -> None:
                     f"{base}.accelerators.per_node",
                     f"pool wants {accel.per_node}x {model.name} per node but flavor {pool.flavor!r} carries "
                     f"{what}: set the flavor's `accelerators: {{{model.name}: {accel.per_node}}}` or change the pool",
+                    base,
+                    f"flavors.{pool.flavor}",
                 )
             others = set(flavor.accelerators) - {model.name}
             if others:
@@ -125,9 +131,11 @@ def _check_pools(env: Environment) -> None:
                 f"the {role.value} pool holds exactly one node",
             )
     if env.storage.nfs is not None and not roles[Role.NFS]:
-        _fail("storage.nfs", "the platform filesystem needs a node pool with role `nfs`")
+        _fail("storage.nfs", "the platform filesystem needs a node pool with role `nfs`", "node_pools")
     if env.storage.backup is not None and not roles[Role.BACKUP]:
-        _fail("storage.backup", "backups need a node pool with role `backup` (it holds the Borg repository)")
+        _fail(
+            "storage.backup", "backups need a node pool with role `backup` (it holds the Borg repository)", "node_pools"
+        )
     if env.network.ssh_allow and not roles[Role.BASTION]:
         _fail("network.ssh_allow", "SSH is allowed from outside but there is no `bastion` pool to receive it")
 
@@ -152,6 +160,8 @@ def _check_site(env: Environment) -> None:
                 f"node_pools.{pools[0]}.accelerators",
                 f"pools ask for {need}x {model} but the site's hosts have {have}: lower the node count or "
                 "add the hardware to site.hosts",
+                *(f"node_pools.{p}" for p in pools),
+                "site.hosts",
             )
     fit = fit_on_hosts(env, nodes)
     if fit.unplaced:
@@ -159,6 +169,8 @@ def _check_site(env: Environment) -> None:
         _fail(
             f"node_pools.{node.pool}",
             f"node {node.name!r} fits on no host in site.hosts ({fit.reason}, after placing the larger nodes)",
+            f"flavors.{node.flavor}",
+            "site.hosts",
         )
 
 
@@ -191,6 +203,7 @@ def _check_projects(env: Environment) -> None:
                 f"projects.{last}.shares.{kind}",
                 f"shares of {kind} add up to {total:g} ({detail}), above the whole capacity "
                 f"({caps[kind].units} units = 1.0): lower them",
+                *(f"projects.{n}.shares" for n, _ in items),
             )
     if env.event is not None:
         ev = env.event
