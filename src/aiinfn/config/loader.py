@@ -209,9 +209,9 @@ class Layered:
         if best is not None:
             return best
         for n in range(len(path), -1, -1):
-            f = self.origin.get(path[:n])
-            if f is not None:
-                return f
+            enclosing = self.origin.get(path[:n])
+            if enclosing is not None:
+                return enclosing
         return None
 
 
