@@ -36,7 +36,8 @@ class ConfigError(AiinfnError):
     def render(self) -> str:
         parts = [p for p in (self.file, self.path) if p]
         parts.append(self.message)
-        return ": ".join(parts)
+        # one line, always: a value or key quoted in the message may hold line breaks
+        return ": ".join(parts).replace("\r", "\\r").replace("\n", "\\n")
 
     def with_file(self, file: str) -> ConfigError:
         """The same error, attributed to ``file`` unless it already names one."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from functools import lru_cache
@@ -281,13 +282,19 @@ def layer(path: Path, _stack: tuple[Path, ...] = ()) -> Layered:
 # --------------------------------------------------------------------------- validation errors
 
 
+PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_/:+-]+$")
+
+
 def format_path(loc: PathT) -> str:
+    """``("node_pools", "a100", "mig", 0)`` -> ``node_pools.a100.mig[0]``; odd keys are quoted."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
+        elif PLAIN_KEY_RE.match(str(part)):
             out += ("." if out else "") + str(part)
+        else:
+            out += f"[{json.dumps(str(part))}]"
     return out
 
 
@@ -430,8 +437,10 @@ def _validate(layered: Layered, path: Path, semantic: bool) -> Environment:
 
 
 def _parse_path(p: str) -> Iterator[str | int]:
-    for part in re.finditer(r"([^.\[\]]+)|\[(\d+)\]", p):
+    for part in re.finditer(r'([^.\[\]"]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]', p):
         if part.group(2) is not None:
             yield int(part.group(2))
+        elif part.group(3) is not None:
+            yield json.loads(part.group(3))
         else:
             yield part.group(1)

@@ -28,6 +28,10 @@ from pydantic import (
 
 from ..catalogue import accelerators as cat
 
+#: Most devices one VM can be given (PCI passthrough); more is a typo, not a server.
+MAX_DEVICES_PER_NODE = 16
+#: Most GPU instances a MIG-capable GPU can hold.
+MAX_MIG_INSTANCES = 7
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 SECRET_REF_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
@@ -145,11 +149,11 @@ class Hypervisor(Model):
     """A class of physical hosts at the site: what the capacity planner packs node VMs onto."""
 
     name: DnsLabel
-    count: PositiveInt = 1
-    cores: PositiveInt = Field(description="physical cores usable for VMs per host")
-    ram_gb: PositiveInt
+    count: int = Field(1, ge=1, le=1000, description="identical hosts of this class")
+    cores: int = Field(ge=1, le=4096, description="physical cores usable for VMs per host")
+    ram_gb: int = Field(ge=1, le=65536)
     local_nvme_gb: int = Field(0, ge=0)
-    accelerators: dict[AcceleratorName, PositiveInt] = Field(default_factory=dict)
+    accelerators: dict[AcceleratorName, Annotated[int, Field(ge=1, le=64)]] = Field(default_factory=dict)
     cpu_allocation_ratio: float = Field(1.0, gt=0, le=16)
 
 
@@ -201,7 +205,9 @@ class Flavor(Model):
     ram_gb: PositiveInt
     disk_gb: int = Field(ge=0)
     ephemeral_gb: int = Field(0, ge=0)
-    accelerators: dict[AcceleratorName, PositiveInt] = Field(default_factory=dict)
+    accelerators: dict[AcceleratorName, Annotated[int, Field(ge=1, le=MAX_DEVICES_PER_NODE)]] = Field(
+        default_factory=dict
+    )
     extra_specs: dict[NonEmptyStr, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -245,7 +251,7 @@ class DataVolume(Model):
 
 class PoolAccelerators(Model):
     model: AcceleratorName
-    per_node: PositiveInt = Field(description="devices passed through to each node")
+    per_node: int = Field(ge=1, le=MAX_DEVICES_PER_NODE, description="devices passed through to each node")
 
 
 def _mig_layout(v: Any) -> Any:
@@ -253,8 +259,11 @@ def _mig_layout(v: Any) -> Any:
     if isinstance(v, dict):
         out: list[Any] = []
         for name, n in v.items():
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"count of {name!r} must be a positive integer, got {n!r}")
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_MIG_INSTANCES:
+                raise ValueError(
+                    f"count of {name!r} must be a whole number from 1 to {MAX_MIG_INSTANCES} "
+                    f"(instances on one GPU), got {n!r}"
+                )
             out.extend([name] * n)
         return out
     return v
@@ -381,7 +390,7 @@ class JupyterHub(Model):
     default_image: NonEmptyStr
     images: dict[DnsLabel, NonEmptyStr] = Field(default_factory=dict, description="managed environments")
     home_size_gb: PositiveInt = 50
-    user_placeholders: int = Field(0, ge=0)
+    user_placeholders: int = Field(0, ge=0, le=1000)
     prepull: bool = True
 
 
@@ -432,7 +441,7 @@ class Event(Model):
     ends: dt.date
     image: NonEmptyStr
     per_participant: ParticipantShare = ParticipantShare()
-    placeholders: int | None = Field(None, ge=0, description="warm placeholder pods (default: participants)")
+    placeholders: int | None = Field(None, ge=0, le=1000, description="warm placeholder pods (default: participants)")
     prepull: bool = True
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from collections import Counter
 from ..catalogue import accelerators as cat
 from ..catalogue import mig
 from ..errors import ConfigError
+from .loader import format_path
 from .models import Environment, Role
 
 MAX_SERVERS = 7
@@ -80,7 +81,7 @@ def _check_pools(env: Environment) -> None:
                     f"pool wants {accel.per_node}x {model.name} per node but flavor {pool.flavor!r} carries "
                     f"{what}: set the flavor's `accelerators: {{{model.name}: {accel.per_node}}}` or change the pool",
                     base,
-                    f"flavors.{pool.flavor}",
+                    format_path(("flavors", pool.flavor)),
                 )
             others = set(flavor.accelerators) - {model.name}
             if others:
@@ -144,7 +145,7 @@ def _check_site(env: Environment) -> None:
     for name, f in env.flavors.items():
         for model in f.accelerators:
             if model not in cat.MODELS:  # pragma: no cover - the model validator already refuses it
-                _fail(f"flavors.{name}.accelerators", f"unknown accelerator {model!r}")
+                _fail(format_path(("flavors", name, "accelerators")), f"unknown accelerator {model!r}")
     from ..planning.capacity import fit_on_hosts, installed_accelerators, requested_accelerators
     from ..planning.nodes import inventory
 
@@ -169,7 +170,7 @@ def _check_site(env: Environment) -> None:
         _fail(
             f"node_pools.{node.pool}",
             f"node {node.name!r} fits on no host in site.hosts ({fit.reason}, after placing the larger nodes)",
-            f"flavors.{node.flavor}",
+            format_path(("flavors", node.flavor)),
             "site.hosts",
         )
 
@@ -190,7 +191,7 @@ def _check_projects(env: Environment) -> None:
             if kind not in caps:
                 offered = ", ".join(caps) or "none"
                 _fail(
-                    f"projects.{pname}.shares.{kind}",
+                    format_path(("projects", pname, "shares", kind)),
                     f"the cluster offers no {kind!r} (kinds offered: {offered})",
                 )
             totals.setdefault(kind, []).append((pname, share))
@@ -200,7 +201,7 @@ def _check_projects(env: Environment) -> None:
             detail = " + ".join(f"{n} {s:g}" for n, s in items)
             last = items[-1][0]
             _fail(
-                f"projects.{last}.shares.{kind}",
+                format_path(("projects", last, "shares", kind)),
                 f"shares of {kind} add up to {total:g} ({detail}), above the whole capacity "
                 f"({caps[kind].units} units = 1.0): lower them",
                 *(f"projects.{n}.shares" for n, _ in items),
