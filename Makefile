@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ENV    ?= cnaf
 
-.PHONY: demo test install install-test deps-debian lint unit bench clean
+.PHONY: demo test install install-test deps-debian lint docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ lint: install-test
 
 test: install-test deps-debian lint
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+docs: install
+	$(BIN)/python -m aiinfn.config.reference > docs/environment-reference.md
 
 bench: install
 	$(BIN)/python benchmarks/plan.py
