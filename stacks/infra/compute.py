@@ -8,10 +8,9 @@ from typing import Any
 import pulumi
 import pulumi_openstack as openstack
 
-from aiinfn.config.models import Role
 from aiinfn.planning import Plan
 from aiinfn.planning.nodes import Node
-from aiinfn.render import cloud_init
+from aiinfn.render import cloud_init, node_facts
 
 #: Changing these on a running node must not recreate it: image and user data only apply to new
 #: nodes (roll them deliberately, node by node, with remove-node/add-node).
@@ -168,20 +167,9 @@ class NodeInstance(pulumi.ComponentResource):
 
         self.instance_id = instance.id
         self.fixed_ip = port.all_fixed_ips.apply(lambda ips: ips[0] if ips else "")
+        facts = {**node_facts(plan, node), "kubernetes": node.is_kubernetes_node}
         self.inventory_entry = pulumi.Output.all(self.fixed_ip, self.floating_ip).apply(
-            lambda ips: {
-                "name": node.name,
-                "fixed_ip": ips[0],
-                "floating_ip": ips[1],
-                "pool": node.pool,
-                "role": node.role.value,
-                "accelerator": node.accelerator,
-                "accelerator_count": node.accelerator_count,
-                "mig_config": node.mig_config,
-                "labels": node.labels,
-                "taints": [t.as_k8s() for t in node.taints],
-                "kubernetes": node.role not in (Role.NFS, Role.BACKUP, Role.BASTION),
-            }
+            lambda ips: {**facts, "fixed_ip": ips[0], "floating_ip": ips[1]}
         )
         self.register_outputs(
             {"instance_id": self.instance_id, "fixed_ip": self.fixed_ip, "floating_ip": self.floating_ip}
