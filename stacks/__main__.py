@@ -5,6 +5,7 @@ The only place that reads Pulumi config. Everything below receives validated mod
 
 import pulumi
 from infra import Infra, InfraArgs
+from overlay import Overlay, OverlayArgs
 
 from aiinfn.config import load
 from aiinfn.planning import make_plan
@@ -14,6 +15,12 @@ environment = load(config.require("environment"))
 plan = make_plan(environment)
 
 infra = Infra(environment.site.name, InfraArgs(plan=plan))
+
+# The overlay needs the bootstrapped cluster: it is built once its kubeconfig is in the stack's
+# secrets (`pulumi config set --secret aiinfn:kubeconfig < kubeconfig.yaml`, after bootstrap).
+kubeconfig = config.get_secret("kubeconfig")
+if kubeconfig is not None:
+    Overlay(f"{environment.site.name}-overlay", OverlayArgs(plan=plan, kubeconfig=kubeconfig))
 
 pulumi.export("environment", environment.name)
 pulumi.export("inventory", infra.inventory)

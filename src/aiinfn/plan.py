@@ -173,13 +173,15 @@ def build(ref: str | Path, *, stack: str | None = None, root: Path | None = None
     # Offline, every referenced secret gets a placeholder (as a secret), so the program runs as it
     # would with `pulumi config set --secret`; the real values are never needed here.
     config: dict[str, Any] = {"aiinfn:environment": str(env_file.resolve())}
-    config.update({f"aiinfn:{k}": OFFLINE_SECRET for k in refs})
+    # ... and the cluster's kubeconfig, so the plan shows the overlay too (a real stack gets it after
+    # bootstrap: `pulumi config set --secret aiinfn:kubeconfig`).
+    config.update({f"aiinfn:{k}": OFFLINE_SECRET for k in [*refs, "kubeconfig"]})
     run = run_program(
         root / "stacks" / "__main__.py",
         project=PROJECT,
         stack=stack,
         config=config,
-        secret_keys=[f"aiinfn:{k}" for k in refs],
+        secret_keys=[f"aiinfn:{k}" for k in [*refs, "kubeconfig"]],
         node_cidr=str(env.network.cidr),
     )
     addresses = {e["name"]: e["fixed_ip"] for e in run.stack_outputs.get("inventory", [])}

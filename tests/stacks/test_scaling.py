@@ -32,7 +32,16 @@ def test_adding_a_node_to_a_count_pool_adds_only_that_node(plan_variant: Callabl
     assert added == _node_urns(after, "k8s-agent-03")
     assert len(added) >= 3  # component, port, instance
     changed = [urn for urn in b if b[urn] != a[urn]]
-    assert changed == [], f"existing resources changed: {changed}"
+    # The only other change: the cohort's CPU and memory quota grows by what the new node brings.
+    assert [u.split("::")[-1] for u in changed] == ["cnaf-overlay-cohort-aiinfn"], changed
+    cohort_b, cohort_a = b[changed[0]][0], a[changed[0]][0]
+    cpu = next(g for g in cohort_a["spec"]["resourceGroups"] if "cpu" in g["coveredResources"])
+    cpu_b = next(g for g in cohort_b["spec"]["resourceGroups"] if "cpu" in g["coveredResources"])
+    flavor = after.env.flavors[after.env.node_pools["agent"].flavor]
+    grown = cpu["flavors"][0]["resources"][0]["nominalQuota"] - cpu_b["flavors"][0]["resources"][0]["nominalQuota"]
+    assert grown == flavor.vcpus - 1
+    assert [g for g in cohort_a["spec"]["resourceGroups"] if "cpu" not in g["coveredResources"]] == [
+        g for g in cohort_b["spec"]["resourceGroups"] if "cpu" not in g["coveredResources"]]
 
 
 def test_removing_a_named_node_removes_only_its_resources(plan_variant: Callable[..., PlanReport]) -> None:
@@ -46,8 +55,10 @@ def test_removing_a_named_node_removes_only_its_resources(plan_variant: Callable
     b, a = _state(before), _state(after)
     assert set(a) <= set(b)
     assert set(b) - set(a) == _node_urns(before, "gpu-rtx5000-02")
-    changed = [urn for urn in a if b[urn] != a[urn]]
-    assert changed == []
+    changed = [urn.split("::")[-1] for urn in a if b[urn] != a[urn]]
+    # Capacity shrank by one RTX 5000 and its node: only the capacity-derived queues follow.
+    assert set(changed) <= {"cnaf-overlay-cohort-aiinfn", "cnaf-overlay-clusterqueue-lhc-ml",
+                            "cnaf-overlay-clusterqueue-astro"}, changed
 
 
 def test_stateful_volumes_survive_a_pool_change(plan_variant: Callable[..., PlanReport]) -> None:

@@ -145,6 +145,24 @@ def ansible_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) ->
     )
 
 
+def yaml_documents(docs: list[Any]) -> str:
+    return "---\n".join(yaml_dump(d) for d in docs)
+
+
+def kubernetes_artifacts(plan: Plan) -> dict[str, str]:
+    """The overlay's manifests and Helm values, exactly as stacks/overlay registers them."""
+    from ..planning import overlay
+    from ..planning.kueue import kueue_objects, project_objects
+
+    return {
+        "k8s/kueue.yaml": yaml_documents(kueue_objects(plan)),
+        "k8s/projects.yaml": yaml_documents(project_objects(plan)),
+        "k8s/mig-parted-configmap.yaml": yaml_dump(overlay.mig_configmap(plan)),
+        "k8s/values/gpu-operator.yaml": yaml_dump(overlay.gpu_operator_values(plan)),
+        "k8s/values/kueue.yaml": yaml_dump(overlay.kueue_values()),
+    }
+
+
 def artifacts(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, str]:
     """Every rendered artifact of the plan, keyed by its path under build/<env>/."""
     out: dict[str, str] = {}
@@ -152,4 +170,5 @@ def artifacts(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[st
         out[f"cloud-init/{node.name}.yaml"] = cloud_init(plan, node)
     out["mig-parted/config.yaml"] = mig_parted(plan)
     out["ansible/inventory.yaml"] = ansible_inventory(plan, addresses)
+    out.update(kubernetes_artifacts(plan))
     return out

@@ -1,0 +1,55 @@
+"""Overlay settings shared by the stack and by `aiinfn plan`'s artifacts: chart values, names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..render import yaml_dump
+from . import Plan
+
+GPU_OPERATOR_NAMESPACE = "gpu-operator"
+KUEUE_NAMESPACE = "kueue-system"
+MIG_CONFIGMAP = "aiinfn-mig-parted-config"
+
+
+def gpu_operator_values(plan: Plan) -> dict[str, Any]:
+    """GPU Operator on passthrough VMs: drivers and container toolkit come from the nodes (Ansible)."""
+    return {
+        "driver": {"enabled": False},
+        "toolkit": {"enabled": False},
+        "mig": {"strategy": plan.env.kubernetes.mig_strategy},
+        "migManager": {
+            "enabled": True,
+            "config": {"name": MIG_CONFIGMAP, "default": "all-disabled"},
+        },
+        "dcgmExporter": {"enabled": True, "serviceMonitor": {"enabled": True}},
+        "nfd": {"enabled": True},
+    }
+
+
+def kueue_values() -> dict[str, Any]:
+    return {
+        "enablePrometheus": True,
+        "managerConfig": {
+            "controllerManagerConfigYaml": yaml_dump(
+                {
+                    "apiVersion": "config.kueue.x-k8s.io/v1beta1",
+                    "kind": "Configuration",
+                    "manageJobsWithoutQueueName": False,
+                    "integrations": {"frameworks": ["batch/job", "pod", "jobset.x-k8s.io/jobset"]},
+                }
+            )
+        },
+    }
+
+
+
+
+def mig_configmap(plan: Plan) -> dict[str, Any]:
+    """The MIG manager's ConfigMap: our mig-parted config under the key it reads, ``config.yaml``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": MIG_CONFIGMAP, "namespace": GPU_OPERATOR_NAMESPACE},
+        "data": {"config.yaml": yaml_dump(plan.mig_parted_config())},
+    }

@@ -1,0 +1,147 @@
+"""The Kubernetes overlay: what researchers use, deployed onto the bootstrapped cluster.
+
+This first part installs the GPU Operator (MIG manager fed our mig-parted config), Kueue with the
+queues derived from real capacity, and the projects' namespaces, access and network policies. The
+objects come from aiinfn.planning.kueue as plain manifests; this module only registers them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from aiinfn import versions
+from aiinfn.planning import Plan
+from aiinfn.planning.kueue import kueue_objects, project_objects
+from aiinfn.planning.overlay import (
+    GPU_OPERATOR_NAMESPACE,
+    KUEUE_NAMESPACE,
+    gpu_operator_values,
+    kueue_values,
+    mig_configmap,
+)
+
+
+def release_args(chart: str, namespace: str, values: dict[str, Any]) -> dict[str, Any]:
+    repo, name, version = versions.CHARTS[chart]
+    args: dict[str, Any] = {
+        "name": chart,
+        "chart": name if not repo.startswith("oci://") else f"{repo}/{name}",
+        "version": version,
+        "namespace": namespace,
+        "create_namespace": False,
+        "atomic": True,
+        "cleanup_on_fail": True,
+        "values": values,
+    }
+    if not repo.startswith("oci://"):
+        args["repository_opts"] = k8s.helm.v3.RepositoryOptsArgs(repo=repo)
+    return args
+
+
+@dataclass(frozen=True)
+class OverlayArgs:
+    plan: Plan
+    kubeconfig: pulumi.Input[str]
+
+
+class Overlay(pulumi.ComponentResource):
+    def __init__(self, name: str, args: OverlayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aiinfn:overlay:Overlay", name, None, opts)
+        plan = args.plan
+        provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=args.kubeconfig,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        on_cluster = pulumi.ResourceOptions(parent=self, provider=provider)
+
+        def after(*deps: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=list(deps)))
+
+        namespaces = {
+            ns: k8s.core.v1.Namespace(f"{name}-ns-{ns}", metadata={"name": ns}, opts=on_cluster)
+            for ns in (GPU_OPERATOR_NAMESPACE, KUEUE_NAMESPACE)
+        }
+
+        cm = mig_configmap(plan)
+        mig_config = k8s.core.v1.ConfigMap(
+            f"{name}-mig-parted-config",
+            metadata=cm["metadata"],
+            data=cm["data"],
+            opts=after(namespaces[GPU_OPERATOR_NAMESPACE]),
+        )
+        gpu_operator = k8s.helm.v3.Release(
+            f"{name}-gpu-operator",
+            **release_args("gpu-operator", GPU_OPERATOR_NAMESPACE, gpu_operator_values(plan)),
+            opts=after(mig_config),
+        )
+        kueue = k8s.helm.v3.Release(
+            f"{name}-kueue",
+            **release_args("kueue", KUEUE_NAMESPACE, kueue_values()),
+            opts=after(namespaces[KUEUE_NAMESPACE]),
+        )
+
+        created: dict[str, pulumi.Resource] = {}
+        for obj in project_objects(plan):
+            created[_key(obj)] = _register(f"{name}-{_key(obj)}", obj, on_cluster, created)
+        after_kueue = after(kueue)
+        for obj in kueue_objects(plan):
+            created[_key(obj)] = _register(f"{name}-{_key(obj)}", obj, after_kueue, created)
+
+        self.register_outputs(
+            {
+                "gpu_operator": gpu_operator.status,
+                "kueue": kueue.status,
+                "objects": sorted(created),
+            }
+        )
+
+
+def _key(obj: dict[str, Any]) -> str:
+    """A stable resource name part: kind, namespace and name (``localqueue-theory-default``)."""
+    meta = obj["metadata"]
+    parts = [obj["kind"].lower(), meta.get("namespace", ""), meta["name"]]
+    return "-".join(p for p in parts if p)
+
+
+def _register(
+    name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions, created: dict[str, pulumi.Resource]
+) -> pulumi.Resource:
+    ns = obj["metadata"].get("namespace")
+    deps = [created[f"namespace-{ns}"]] if ns and f"namespace-{ns}" in created else []
+    opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=deps))
+    kind = obj["kind"]
+    if kind == "Namespace":
+        return k8s.core.v1.Namespace(name, metadata=obj["metadata"], opts=opts)
+    if kind == "RoleBinding":
+        return k8s.rbac.v1.RoleBinding(
+            name, metadata=obj["metadata"], role_ref=obj["roleRef"], subjects=obj["subjects"], opts=opts
+        )
+    if kind == "ClusterRoleBinding":
+        return k8s.rbac.v1.ClusterRoleBinding(
+            name, metadata=obj["metadata"], role_ref=obj["roleRef"], subjects=obj["subjects"], opts=opts
+        )
+    if kind == "NetworkPolicy":
+        return k8s.networking.v1.NetworkPolicy(name, metadata=obj["metadata"], spec=obj["spec"], opts=opts)
+    return KubernetesObject(name, obj, opts)
+
+
+class KubernetesObject(pulumi.CustomResource):
+    """A custom resource with every top-level field of its manifest.
+
+    pulumi_kubernetes' CustomResource class only carries `spec`; Kueue's WorkloadPriorityClass has
+    `value` and `description` at the top level, so the object is registered whole, with the same
+    type token (`kubernetes:<apiVersion>:<kind>`) and provider version the SDK class would use.
+    """
+
+    def __init__(self, name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
+        from pulumi_kubernetes import _utilities
+
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(version=_utilities.get_version()))
+        super().__init__(f"kubernetes:{manifest['apiVersion']}:{manifest['kind']}", name, dict(manifest), opts)
+

@@ -1,0 +1,133 @@
+"""Invariants of the overlay (GPU Operator, Kueue, projects), for every shipped environment.
+
+Pulumi mock runtime through the shared harness (see conftest.py); the objects' schemas are checked
+in tests/artifacts/test_k8s_objects.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from aiinfn import versions
+from aiinfn.config import list_environments
+from aiinfn.offline import is_secret, redact
+from aiinfn.plan import PlanReport
+from aiinfn.planning.kueue import PRIORITIES, flavor_name, kueue_objects, project_objects, reserved_kinds
+
+SHIPPED = list_environments()
+
+
+@pytest.fixture(params=SHIPPED)
+def report(request: pytest.FixtureRequest, shipped_reports: dict[str, PlanReport]) -> PlanReport:
+    return shipped_reports[request.param]
+
+
+def _by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def _quota(obj: dict[str, Any], flavor: str) -> int | None:
+    for group in obj["spec"]["resourceGroups"]:
+        for f in group["flavors"]:
+            if f["name"] == flavor:
+                return int(f["resources"][0]["nominalQuota"])
+    return None
+
+
+def test_quotas_add_up_to_exactly_the_capacity(report: PlanReport) -> None:
+    """For every kind, the cohort's shared pool plus every project's nominal quota equals the units
+    that exist: never more (over-admission), never less (idle hardware nobody can borrow), except
+    for kinds reserved to a group, whose unclaimed units nobody else may use."""
+    objs = kueue_objects(report.plan)
+    (cohort,) = _by_kind(objs, "Cohort")
+    cqs = _by_kind(objs, "ClusterQueue")
+    reserved = reserved_kinds(report.plan)
+    for key, cap in report.plan.capacity.items():
+        flavor = flavor_name(key)
+        total = sum(q or 0 for q in [_quota(cohort, flavor), *(_quota(cq, flavor) for cq in cqs)])
+        if key in reserved:
+            assert _quota(cohort, flavor) is None
+            assert total <= cap.units
+        else:
+            assert total == cap.units, key
+
+
+def test_every_kind_has_a_flavor_and_a_quota_line(report: PlanReport) -> None:
+    objs = kueue_objects(report.plan)
+    flavors = {o["metadata"]["name"]: o for o in _by_kind(objs, "ResourceFlavor")}
+    reserved = reserved_kinds(report.plan)
+    for key, cap in report.plan.capacity.items():
+        rf = flavors[flavor_name(key)]
+        assert rf["spec"]["nodeLabels"] == cap.kind.node_labels
+        assert any(t["value"] == cap.kind.model for t in rf["spec"]["tolerations"])
+        for cq in _by_kind(objs, "ClusterQueue"):
+            project = report.env.projects[cq["metadata"]["name"]]
+            visible = key not in reserved or reserved[key] == project.iam_group
+            assert (_quota(cq, flavor_name(key)) is not None) == visible, (key, cq["metadata"]["name"])
+
+
+def test_interactive_work_outranks_batch_and_reclaims_borrowed_quota(report: PlanReport) -> None:
+    objs = kueue_objects(report.plan)
+    prio = {o["metadata"]["name"]: o["value"] for o in _by_kind(objs, "WorkloadPriorityClass")}
+    assert prio["interactive"] > prio["batch"]
+    for cq in _by_kind(objs, "ClusterQueue"):
+        pre = cq["spec"]["preemption"]
+        assert pre["reclaimWithinCohort"] == "Any"
+        assert pre["borrowWithinCohort"]["policy"] == "LowerPriority"
+        assert pre["borrowWithinCohort"]["maxPriorityThreshold"] == PRIORITIES["batch"] < prio["interactive"]
+
+
+def test_every_project_has_namespace_queue_access_and_default_deny(report: PlanReport) -> None:
+    objs = project_objects(report.plan) + kueue_objects(report.plan)
+    for name, project in report.env.projects.items():
+        ns = project.namespace or name
+        assert any(o["kind"] == "Namespace" and o["metadata"]["name"] == ns for o in objs)
+        lq = [o for o in objs if o["kind"] == "LocalQueue" and o["metadata"]["namespace"] == ns]
+        assert len(lq) == 1 and lq[0]["spec"]["clusterQueue"] == name
+        rb = [o for o in objs if o["kind"] == "RoleBinding" and o["metadata"]["namespace"] == ns]
+        assert rb and rb[0]["subjects"][0]["name"].endswith(project.iam_group)
+        deny = [o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == ns
+                and o["metadata"]["name"] == "default-deny-ingress"]
+        assert deny and deny[0]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+
+
+def test_registered_objects_are_the_planned_ones(report: PlanReport) -> None:
+    """What the stack registers is what plan writes to build/<env>/k8s/ (and what tests validate)."""
+    planned = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+               for o in kueue_objects(report.plan)}
+    registered = [r for r in report.run.registrations if r.type.startswith("kubernetes:kueue.x-k8s.io/")]
+    assert len(registered) == len(planned)
+    for r in registered:
+        inputs = redact(r.inputs)
+        key = (inputs["kind"], inputs["metadata"].get("namespace"), inputs["metadata"]["name"])
+        assert inputs == planned[key]
+    docs = list(YAML(typ="safe", pure=True).load_all(report.artifacts["k8s/kueue.yaml"]))
+    assert len(docs) == len(planned)
+
+
+def test_gpu_operator_gets_our_mig_config_and_charts_are_pinned(report: PlanReport) -> None:
+    releases = {r.inputs["name"]: r for r in report.run.by_type("kubernetes:helm.sh/v3:Release")}
+    assert set(releases) == {"gpu-operator", "kueue"}
+    for name, rel in releases.items():
+        assert rel.inputs["version"] == versions.CHARTS[name][2]
+    values = releases["gpu-operator"].inputs["values"]
+    assert values["migManager"]["config"]["name"] == "aiinfn-mig-parted-config"
+    assert values["mig"]["strategy"] == report.env.kubernetes.mig_strategy
+    assert values["driver"]["enabled"] is False  # drivers come from the passthrough VMs
+    (cm,) = [r for r in report.run.by_type("kubernetes:core/v1:ConfigMap")
+             if r.inputs["metadata"]["name"] == "aiinfn-mig-parted-config"]
+    config = YAML(typ="safe", pure=True).load(cm.inputs["data"]["config.yaml"])
+    assert config == report.plan.mig_parted_config()
+    for node in report.plan.nodes:
+        label = node.labels.get("nvidia.com/mig.config")
+        if label:
+            assert label in config["mig-configs"]
+
+
+def test_cluster_credentials_stay_secret(report: PlanReport) -> None:
+    (provider,) = report.run.by_type("pulumi:providers:kubernetes")
+    assert is_secret(provider.inputs["kubeconfig"])
+    assert redact(provider.inputs)["kubeconfig"] == "[secret]"
