@@ -20,7 +20,15 @@ infra = Infra(environment.site.name, InfraArgs(plan=plan))
 # secrets (`pulumi config set --secret aiinfn:kubeconfig < kubeconfig.yaml`, after bootstrap).
 kubeconfig = config.get_secret("kubeconfig")
 if kubeconfig is not None:
-    Overlay(f"{environment.site.name}-overlay", OverlayArgs(plan=plan, kubeconfig=kubeconfig))
+    Overlay(
+        f"{environment.site.name}-overlay",
+        OverlayArgs(
+            plan=plan,
+            kubeconfig=kubeconfig,
+            nfs_server=infra.nfs_server,
+            iam_client_secret=config.require_secret(environment.iam.client_secret),
+        ),
+    )
 
 pulumi.export("environment", environment.name)
 pulumi.export("inventory", infra.inventory)

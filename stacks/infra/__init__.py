@@ -87,6 +87,9 @@ class Infra(pulumi.ComponentResource):
             child,
         )
 
+        nfs_node = next((n.name for n in plan.nodes if n.role is Role.NFS), None)
+        self.nfs_server: pulumi.Output[str] | None = self.nodes[nfs_node].fixed_ip if nfs_node else None
+
         self.inventory = pulumi.Output.all(*[n.inventory_entry for n in self.nodes.values()])
         fips = {n: i.floating_ip for n, i in self.nodes.items() if i.floating_ip is not None}
         bastion = next((n.name for n in plan.nodes if n.role is Role.BASTION), None)

@@ -14,18 +14,20 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from aiinfn import versions
-from aiinfn.planning import Plan
+from aiinfn.planning import Plan, jupyterhub
 from aiinfn.planning.kueue import kueue_objects, project_objects
 from aiinfn.planning.overlay import (
     GPU_OPERATOR_NAMESPACE,
     KUEUE_NAMESPACE,
+    NFS_NAMESPACE,
     gpu_operator_values,
     kueue_values,
     mig_configmap,
+    nfs_provisioner_values,
 )
 
 
-def release_args(chart: str, namespace: str, values: dict[str, Any]) -> dict[str, Any]:
+def release_args(chart: str, namespace: str, values: pulumi.Input[dict[str, Any]]) -> dict[str, Any]:
     repo, name, version = versions.CHARTS[chart]
     args: dict[str, Any] = {
         "name": chart,
@@ -46,6 +48,10 @@ def release_args(chart: str, namespace: str, values: dict[str, Any]) -> dict[str
 class OverlayArgs:
     plan: Plan
     kubeconfig: pulumi.Input[str]
+    #: fixed IP of the NFS node (None when the environment has no platform filesystem)
+    nfs_server: pulumi.Input[str] | None
+    #: the IAM OAuth client secret (a Pulumi secret)
+    iam_client_secret: pulumi.Input[str]
 
 
 class Overlay(pulumi.ComponentResource):
@@ -65,7 +71,7 @@ class Overlay(pulumi.ComponentResource):
 
         namespaces = {
             ns: k8s.core.v1.Namespace(f"{name}-ns-{ns}", metadata={"name": ns}, opts=on_cluster)
-            for ns in (GPU_OPERATOR_NAMESPACE, KUEUE_NAMESPACE)
+            for ns in (GPU_OPERATOR_NAMESPACE, KUEUE_NAMESPACE, NFS_NAMESPACE, jupyterhub.NAMESPACE)
         }
 
         cm = mig_configmap(plan)
@@ -86,6 +92,25 @@ class Overlay(pulumi.ComponentResource):
             opts=after(namespaces[KUEUE_NAMESPACE]),
         )
 
+        releases: dict[str, pulumi.Output[Any]] = {"gpu-operator": gpu_operator.status, "kueue": kueue.status}
+        env = plan.env
+        storage_class = env.storage.nfs.storage_class if env.storage.nfs else None
+        nfs = None
+        if env.storage.nfs is not None and args.nfs_server is not None:
+            nfs = k8s.helm.v3.Release(
+                f"{name}-nfs-provisioner",
+                **release_args(
+                    "nfs-subdir-external-provisioner",
+                    NFS_NAMESPACE,
+                    pulumi.Output.from_input(args.nfs_server).apply(lambda ip: nfs_provisioner_values(plan, ip)),
+                ),
+                opts=after(namespaces[NFS_NAMESPACE]),
+            )
+            releases["nfs-subdir-external-provisioner"] = nfs.status
+        if env.services.jupyterhub is not None and storage_class is not None and nfs is not None:
+            hub_opts = after(namespaces[jupyterhub.NAMESPACE], nfs)
+            releases["jupyterhub"] = self._jupyterhub(name, args, storage_class, hub_opts)
+
         created: dict[str, pulumi.Resource] = {}
         for obj in project_objects(plan):
             created[_key(obj)] = _register(f"{name}-{_key(obj)}", obj, on_cluster, created)
@@ -93,13 +118,35 @@ class Overlay(pulumi.ComponentResource):
         for obj in kueue_objects(plan):
             created[_key(obj)] = _register(f"{name}-{_key(obj)}", obj, after_kueue, created)
 
-        self.register_outputs(
-            {
-                "gpu_operator": gpu_operator.status,
-                "kueue": kueue.status,
-                "objects": sorted(created),
-            }
+        self.register_outputs({"releases": releases, "objects": sorted(created)})
+
+    def _jupyterhub(
+        self, name: str, args: OverlayArgs, storage_class: str, opts: pulumi.ResourceOptions
+    ) -> pulumi.Output[Any]:
+        """The hub: its OAuth client secret as a Secret, its database on a protected claim, the chart."""
+        secret = k8s.core.v1.Secret(
+            f"{name}-iam-oauth",
+            metadata={"name": jupyterhub.OAUTH_SECRET, "namespace": jupyterhub.NAMESPACE},
+            string_data={jupyterhub.OAUTH_SECRET_KEY: pulumi.Output.secret(args.iam_client_secret)},
+            type="Opaque",
+            opts=opts,
         )
+        db = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-hub-db",
+            metadata={"name": jupyterhub.HUB_DB_CLAIM, "namespace": jupyterhub.NAMESPACE},
+            spec={
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": storage_class,
+                "resources": {"requests": {"storage": "5Gi"}},
+            },
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True, retain_on_delete=True)),
+        )
+        hub = k8s.helm.v3.Release(
+            f"{name}-jupyterhub",
+            **release_args("jupyterhub", jupyterhub.NAMESPACE, jupyterhub.values(args.plan, storage_class)),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret, db])),
+        )
+        return hub.status
 
 
 def _key(obj: dict[str, Any]) -> str:

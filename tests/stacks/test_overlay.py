@@ -110,7 +110,12 @@ def test_registered_objects_are_the_planned_ones(report: PlanReport) -> None:
 
 def test_gpu_operator_gets_our_mig_config_and_charts_are_pinned(report: PlanReport) -> None:
     releases = {r.inputs["name"]: r for r in report.run.by_type("kubernetes:helm.sh/v3:Release")}
-    assert set(releases) == {"gpu-operator", "kueue"}
+    expected = {"gpu-operator", "kueue"}
+    if report.env.storage.nfs is not None:
+        expected |= {"nfs-subdir-external-provisioner"}
+        if report.env.services.jupyterhub is not None:
+            expected |= {"jupyterhub"}
+    assert set(releases) == expected
     for name, rel in releases.items():
         assert rel.inputs["version"] == versions.CHARTS[name][2]
     values = releases["gpu-operator"].inputs["values"]

@@ -56,9 +56,10 @@ def test_removing_a_named_node_removes_only_its_resources(plan_variant: Callable
     assert set(a) <= set(b)
     assert set(b) - set(a) == _node_urns(before, "gpu-rtx5000-02")
     changed = [urn.split("::")[-1] for urn in a if b[urn] != a[urn]]
-    # Capacity shrank by one RTX 5000 and its node: only the capacity-derived queues follow.
+    # Capacity shrank by one RTX 5000 and its node: only what is derived from capacity follows (the
+    # queues' quotas, and the hub's profile that shows how many RTX 5000 there are).
     assert set(changed) <= {"cnaf-overlay-cohort-aiinfn", "cnaf-overlay-clusterqueue-lhc-ml",
-                            "cnaf-overlay-clusterqueue-astro"}, changed
+                            "cnaf-overlay-clusterqueue-astro", "cnaf-overlay-jupyterhub"}, changed
 
 
 def test_stateful_volumes_survive_a_pool_change(plan_variant: Callable[..., PlanReport]) -> None:

@@ -9,6 +9,7 @@ from . import Plan
 
 GPU_OPERATOR_NAMESPACE = "gpu-operator"
 KUEUE_NAMESPACE = "kueue-system"
+NFS_NAMESPACE = "nfs-provisioner"
 MIG_CONFIGMAP = "aiinfn-mig-parted-config"
 
 
@@ -52,4 +53,24 @@ def mig_configmap(plan: Plan) -> dict[str, Any]:
         "kind": "ConfigMap",
         "metadata": {"name": MIG_CONFIGMAP, "namespace": GPU_OPERATOR_NAMESPACE},
         "data": {"config.yaml": yaml_dump(plan.mig_parted_config())},
+    }
+
+
+def nfs_provisioner_values(plan: Plan, server: str) -> dict[str, Any]:
+    """The platform filesystem as a StorageClass: one directory per volume on the NFS export.
+
+    Volumes are kept (Retain) and archived rather than deleted when their claim goes away: homes
+    are user data.
+    """
+    nfs = plan.env.storage.nfs
+    assert nfs is not None
+    return {
+        "nfs": {"server": server, "path": nfs.export_path, "mountOptions": ["nfsvers=4.2", "hard", "noatime"]},
+        "storageClass": {
+            "name": nfs.storage_class,
+            "defaultClass": True,
+            "reclaimPolicy": "Retain",
+            "archiveOnDelete": True,
+            "accessModes": "ReadWriteMany",
+        },
     }

@@ -149,18 +149,26 @@ def yaml_documents(docs: list[Any]) -> str:
     return "---\n".join(yaml_dump(d) for d in docs)
 
 
-def kubernetes_artifacts(plan: Plan) -> dict[str, str]:
+def kubernetes_artifacts(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, str]:
     """The overlay's manifests and Helm values, exactly as stacks/overlay registers them."""
-    from ..planning import overlay
+    from ..planning import jupyterhub, overlay
     from ..planning.kueue import kueue_objects, project_objects
 
-    return {
+    out = {
         "k8s/kueue.yaml": yaml_documents(kueue_objects(plan)),
         "k8s/projects.yaml": yaml_documents(project_objects(plan)),
         "k8s/mig-parted-configmap.yaml": yaml_dump(overlay.mig_configmap(plan)),
         "k8s/values/gpu-operator.yaml": yaml_dump(overlay.gpu_operator_values(plan)),
         "k8s/values/kueue.yaml": yaml_dump(overlay.kueue_values()),
     }
+    nfs = plan.env.storage.nfs
+    nfs_node = next((n.name for n in plan.nodes if n.role is Role.NFS), None)
+    if nfs is not None and nfs_node is not None:
+        server = (addresses or {}).get(nfs_node, f"<fixed IP of {nfs_node}>")
+        out["k8s/values/nfs-subdir-external-provisioner.yaml"] = yaml_dump(overlay.nfs_provisioner_values(plan, server))
+        if plan.env.services.jupyterhub is not None:
+            out["k8s/values/jupyterhub.yaml"] = yaml_dump(jupyterhub.values(plan, nfs.storage_class))
+    return out
 
 
 def artifacts(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -170,5 +178,5 @@ def artifacts(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[st
         out[f"cloud-init/{node.name}.yaml"] = cloud_init(plan, node)
     out["mig-parted/config.yaml"] = mig_parted(plan)
     out["ansible/inventory.yaml"] = ansible_inventory(plan, addresses)
-    out.update(kubernetes_artifacts(plan))
+    out.update(kubernetes_artifacts(plan, addresses))
     return out

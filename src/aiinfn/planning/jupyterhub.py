@@ -1,0 +1,218 @@
+"""JupyterHub (zero-to-jupyterhub) values derived from the plan.
+
+* Login: GenericOAuthenticator against the INDIGO IAM issuer; who may log in and who is admin are
+  IAM groups; the username is the `preferred_username` claim. The client secret never appears in the
+  values: the hub reads it from the `OAUTH_CLIENT_SECRET` environment variable, filled from a
+  Kubernetes Secret that the stack creates from the Pulumi secret.
+* Profiles: one per accelerator kind the cluster really has (node selector, tolerations, the
+  extended resource limit), plus a CPU-only one; each managed environment image is a choice inside
+  every profile. A profile whose nodes are reserved for an IAM group, or that only some projects'
+  groups may use, is shown only to those groups (hub.extraConfig filters the list per user).
+* Home on the platform NFS StorageClass, /tmp on the node's local NVMe scratch, idle culling,
+  user placeholders and image pre-pulling sized by configuration.
+* Hub database: sqlite on a PersistentVolumeClaim the stack creates and protects (not the chart's).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..planning import Plan
+from .kueue import reserved_kinds
+
+NAMESPACE = "jupyterhub"
+OAUTH_SECRET = "aiinfn-iam-oauth"
+OAUTH_SECRET_KEY = "client-secret"
+HUB_DB_CLAIM = "aiinfn-hub-db"
+HUB_DB_MOUNT = "/srv/jupyterhub/aiinfn-db"
+SCRATCH_HOST_PATH = "/scratch/jupyter"
+CPU_PROFILE = "cpu"
+
+
+def profile_slug(kind: str) -> str:
+    return kind.lower().replace("/", "-").replace(".", "-")
+
+
+def _image(ref: str) -> tuple[str, str]:
+    """``harbor/x/lab:2026.11`` -> (``harbor/x/lab``, ``2026.11``); no tag means ``latest``."""
+    name, _, tag = ref.rpartition(":")
+    if not name or "/" in tag:
+        return ref, "latest"
+    return name, tag
+
+
+def allowed_groups(plan: Plan) -> dict[str, list[str] | None]:
+    """Profile slug -> IAM groups that may see it (None: everyone who may log in).
+
+    A kind reserved for a group is for that group only. A kind that projects hold shares of is also
+    open to everyone (its shared pool is borrowable), except when it is reserved.
+    """
+    reserved = reserved_kinds(plan)
+    out: dict[str, list[str] | None] = {CPU_PROFILE: None}
+    for key in plan.capacity:
+        out[profile_slug(key)] = [reserved[key]] if key in reserved else None
+    return out
+
+
+def profiles(plan: Plan) -> list[dict[str, Any]]:
+    hub = plan.env.services.jupyterhub
+    images = dict(hub.images) if hub and hub.images else {}
+    choices = {
+        name: {"display_name": f"{name} ({ref})", "kubespawner_override": {"image": ref}}
+        for name, ref in images.items()
+    }
+    options = {"image": {"display_name": "Environment", "choices": choices}} if choices else {}
+    out: list[dict[str, Any]] = [
+        {
+            "display_name": "CPU only",
+            "slug": CPU_PROFILE,
+            "description": "No accelerator: notebooks, data preparation, small models",
+            "default": True,
+            "kubespawner_override": {
+                "cpu_guarantee": 1,
+                "cpu_limit": 4,
+                "mem_guarantee": "4G",
+                "mem_limit": "16G",
+                "node_selector": {"aiinfn.infn.it/role": "agent"},
+            },
+            **({"profile_options": options} if options else {}),
+        }
+    ]
+    reserved = reserved_kinds(plan)
+    for key, cap in plan.capacity.items():
+        kind = cap.kind
+        tolerations = [
+            {"key": "aiinfn.infn.it/accelerator", "operator": "Equal", "value": kind.model, "effect": "NoSchedule"}
+        ]
+        if key in reserved:
+            from .nodes import RESERVED_TAINT, group_label_value
+
+            tolerations.append(
+                {"key": RESERVED_TAINT, "operator": "Equal", "value": group_label_value(reserved[key]),
+                 "effect": "NoSchedule"}
+            )
+        what = f"one {kind.profile} MIG slice of an {kind.model}" if kind.profile else f"one {kind.model}"
+        out.append(
+            {
+                "display_name": f"{key} ({kind.memory_gb} GB)",
+                "slug": profile_slug(key),
+                "description": f"{what}; {cap.units} on the platform",
+                "kubespawner_override": {
+                    "node_selector": dict(kind.node_labels),
+                    "tolerations": tolerations,
+                    "extra_resource_limits": {kind.resource: "1"},
+                    "extra_resource_guarantees": {kind.resource: "1"},
+                    "cpu_guarantee": 2,
+                    "cpu_limit": 8,
+                    "mem_guarantee": "8G",
+                    "mem_limit": "32G",
+                },
+                **({"profile_options": options} if options else {}),
+            }
+        )
+    return out
+
+
+PROFILE_FILTER = '''
+# aiinfn: show each user only the profiles their IAM groups may use.
+import json
+
+_aiinfn_allowed = json.loads({allowed!r})
+_aiinfn_profiles = c.KubeSpawner.profile_list
+
+
+def _aiinfn_profile_list(spawner):
+    groups = {{g.name for g in spawner.user.groups}}
+    return [
+        p for p in _aiinfn_profiles
+        if _aiinfn_allowed.get(p["slug"]) is None or groups & set(_aiinfn_allowed[p["slug"]])
+    ]
+
+
+c.KubeSpawner.profile_list = _aiinfn_profile_list
+'''
+
+
+def profile_filter_code(plan: Plan) -> str:
+    return PROFILE_FILTER.format(allowed=json.dumps(allowed_groups(plan), sort_keys=True))
+
+
+def login_groups(plan: Plan) -> list[str]:
+    env = plan.env
+    groups = [*env.iam.user_groups, *env.iam.admin_groups, *(p.iam_group for p in env.projects.values())]
+    if env.event is not None:
+        groups.append(env.event.iam_group)
+    return list(dict.fromkeys(groups))
+
+
+def values(plan: Plan, storage_class: str) -> dict[str, Any]:
+    env = plan.env
+    hub = env.services.jupyterhub
+    assert hub is not None
+    host = hub.hostname or env.network.ingress.hostname or f"hub.{env.site.domain}"
+    issuer = env.iam.issuer.rstrip("/")
+    image, tag = _image(hub.default_image)
+    placeholders = hub.user_placeholders
+    if env.event is not None and env.event.placeholders is not None:
+        placeholders = max(placeholders, env.event.placeholders)
+    prepull = hub.prepull or bool(env.event and env.event.prepull)
+    return {
+        "hub": {
+            "config": {
+                "JupyterHub": {"authenticator_class": "generic-oauth", "admin_access": True},
+                "Authenticator": {"enable_auth_state": False, "allow_existing_users": False},
+                "GenericOAuthenticator": {
+                    "client_id": env.iam.client_id,
+                    "oauth_callback_url": f"https://{host}/hub/oauth_callback",
+                    "authorize_url": f"{issuer}/authorize",
+                    "token_url": f"{issuer}/token",
+                    "userdata_url": f"{issuer}/userinfo",
+                    "login_service": "INDIGO IAM",
+                    "username_claim": env.iam.username_claim,
+                    "scope": list(env.iam.scopes),
+                    "claim_groups_key": env.iam.groups_claim,
+                    "allowed_groups": login_groups(plan),
+                    "admin_groups": list(env.iam.admin_groups),
+                    "manage_groups": True,
+                },
+            },
+            "extraEnv": {
+                "OAUTH_CLIENT_SECRET": {"valueFrom": {"secretKeyRef": {"name": OAUTH_SECRET, "key": OAUTH_SECRET_KEY}}}
+            },
+            "db": {"type": "other", "url": f"sqlite:///{HUB_DB_MOUNT}/jupyterhub.sqlite"},
+            "extraVolumes": [{"name": "aiinfn-hub-db", "persistentVolumeClaim": {"claimName": HUB_DB_CLAIM}}],
+            "extraVolumeMounts": [{"name": "aiinfn-hub-db", "mountPath": HUB_DB_MOUNT}],
+            "extraConfig": {"aiinfn-profiles": profile_filter_code(plan)},
+        },
+        "proxy": {"service": {"type": "ClusterIP"}},
+        "ingress": {
+            "enabled": True,
+            "hosts": [host],
+            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+            "tls": [{"hosts": [host], "secretName": "jupyterhub-tls"}],
+        },
+        "singleuser": {
+            "image": {"name": image, "tag": tag},
+            "profileList": profiles(plan),
+            "storage": {
+                "type": "dynamic",
+                "capacity": f"{hub.home_size_gb}Gi",
+                "dynamic": {"storageClass": storage_class, "storageAccessModes": ["ReadWriteMany"]},
+                "extraVolumes": [
+                    {"name": "scratch", "hostPath": {"path": f"{SCRATCH_HOST_PATH}/{{username}}",
+                                                     "type": "DirectoryOrCreate"}}
+                ],
+                "extraVolumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
+            },
+            "networkPolicy": {"enabled": True},
+            "cloudMetadata": {"blockWithIptables": True},
+        },
+        "scheduling": {
+            "userScheduler": {"enabled": True},
+            "podPriority": {"enabled": True},
+            "userPlaceholder": {"enabled": placeholders > 0, "replicas": placeholders},
+        },
+        "prePuller": {"hook": {"enabled": prepull}, "continuous": {"enabled": prepull}},
+        "cull": {"enabled": True, "timeout": hub.cull_idle_seconds, "every": 300},
+    }
