@@ -8,7 +8,8 @@ from infra import Infra, InfraArgs
 from overlay import Overlay, OverlayArgs
 
 from aiinfn.config import load
-from aiinfn.planning import make_plan
+from aiinfn.config.secrets import secret_refs
+from aiinfn.planning import make_plan, monitoring
 
 config = pulumi.Config("aiinfn")
 environment = load(config.require("environment"))
@@ -26,7 +27,8 @@ if kubeconfig is not None:
             plan=plan,
             kubeconfig=kubeconfig,
             nfs_server=infra.nfs_server,
-            iam_client_secret=config.require_secret(environment.iam.client_secret),
+            secrets={name: config.require_secret(name) for name in sorted(set(secret_refs(environment).values()))},
+            addresses={n: infra.nodes[n].fixed_ip for n in monitoring.scraped_nodes(plan)},
         ),
     )
 

@@ -13,35 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from . import __version__, versions
 from .config import load, project_root, resolve
 from .config.loader import display
 from .config.models import Environment
+from .config.secrets import secret_refs
 from .offline import ProgramRun, redact, run_program
 from .planning import Plan, make_plan
 from .render import artifacts
 
 PROJECT = "aiinfn"
 OFFLINE_SECRET = "offline-plan-placeholder"
-
-
-def secret_refs(model: BaseModel, prefix: str = "") -> dict[str, str]:
-    """Every ``*_secret`` field of the environment: field path -> Pulumi config key it names."""
-    out: dict[str, str] = {}
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        path = f"{prefix}.{name}" if prefix else name
-        if isinstance(value, BaseModel):
-            out.update(secret_refs(value, path))
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                if isinstance(v, BaseModel):
-                    out.update(secret_refs(v, f"{path}.{k}"))
-        elif name.endswith("_secret") and isinstance(value, str):
-            out[path] = value
-    return out
 
 
 def stack_secrets(root: Path, stack: str) -> set[str] | None:

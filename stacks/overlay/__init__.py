@@ -12,9 +12,10 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from aiinfn import versions
-from aiinfn.planning import Plan, jupyterhub
+from aiinfn.planning import Plan, jupyterhub, monitoring, services
 from aiinfn.planning.kueue import kueue_objects, project_objects
 from aiinfn.planning.overlay import (
     GPU_OPERATOR_NAMESPACE,
@@ -50,8 +51,10 @@ class OverlayArgs:
     kubeconfig: pulumi.Input[str]
     #: fixed IP of the NFS node (None when the environment has no platform filesystem)
     nfs_server: pulumi.Input[str] | None
-    #: the IAM OAuth client secret (a Pulumi secret)
-    iam_client_secret: pulumi.Input[str]
+    #: every Pulumi config secret the environment names (name -> secret Output)
+    secrets: dict[str, pulumi.Output[str]]
+    #: fixed IPs of the nodes outside the cluster that Prometheus scrapes (monitoring.scraped_nodes)
+    addresses: dict[str, pulumi.Output[str]]
 
 
 class Overlay(pulumi.ComponentResource):
@@ -71,7 +74,16 @@ class Overlay(pulumi.ComponentResource):
 
         namespaces = {
             ns: k8s.core.v1.Namespace(f"{name}-ns-{ns}", metadata={"name": ns}, opts=on_cluster)
-            for ns in (GPU_OPERATOR_NAMESPACE, KUEUE_NAMESPACE, NFS_NAMESPACE, jupyterhub.NAMESPACE)
+            for ns in (
+                GPU_OPERATOR_NAMESPACE,
+                KUEUE_NAMESPACE,
+                NFS_NAMESPACE,
+                jupyterhub.NAMESPACE,
+                monitoring.NAMESPACE,
+                services.CERT_MANAGER_NAMESPACE,
+                services.JUICEFS_NAMESPACE,
+                services.HARBOR_NAMESPACE,
+            )
         }
 
         cm = mig_configmap(plan)
@@ -111,6 +123,8 @@ class Overlay(pulumi.ComponentResource):
             hub_opts = after(namespaces[jupyterhub.NAMESPACE], nfs)
             releases["jupyterhub"] = self._jupyterhub(name, args, storage_class, hub_opts)
 
+        releases.update(self._services(name, args, namespaces, after, storage_class))
+
         created: dict[str, pulumi.Resource] = {}
         for obj in project_objects(plan):
             created[_key(obj)] = _register(f"{name}-{_key(obj)}", obj, on_cluster, created)
@@ -127,7 +141,9 @@ class Overlay(pulumi.ComponentResource):
         secret = k8s.core.v1.Secret(
             f"{name}-iam-oauth",
             metadata={"name": jupyterhub.OAUTH_SECRET, "namespace": jupyterhub.NAMESPACE},
-            string_data={jupyterhub.OAUTH_SECRET_KEY: pulumi.Output.secret(args.iam_client_secret)},
+            string_data={
+                jupyterhub.OAUTH_SECRET_KEY: pulumi.Output.secret(args.secrets[args.plan.env.iam.client_secret])
+            },
             type="Opaque",
             opts=opts,
         )
@@ -147,6 +163,112 @@ class Overlay(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret, db])),
         )
         return hub.status
+
+    def _services(
+        self,
+        name: str,
+        args: OverlayArgs,
+        namespaces: dict[str, k8s.core.v1.Namespace],
+        after: Any,
+        storage_class: str | None,
+    ) -> dict[str, pulumi.Output[Any]]:
+        """TLS, monitoring and accounting, JuiceFS and Harbor."""
+        plan, env = args.plan, args.plan.env
+        out: dict[str, pulumi.Output[Any]] = {}
+
+        def secret(key: str, ns: str, data: dict[str, pulumi.Input[str]], deps: list[pulumi.Resource]) -> Any:
+            return k8s.core.v1.Secret(
+                f"{name}-{key}",
+                metadata={"name": key, "namespace": ns},
+                string_data=pulumi.Output.secret(data),
+                type="Opaque",
+                opts=after(namespaces[ns], *deps),
+            )
+
+        cert_manager = k8s.helm.v3.Release(
+            f"{name}-cert-manager",
+            **release_args("cert-manager", services.CERT_MANAGER_NAMESPACE, services.cert_manager_values()),
+            opts=after(namespaces[services.CERT_MANAGER_NAMESPACE]),
+        )
+        out["cert-manager"] = cert_manager.status
+        issuer = services.cluster_issuer(plan)
+        KubernetesObject(f"{name}-clusterissuer-{issuer['metadata']['name']}", issuer, after(cert_manager))
+
+        grafana_password = random.RandomPassword(f"{name}-grafana-admin-password", length=32, special=False,
+                                                 opts=pulumi.ResourceOptions(parent=self))
+        grafana = secret(monitoring.GRAFANA_ADMIN_SECRET, monitoring.NAMESPACE,
+                         {"admin-user": "admin", "admin-password": grafana_password.result}, [])
+        targets = pulumi.Output.all(**args.addresses).apply(lambda a: monitoring.exporter_targets(a, plan))
+        prometheus = k8s.helm.v3.Release(
+            f"{name}-kube-prometheus-stack",
+            **release_args(
+                "kube-prometheus-stack",
+                monitoring.NAMESPACE,
+                targets.apply(lambda t: monitoring.values(plan, storage_class, t)),
+            ),
+            opts=after(namespaces[monitoring.NAMESPACE], grafana),
+        )
+        out["kube-prometheus-stack"] = prometheus.status
+        for obj in monitoring.manifests(plan):
+            KubernetesObject(f"{name}-{_key(obj)}", obj, after(prometheus))
+
+        jfs_class = services.juicefs_storage_class(plan)
+        if jfs_class is not None and env.storage.juicefs is not None and env.storage.s3 is not None:
+            jfs = env.storage.juicefs
+            jfs_secret = secret(services.JUICEFS_SECRET, services.JUICEFS_NAMESPACE, {
+                "name": f"aiinfn-{env.site.name}",
+                "metaurl": args.secrets[jfs.metadata_url_secret],
+                "storage": "s3",
+                "bucket": jfs.bucket,
+                "access-key": args.secrets[jfs.access_key_secret],
+                "secret-key": args.secrets[jfs.secret_key_secret],
+            }, [])
+            driver = k8s.helm.v3.Release(
+                f"{name}-juicefs-csi-driver",
+                **release_args("juicefs-csi-driver", services.JUICEFS_NAMESPACE, services.juicefs_values()),
+                opts=after(namespaces[services.JUICEFS_NAMESPACE]),
+            )
+            out["juicefs-csi-driver"] = driver.status
+            k8s.storage.v1.StorageClass(
+                f"{name}-storageclass-{jfs.storage_class}",
+                metadata=jfs_class["metadata"],
+                provisioner=jfs_class["provisioner"],
+                reclaim_policy=jfs_class["reclaimPolicy"],
+                allow_volume_expansion=jfs_class["allowVolumeExpansion"],
+                parameters=jfs_class["parameters"],
+                opts=after(driver, jfs_secret),
+            )
+
+        harbor_values = services.harbor_values(plan)
+        harbor = env.services.harbor
+        if harbor_values is not None and harbor is not None and storage_class is not None:
+            deps: list[pulumi.Resource] = [secret(services.HARBOR_ADMIN_SECRET, services.HARBOR_NAMESPACE, {
+                "HARBOR_ADMIN_PASSWORD": args.secrets[harbor.admin_password_secret]}, [])]
+            if harbor.s3_access_key_secret and harbor.s3_secret_key_secret:
+                deps.append(secret(services.HARBOR_S3_SECRET, services.HARBOR_NAMESPACE, {
+                    "REGISTRY_STORAGE_S3_ACCESSKEY": args.secrets[harbor.s3_access_key_secret],
+                    "REGISTRY_STORAGE_S3_SECRETKEY": args.secrets[harbor.s3_secret_key_secret],
+                }, []))
+            deps.append(k8s.core.v1.PersistentVolumeClaim(
+                f"{name}-harbor-database",
+                metadata={"name": services.HARBOR_DB_CLAIM, "namespace": services.HARBOR_NAMESPACE},
+                spec={
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": storage_class,
+                    "resources": {"requests": {"storage": f"{harbor.database_size_gb}Gi"}},
+                },
+                opts=pulumi.ResourceOptions.merge(
+                    after(namespaces[services.HARBOR_NAMESPACE]),
+                    pulumi.ResourceOptions(protect=True, retain_on_delete=True),
+                ),
+            ))
+            release = k8s.helm.v3.Release(
+                f"{name}-harbor",
+                **release_args("harbor", services.HARBOR_NAMESPACE, harbor_values),
+                opts=after(namespaces[services.HARBOR_NAMESPACE], cert_manager, *deps),
+            )
+            out["harbor"] = release.status
+        return out
 
 
 def _key(obj: dict[str, Any]) -> str:

@@ -110,11 +110,16 @@ def test_registered_objects_are_the_planned_ones(report: PlanReport) -> None:
 
 def test_gpu_operator_gets_our_mig_config_and_charts_are_pinned(report: PlanReport) -> None:
     releases = {r.inputs["name"]: r for r in report.run.by_type("kubernetes:helm.sh/v3:Release")}
-    expected = {"gpu-operator", "kueue"}
-    if report.env.storage.nfs is not None:
+    expected = {"gpu-operator", "kueue", "cert-manager", "kube-prometheus-stack"}
+    env = report.env
+    if env.storage.nfs is not None:
         expected |= {"nfs-subdir-external-provisioner"}
-        if report.env.services.jupyterhub is not None:
+        if env.services.jupyterhub is not None:
             expected |= {"jupyterhub"}
+        if env.services.harbor is not None:
+            expected |= {"harbor"}
+    if env.storage.juicefs is not None and env.storage.juicefs.enabled:
+        expected |= {"juicefs-csi-driver"}
     assert set(releases) == expected
     for name, rel in releases.items():
         assert rel.inputs["version"] == versions.CHARTS[name][2]

@@ -404,15 +404,26 @@ class Harbor(Model):
 
 
 class Monitoring(Model):
-    retention_days: int = Field(30, ge=1)
-    accounting_retention_days: int = Field(400, ge=400)
-    storage_gb: PositiveInt = 200
+    accounting_retention_days: int = Field(
+        400, ge=400, le=3650, description="days Prometheus keeps its data, accounting series included"
+    )
+    storage_gb: PositiveInt = Field(200, description="Prometheus volume; the TSDB is capped at 90 % of it")
+
+
+class Tls(Model):
+    acme_email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = Field(
+        None, description="contact for the ACME account; without it certificates are self-signed"
+    )
+    acme_server: HttpsUrl = Field(
+        "https://acme-v02.api.letsencrypt.org/directory", description="ACME directory (Let's Encrypt by default)"
+    )
 
 
 class Services(Model):
     jupyterhub: JupyterHub | None = None
     harbor: Harbor | None = None
     monitoring: Monitoring = Monitoring()
+    tls: Tls = Tls()
 
 
 class Kubernetes(Model):

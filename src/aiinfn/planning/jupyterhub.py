@@ -20,6 +20,7 @@ from typing import Any
 
 from ..planning import Plan
 from .kueue import reserved_kinds
+from .services import tls_annotations
 
 NAMESPACE = "jupyterhub"
 OAUTH_SECRET = "aiinfn-iam-oauth"
@@ -189,7 +190,7 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
         "ingress": {
             "enabled": True,
             "hosts": [host],
-            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+            "annotations": tls_annotations(),
             "tls": [{"hosts": [host], "secretName": "jupyterhub-tls"}],
         },
         "singleuser": {

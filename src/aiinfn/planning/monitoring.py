@@ -1,0 +1,235 @@
+"""Monitoring, accounting and backup alerting derived from the plan.
+
+* kube-prometheus-stack keeps its TSDB for `services.monitoring.accounting_retention_days` (at least
+  400 days) so the accounting series survive a year; its CRDs are installed and upgraded by the
+  chart's own CRD upgrade job, so a chart upgrade never leaves old CRDs behind.
+* Accounting: recording rules turn the extended-resource requests of running pods into
+  accelerator units allocated per project namespace and accelerator kind (whole devices and MIG
+  slices are told apart by the node's `nvidia.com/gpu.product` label), and then into hours.
+* Backups: an alert when the platform filesystem's last good Borg backup (the timestamp the backup
+  role writes for node-exporter's textfile collector) is older than `storage.backup.max_age_hours`,
+  or missing.
+* Dashboards (Grafana, provisioned from ConfigMaps): accelerator use per project, GPU use per node
+  and model, Kueue queue state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..config.models import Role
+from . import Plan
+
+NAMESPACE = "monitoring"
+BACKUP_METRIC = "aiinfn_borg_last_success_timestamp_seconds"
+ACCELERATOR_RESOURCES = 'nvidia_com_gpu|nvidia_com_mig_.*|amd_com_.*'
+NODE_EXPORTER_PORT = 9100
+GRAFANA_ADMIN_SECRET = "aiinfn-grafana-admin"
+RULE_LABELS = {"release": "kube-prometheus-stack"}
+
+
+def values(plan: Plan, storage_class: str | None, exporter_targets: list[str]) -> dict[str, Any]:
+    mon = plan.env.services.monitoring
+    prom_spec: dict[str, Any] = {
+        "retention": f"{mon.accounting_retention_days}d",
+        "retentionSize": f"{max(int(mon.storage_gb * 0.9), 1)}GB",
+        "ruleSelectorNilUsesHelmValues": False,
+        "serviceMonitorSelectorNilUsesHelmValues": False,
+        "podMonitorSelectorNilUsesHelmValues": False,
+        "additionalScrapeConfigs": [
+            {
+                "job_name": "aiinfn-storage-nodes",
+                "static_configs": [{"targets": exporter_targets, "labels": {"aiinfn_site": plan.env.site.name}}],
+            }
+        ]
+        if exporter_targets
+        else [],
+    }
+    if storage_class:
+        prom_spec["storageSpec"] = {
+            "volumeClaimTemplate": {
+                "spec": {
+                    "storageClassName": storage_class,
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": f"{mon.storage_gb}Gi"}},
+                }
+            }
+        }
+    return {
+        "crds": {"enabled": True, "upgradeJob": {"enabled": True}},
+        "prometheus": {"prometheusSpec": prom_spec},
+        "kube-state-metrics": {
+            "metricLabelsAllowlist": [
+                "nodes=[nvidia.com/gpu.product,aiinfn.infn.it/accelerator,aiinfn.infn.it/pool]",
+                "namespaces=[aiinfn.infn.it/project]",
+            ]
+        },
+        "grafana": {
+            "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "searchNamespace": "ALL"}},
+            "adminPassword": None,
+            "admin": {
+                "existingSecret": GRAFANA_ADMIN_SECRET,
+                "userKey": "admin-user",
+                "passwordKey": "admin-password",
+            },
+        },
+    }
+
+
+def scraped_nodes(plan: Plan) -> list[str]:
+    """Nodes outside the cluster whose node-exporter Prometheus scrapes (NFS, backup)."""
+    return [n.name for n in plan.nodes if n.role in (Role.NFS, Role.BACKUP)]
+
+
+def exporter_targets(addresses: dict[str, str], plan: Plan) -> list[str]:
+    return [f"{addresses[n]}:{NODE_EXPORTER_PORT}" for n in scraped_nodes(plan) if n in addresses]
+
+
+def _node_join(expr: str) -> str:
+    return (
+        f"({expr}) * on (namespace, pod) group_left (node) max by (namespace, pod, node) (kube_pod_info)"
+    )
+
+
+def accounting_rules() -> dict[str, Any]:
+    running = 'max by (namespace, pod) (kube_pod_status_phase{phase="Running"}) == 1'
+    requests = f'kube_pod_container_resource_requests{{resource=~"{ACCELERATOR_RESOURCES}"}}'
+    allocated = (
+        "sum by (namespace, resource, label_aiinfn_infn_it_accelerator, label_nvidia_com_gpu_product) ("
+        f"({_node_join(requests)}) * on (namespace, pod) group_left () ({running})"
+        " * on (node) group_left (label_aiinfn_infn_it_accelerator, label_nvidia_com_gpu_product)"
+        " max by (node, label_aiinfn_infn_it_accelerator, label_nvidia_com_gpu_product) (kube_node_labels))"
+    )
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "aiinfn-accounting", "namespace": NAMESPACE, "labels": RULE_LABELS},
+        "spec": {
+            "groups": [
+                {
+                    "name": "aiinfn-accounting",
+                    "interval": "1m",
+                    "rules": [
+                        {"record": "aiinfn:accelerator_allocated:by_project", "expr": allocated},
+                        {
+                            "record": "aiinfn:accelerator_hours:by_project:1h",
+                            "expr": "sum_over_time(aiinfn:accelerator_allocated:by_project[1h:1m]) / 60",
+                        },
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def backup_rules(plan: Plan) -> dict[str, Any] | None:
+    backup = plan.env.storage.backup
+    if backup is None:
+        return None
+    max_age = backup.max_age_hours * 3600
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "aiinfn-backup", "namespace": NAMESPACE, "labels": RULE_LABELS},
+        "spec": {
+            "groups": [
+                {
+                    "name": "aiinfn-backup",
+                    "rules": [
+                        {
+                            "alert": "PlatformBackupTooOld",
+                            "expr": f"time() - max({BACKUP_METRIC}) > {max_age}",
+                            "for": "10m",
+                            "labels": {"severity": "critical"},
+                            "annotations": {
+                                "summary": f"The platform filesystem's last good backup is older than "
+                                f"{backup.max_age_hours} hours",
+                                "runbook": "docs/operations.md#restore-a-backup",
+                            },
+                        },
+                        {
+                            "alert": "PlatformBackupMetricMissing",
+                            "expr": f"absent({BACKUP_METRIC})",
+                            "for": "1h",
+                            "labels": {"severity": "critical"},
+                            "annotations": {"summary": "No Borg backup timestamp is reported by the NFS node"},
+                        },
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def _panel(title: str, expr: str, legend: str, unit: str, y: int) -> dict[str, Any]:
+    return {
+        "type": "timeseries",
+        "title": title,
+        "gridPos": {"h": 9, "w": 24, "x": 0, "y": y},
+        "datasource": {"type": "prometheus", "uid": "prometheus"},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": [{"expr": expr, "legendFormat": legend, "refId": "A"}],
+    }
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """Grafana dashboard JSON models by file name."""
+
+    def board(uid: str, title: str, panels: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "uid": uid,
+            "title": title,
+            "tags": ["aiinfn"],
+            "schemaVersion": 39,
+            "time": {"from": "now-7d", "to": "now"},
+            "panels": panels,
+        }
+
+    return {
+        "aiinfn-projects.json": board("aiinfn-projects", "AI_INFN: accelerators per project", [
+            _panel("Accelerator units allocated", "sum by (namespace, label_nvidia_com_gpu_product, resource) "
+                   "(aiinfn:accelerator_allocated:by_project)", "{{namespace}} {{label_nvidia_com_gpu_product}}",
+                   "short", 0),
+            _panel("Accelerator hours per day", "sum by (namespace) (sum_over_time("
+                   "aiinfn:accelerator_hours:by_project:1h[1d:1h]))", "{{namespace}}", "h", 9),
+        ]),
+        "aiinfn-gpus.json": board("aiinfn-gpus", "AI_INFN: GPU use per node and model", [
+            _panel("GPU utilisation", "avg by (Hostname, modelName, GPU_I_PROFILE) (DCGM_FI_DEV_GPU_UTIL)",
+                   "{{Hostname}} {{modelName}} {{GPU_I_PROFILE}}", "percent", 0),
+            _panel("GPU memory used", "sum by (Hostname, modelName) (DCGM_FI_DEV_FB_USED)",
+                   "{{Hostname}} {{modelName}}", "decmbytes", 9),
+        ]),
+        "aiinfn-queues.json": board("aiinfn-queues", "AI_INFN: Kueue queues", [
+            _panel("Pending workloads", "sum by (cluster_queue) (kueue_pending_workloads)", "{{cluster_queue}}",
+                   "short", 0),
+            _panel("Admitted workloads", "sum by (cluster_queue) (kueue_admitted_active_workloads)",
+                   "{{cluster_queue}}", "short", 9),
+            _panel("Quota used", "sum by (cluster_queue, flavor, resource) (kueue_cluster_queue_resource_usage)",
+                   "{{cluster_queue}} {{flavor}} {{resource}}", "short", 18),
+        ]),
+    }
+
+
+def dashboard_configmaps() -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name.removesuffix(".json"),
+                "namespace": NAMESPACE,
+                "labels": {"grafana_dashboard": "1"},
+            },
+            "data": {name: json.dumps(board, indent=2, sort_keys=True)},
+        }
+        for name, board in dashboards().items()
+    ]
+
+
+def manifests(plan: Plan) -> list[dict[str, Any]]:
+    rules = [accounting_rules()]
+    backup = backup_rules(plan)
+    if backup is not None:
+        rules.append(backup)
+    return [*rules, *dashboard_configmaps()]

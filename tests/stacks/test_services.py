@@ -1,0 +1,133 @@
+"""Monitoring, accounting, backup alerting, TLS, JuiceFS and Harbor in the overlay.
+
+Pulumi mock runtime (see conftest.py). No Prometheus runs here: the rules are checked for what an
+operator relies on (the alert's threshold, the series the dashboards read), not evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from ruamel.yaml import YAML
+
+from aiinfn import versions
+from aiinfn.config import list_environments
+from aiinfn.offline import is_secret, redact
+from aiinfn.plan import OFFLINE_SECRET, PlanReport
+from aiinfn.planning import monitoring, services
+
+SHIPPED = list_environments()
+
+
+@pytest.fixture(params=SHIPPED)
+def report(request: pytest.FixtureRequest, shipped_reports: dict[str, PlanReport]) -> PlanReport:
+    return shipped_reports[request.param]
+
+
+def _release(report: PlanReport, name: str) -> Any:
+    hits = [r for r in report.run.by_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == name]
+    return hits[0] if hits else None
+
+
+def _objects(report: PlanReport, kind: str) -> list[dict[str, Any]]:
+    return [redact(r.inputs) for r in report.run.registrations if r.type.endswith(f":{kind}")]
+
+
+def test_prometheus_keeps_accounting_data_for_400_days(report: PlanReport) -> None:
+    values = _release(report, "kube-prometheus-stack").inputs["values"]
+    spec = values["prometheus"]["prometheusSpec"]
+    days = int(spec["retention"].removesuffix("d"))
+    assert days >= 400 and days == report.env.services.monitoring.accounting_retention_days
+    assert values["crds"]["upgradeJob"]["enabled"] is True  # CRDs follow chart upgrades
+    targets = [t for c in spec["additionalScrapeConfigs"] for sc in c["static_configs"] for t in sc["targets"]]
+    inventory = {e["name"]: e["fixed_ip"] for e in report.run.stack_outputs["inventory"]}
+    assert targets == [f"{inventory[n]}:9100" for n in monitoring.scraped_nodes(report.plan)]
+
+
+def test_backup_alert_fires_after_the_configured_age(report: PlanReport) -> None:
+    rules = {o["metadata"]["name"]: o for o in _objects(report, "PrometheusRule")}
+    backup = report.env.storage.backup
+    if backup is None:
+        assert "aiinfn-backup" not in rules
+        return
+    alerts = {r["alert"]: r for g in rules["aiinfn-backup"]["spec"]["groups"] for r in g["rules"]}
+    too_old = alerts["PlatformBackupTooOld"]
+    assert monitoring.BACKUP_METRIC in too_old["expr"]
+    assert too_old["expr"].endswith(f"> {backup.max_age_hours * 3600}")
+    assert "absent(" in alerts["PlatformBackupMetricMissing"]["expr"]
+
+
+def test_accounting_series_feed_the_dashboards(report: PlanReport) -> None:
+    rules = {o["metadata"]["name"]: o for o in _objects(report, "PrometheusRule")}
+    recorded = {r["record"] for g in rules["aiinfn-accounting"]["spec"]["groups"] for r in g["rules"]}
+    assert {"aiinfn:accelerator_allocated:by_project", "aiinfn:accelerator_hours:by_project:1h"} <= recorded
+    boards = {}
+    for cm in _objects(report, "ConfigMap"):
+        if cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1":
+            boards.update({k: json.loads(v) for k, v in cm["data"].items()})
+    assert set(boards) == {"aiinfn-projects.json", "aiinfn-gpus.json", "aiinfn-queues.json"}
+    used = {m for b in boards.values() for p in b["panels"] for t in p["targets"]
+            for m in re.findall(r"aiinfn:[a-z_:0-9]+", t["expr"])}
+    assert used and used <= recorded, used - recorded
+    for cm in [c for c in _objects(report, "ConfigMap") if c["metadata"]["namespace"] == monitoring.NAMESPACE]:
+        kubernetes_validate.validate(cm, versions.KUBERNETES, strict=True)
+
+
+def test_certificates_come_from_the_sites_issuer(report: PlanReport) -> None:
+    (issuer,) = _objects(report, "ClusterIssuer")
+    assert issuer["metadata"]["name"] == services.CLUSTER_ISSUER
+    if report.env.services.tls.acme_email:
+        assert issuer["spec"]["acme"]["email"] == report.env.services.tls.acme_email
+    else:
+        assert issuer["spec"] == {"selfSigned": {}}
+    hub = _release(report, "jupyterhub")
+    if hub is not None:
+        annotations = hub.inputs["values"]["ingress"]["annotations"]
+        assert annotations["cert-manager.io/cluster-issuer"] == issuer["metadata"]["name"]
+
+
+def test_juicefs_storage_class_and_secret(report: PlanReport) -> None:
+    jfs = report.env.storage.juicefs
+    classes = [o for o in _objects(report, "StorageClass") if o["provisioner"] == "csi.juicefs.com"]
+    if jfs is None or not jfs.enabled:
+        assert classes == []
+        return
+    (sc,) = classes
+    kubernetes_validate.validate(sc, versions.KUBERNETES, strict=True)
+    assert sc["metadata"]["name"] == jfs.storage_class and sc["reclaimPolicy"] == "Retain"
+    (secret,) = [r for r in report.run.by_type("kubernetes:core/v1:Secret")
+                 if r.inputs["metadata"]["name"] == services.JUICEFS_SECRET]
+    assert is_secret(secret.inputs["stringData"])
+
+
+def test_harbor_stores_in_s3_without_redirects_and_keeps_its_database(report: PlanReport) -> None:
+    release = _release(report, "harbor")
+    if report.env.services.harbor is None:
+        assert release is None
+        return
+    values = release.inputs["values"]
+    assert OFFLINE_SECRET not in json.dumps(values)
+    assert values["externalURL"].startswith("https://")
+    if report.env.services.harbor.s3_bucket:
+        storage = values["persistence"]["imageChartStorage"]
+        assert storage["type"] == "s3" and storage["disableredirect"] is True
+        assert storage["s3"]["existingSecret"] == services.HARBOR_S3_SECRET
+    assert values["persistence"]["persistentVolumeClaim"]["database"]["existingClaim"] == services.HARBOR_DB_CLAIM
+    (pvc,) = [r for r in report.run.by_type("kubernetes:core/v1:PersistentVolumeClaim")
+              if r.inputs["metadata"]["name"] == services.HARBOR_DB_CLAIM]
+    assert pvc.protect and pvc.retain_on_delete
+    assert release.inputs["version"] == versions.CHARTS["harbor"][2]
+
+
+def test_every_kubernetes_secret_holds_only_pulumi_secrets(report: PlanReport) -> None:
+    for s in report.run.by_type("kubernetes:core/v1:Secret"):
+        assert is_secret(s.inputs["stringData"]), s.name
+    doc = json.dumps(report.document())
+    assert OFFLINE_SECRET not in doc
+    for name, text in report.artifacts.items():
+        assert OFFLINE_SECRET not in text, name
+    YAML(typ="safe", pure=True).load(report.artifacts["k8s/values/kueue.yaml"])
