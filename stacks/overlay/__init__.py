@@ -16,7 +16,7 @@ import pulumi_random as random
 
 from aiinfn import versions
 from aiinfn.planning import Plan, jupyterhub, monitoring, services
-from aiinfn.planning.kueue import kueue_objects, project_objects
+from aiinfn.planning.kueue import INTERACTIVE_LABEL, kueue_objects, project_objects
 from aiinfn.planning.overlay import (
     GPU_OPERATOR_NAMESPACE,
     KUEUE_NAMESPACE,
@@ -73,7 +73,11 @@ class Overlay(pulumi.ComponentResource):
             return pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=list(deps)))
 
         namespaces = {
-            ns: k8s.core.v1.Namespace(f"{name}-ns-{ns}", metadata={"name": ns}, opts=on_cluster)
+            ns: k8s.core.v1.Namespace(
+                f"{name}-ns-{ns}",
+                metadata={"name": ns, "labels": {INTERACTIVE_LABEL: "true"} if ns == jupyterhub.NAMESPACE else {}},
+                opts=on_cluster,
+            )
             for ns in (
                 GPU_OPERATOR_NAMESPACE,
                 KUEUE_NAMESPACE,
@@ -125,14 +129,14 @@ class Overlay(pulumi.ComponentResource):
 
         releases.update(self._services(name, args, namespaces, after, storage_class))
 
-        created: dict[str, pulumi.Resource] = {}
+        created: dict[str, pulumi.Resource] = {f"namespace-{ns}": res for ns, res in namespaces.items()}
         for obj in project_objects(plan):
             created[_key(obj)] = _register(f"{name}-{_key(obj)}", obj, on_cluster, created)
         after_kueue = after(kueue)
         for obj in kueue_objects(plan):
             created[_key(obj)] = _register(f"{name}-{_key(obj)}", obj, after_kueue, created)
 
-        self.register_outputs({"releases": releases, "objects": sorted(created)})
+        self.register_outputs({"releases": releases, "objects": sorted(k for k in created if k not in namespaces)})
 
     def _jupyterhub(
         self, name: str, args: OverlayArgs, storage_class: str, opts: pulumi.ResourceOptions

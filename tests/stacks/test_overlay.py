@@ -15,7 +15,14 @@ from aiinfn import versions
 from aiinfn.config import list_environments
 from aiinfn.offline import is_secret, redact
 from aiinfn.plan import PlanReport
-from aiinfn.planning.kueue import PRIORITIES, flavor_name, kueue_objects, project_objects, reserved_kinds
+from aiinfn.planning.kueue import (
+    INTERACTIVE_QUEUE,
+    PRIORITIES,
+    flavor_name,
+    kueue_objects,
+    project_objects,
+    reserved_kinds,
+)
 
 SHIPPED = list_environments()
 
@@ -37,19 +44,27 @@ def _quota(obj: dict[str, Any], flavor: str) -> int | None:
     return None
 
 
+def _interactive(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    (cq,) = [o for o in _by_kind(objs, "ClusterQueue") if o["metadata"]["name"] == INTERACTIVE_QUEUE]
+    return cq
+
+
+def _projects(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in _by_kind(objs, "ClusterQueue") if o["metadata"]["name"] != INTERACTIVE_QUEUE]
+
+
 def test_quotas_add_up_to_exactly_the_capacity(report: PlanReport) -> None:
-    """For every kind, the cohort's shared pool plus every project's nominal quota equals the units
-    that exist: never more (over-admission), never less (idle hardware nobody can borrow), except
-    for kinds reserved to a group, whose unclaimed units nobody else may use."""
+    """For every kind, the interactive queue's shared pool plus every project's nominal quota equals
+    the units that exist: never more (over-admission), never less (idle hardware nobody can borrow),
+    except for kinds reserved to a group, whose unclaimed units nobody else may use."""
     objs = kueue_objects(report.plan)
-    (cohort,) = _by_kind(objs, "Cohort")
-    cqs = _by_kind(objs, "ClusterQueue")
+    interactive = _interactive(objs)
     reserved = reserved_kinds(report.plan)
     for key, cap in report.plan.capacity.items():
         flavor = flavor_name(key)
-        total = sum(q or 0 for q in [_quota(cohort, flavor), *(_quota(cq, flavor) for cq in cqs)])
+        total = sum(q or 0 for q in [_quota(cq, flavor) for cq in _by_kind(objs, "ClusterQueue")])
         if key in reserved:
-            assert _quota(cohort, flavor) is None
+            assert _quota(interactive, flavor) is None
             assert total <= cap.units
         else:
             assert total == cap.units, key
@@ -63,21 +78,44 @@ def test_every_kind_has_a_flavor_and_a_quota_line(report: PlanReport) -> None:
         rf = flavors[flavor_name(key)]
         assert rf["spec"]["nodeLabels"] == cap.kind.node_labels
         assert any(t["value"] == cap.kind.model for t in rf["spec"]["tolerations"])
-        for cq in _by_kind(objs, "ClusterQueue"):
+        for cq in _projects(objs):
             project = report.env.projects[cq["metadata"]["name"]]
             visible = key not in reserved or reserved[key] == project.iam_group
             assert (_quota(cq, flavor_name(key)) is not None) == visible, (key, cq["metadata"]["name"])
+        assert (_quota(_interactive(objs), flavor_name(key)) is not None) == (key not in reserved)
 
 
 def test_interactive_work_outranks_batch_and_reclaims_borrowed_quota(report: PlanReport) -> None:
     objs = kueue_objects(report.plan)
     prio = {o["metadata"]["name"]: o["value"] for o in _by_kind(objs, "WorkloadPriorityClass")}
     assert prio["interactive"] > prio["batch"]
-    for cq in _by_kind(objs, "ClusterQueue"):
+    interactive = _interactive(objs)["spec"]["preemption"]
+    # a notebook takes back the shared pool from batch work that borrowed it ...
+    assert interactive["reclaimWithinCohort"] == "Any"
+    # ... and may borrow idle project quota, preempting only batch work there
+    assert interactive["borrowWithinCohort"]["policy"] == "LowerPriority"
+    assert interactive["borrowWithinCohort"]["maxPriorityThreshold"] == PRIORITIES["batch"] < prio["interactive"]
+    for cq in _projects(objs):
         pre = cq["spec"]["preemption"]
-        assert pre["reclaimWithinCohort"] == "Any"
-        assert pre["borrowWithinCohort"]["policy"] == "LowerPriority"
-        assert pre["borrowWithinCohort"]["maxPriorityThreshold"] == PRIORITIES["batch"] < prio["interactive"]
+        # batch work reclaims its project's quota only from lower priorities: never from notebooks
+        assert pre["reclaimWithinCohort"] == "LowerPriority"
+        assert pre["borrowWithinCohort"]["maxPriorityThreshold"] < prio["interactive"]
+
+
+def test_notebooks_are_interactive_workloads(report: PlanReport) -> None:
+    objs = kueue_objects(report.plan)
+    (lq,) = [o for o in _by_kind(objs, "LocalQueue") if o["metadata"]["name"] == INTERACTIVE_QUEUE]
+    assert lq["spec"]["clusterQueue"] == INTERACTIVE_QUEUE
+    hub = [r for r in report.run.by_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "jupyterhub"]
+    if not hub:
+        return
+    labels = hub[0].inputs["values"]["singleuser"]["extraLabels"]
+    assert labels["kueue.x-k8s.io/queue-name"] == INTERACTIVE_QUEUE
+    assert labels["kueue.x-k8s.io/priority-class"] == "interactive"
+    (ns,) = [r for r in report.run.by_type("kubernetes:core/v1:Namespace")
+             if r.inputs["metadata"]["name"] == lq["metadata"]["namespace"]]
+    selector = _interactive(objs)["spec"]["namespaceSelector"]["matchLabels"]
+    assert selector.items() <= ns.inputs["metadata"]["labels"].items()
 
 
 def test_every_project_has_namespace_queue_access_and_default_deny(report: PlanReport) -> None:

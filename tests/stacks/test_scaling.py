@@ -32,8 +32,8 @@ def test_adding_a_node_to_a_count_pool_adds_only_that_node(plan_variant: Callabl
     assert added == _node_urns(after, "k8s-agent-03")
     assert len(added) >= 3  # component, port, instance
     changed = [urn for urn in b if b[urn] != a[urn]]
-    # The only other change: the cohort's CPU and memory quota grows by what the new node brings.
-    assert [u.split("::")[-1] for u in changed] == ["cnaf-overlay-cohort-aiinfn"], changed
+    # The only other change: the interactive queue's CPU and memory quota grows by what the new node brings.
+    assert [u.split("::")[-1] for u in changed] == ["cnaf-overlay-clusterqueue-interactive"], changed
     cohort_b, cohort_a = b[changed[0]][0], a[changed[0]][0]
     cpu = next(g for g in cohort_a["spec"]["resourceGroups"] if "cpu" in g["coveredResources"])
     cpu_b = next(g for g in cohort_b["spec"]["resourceGroups"] if "cpu" in g["coveredResources"])
@@ -58,7 +58,7 @@ def test_removing_a_named_node_removes_only_its_resources(plan_variant: Callable
     changed = [urn.split("::")[-1] for urn in a if b[urn] != a[urn]]
     # Capacity shrank by one RTX 5000 and its node: only what is derived from capacity follows (the
     # queues' quotas, and the hub's profile that shows how many RTX 5000 there are).
-    assert set(changed) <= {"cnaf-overlay-cohort-aiinfn", "cnaf-overlay-clusterqueue-lhc-ml",
+    assert set(changed) <= {"cnaf-overlay-clusterqueue-interactive", "cnaf-overlay-clusterqueue-lhc-ml",
                             "cnaf-overlay-clusterqueue-astro", "cnaf-overlay-jupyterhub"}, changed
 
 

@@ -218,7 +218,8 @@ def test_profile_facts_are_consistent() -> None:
             assert p.memory_gb == p.memory * per_slice
             assert p.name.endswith("+me") == p.media
             assert all(s >= 0 and s + p.memory <= m.mig.memory_slices for s in p.starts)
-            assert p.resource_suffix == f"mig-{p.name}"
+            # `+` cannot appear in a resource name: the device plugin writes it as `.`
+            assert p.resource_suffix == "mig-" + p.name.replace("+", ".")
 
 
 def test_config_names_are_valid_label_values_and_stable() -> None:

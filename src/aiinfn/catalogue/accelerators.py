@@ -34,8 +34,12 @@ class MigProfile:
 
     @property
     def resource_suffix(self) -> str:
-        """The suffix of the Kubernetes extended resource in the `mixed` strategy (``mig-<name>``)."""
-        return "mig-" + self.name
+        """The suffix of the Kubernetes extended resource in the `mixed` strategy (``mig-<name>``).
+
+        NVIDIA's device plugin writes ``+`` as ``.`` (``+`` is invalid in a resource name), so
+        ``1g.10gb+me`` is advertised as ``nvidia.com/mig-1g.10gb.me``.
+        """
+        return "mig-" + self.name.replace("+", ".")
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ MODELS: dict[str, AcceleratorModel] = {
             "A30", Kind.GPU, "10de", ("20b7",), 24, "a30", "nvidia.com/gpu", "NVIDIA-A30", mig=_a30(),
         ),
         AcceleratorModel(
-            "A100-40GB", Kind.GPU, "10de", ("20f1", "20b0"), 40, "a100-40gb", "nvidia.com/gpu",
+            "A100-40GB", Kind.GPU, "10de", ("20f1", "20b0", "20b1"), 40, "a100-40gb", "nvidia.com/gpu",
             "NVIDIA-A100-PCIE-40GB", mig=_seven_slice(5),
         ),
         AcceleratorModel(

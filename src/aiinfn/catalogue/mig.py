@@ -9,6 +9,7 @@ search below is exact: it tries every placement).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -42,12 +43,12 @@ def _profile(model: AcceleratorModel, name: str, index: int) -> MigProfile:
 
 def place(model: AcceleratorModel, layout: Iterable[str]) -> list[Placement]:
     """Placements for ``layout`` on one GPU of ``model``, or MigLayoutError saying why none exists."""
-    if model.mig is None:
-        raise MigLayoutError(f"{model.name} does not support MIG")
-    geo = model.mig
     names = list(layout)
-    profiles = [_profile(model, n, i) for i, n in enumerate(names)]
     shown = "[" + ", ".join(names) + "]"
+    if model.mig is None:
+        raise MigLayoutError(f"{model.name} does not support MIG: cannot hold layout {shown}")
+    geo = model.mig
+    profiles = [_profile(model, n, i) for i, n in enumerate(names)]
 
     media = [p.name for p in profiles if p.media]
     if len(media) > 1:
@@ -139,12 +140,19 @@ def expand(devices: Mapping[str, int]) -> list[str]:
     return out
 
 
+#: Longest Kubernetes label value.
+_LABEL_MAX = 63
+
+
 def config_name(model: AcceleratorModel, layouts: list[list[str] | None]) -> str:
     """A stable, human-readable mig-parted config name for one node's GPUs.
 
     ``all-disabled`` / ``all-1g.10gb`` / ``all-balanced``-style names are NVIDIA's; ours are
     ``aiinfn-<model>-<profile>x<n>[-...]`` so they never collide with the stock configs and say
-    what they hold.
+    what they hold. The name is the ``nvidia.com/mig.config`` label value, so it is a valid label
+    value: profiles in sorted order (a layout is a multiset), ``+`` written ``.`` as NVIDIA's own
+    config names do (``all-1g.10gb.me``), and past 63 characters cut and ended with a hash of the
+    whole name.
     """
     if all(layout is None for layout in layouts):
         return "all-disabled"
@@ -155,9 +163,13 @@ def config_name(model: AcceleratorModel, layouts: list[list[str] | None]) -> str
         elif not layout:
             parts.append("empty")
         else:
-            parts.append("_".join(f"{n}x{c}" for n, c in counts(layout).items()))
+            parts.append("_".join(f"{n}x{c}" for n, c in sorted(counts(layout).items())))
     body = parts[0] if len(set(parts)) == 1 else "--".join(parts)
-    return f"aiinfn-{model.name.lower()}-{body}".replace("+", "-")
+    name = f"aiinfn-{model.name.lower()}-{body}".replace("+", ".")
+    if len(name) > _LABEL_MAX:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+        name = f"{name[: _LABEL_MAX - len(digest) - 1].rstrip('-_.')}-{digest}"
+    return name
 
 
 def mig_parted_entries(model: AcceleratorModel, layouts: list[list[str] | None]) -> list[dict[str, object]]:
@@ -169,17 +181,19 @@ def mig_parted_entries(model: AcceleratorModel, layouts: list[list[str] | None])
     """
     groups: dict[tuple[tuple[str, int], ...] | None, list[int]] = {}
     for idx, layout in enumerate(layouts):
-        key = None if layout is None else tuple(counts(layout).items())
+        # The same multiset in another order is the same layout (mig-devices is a mapping).
+        key = None if layout is None else tuple(sorted(counts(layout).items()))
         groups.setdefault(key, []).append(idx)
     entries: list[dict[str, object]] = []
     device_filter = [f"0x{d.upper()}{model.vendor_id.upper()}" for d in model.device_ids]
-    for key, idxs in groups.items():
+    for idxs in groups.values():
         devices: object = "all" if len(idxs) == len(layouts) else idxs
         entry: dict[str, object] = {"device-filter": device_filter, "devices": devices}
-        if key is None:
+        first = layouts[idxs[0]]
+        if first is None:
             entry["mig-enabled"] = False
         else:
             entry["mig-enabled"] = True
-            entry["mig-devices"] = dict(key)
+            entry["mig-devices"] = counts(first)
         entries.append(entry)
     return entries

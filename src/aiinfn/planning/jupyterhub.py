@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from ..planning import Plan
-from .kueue import reserved_kinds
+from .kueue import INTERACTIVE_QUEUE, reserved_kinds
 from .services import tls_annotations
 
 NAMESPACE = "jupyterhub"
@@ -207,6 +207,12 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
                 "extraVolumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
             },
             "networkPolicy": {"enabled": True},
+            # Notebooks are Kueue workloads of the interactive queue, at interactive priority.
+            "extraLabels": {
+                "hub.jupyter.org/network-access-hub": "true",
+                "kueue.x-k8s.io/queue-name": INTERACTIVE_QUEUE,
+                "kueue.x-k8s.io/priority-class": "interactive",
+            },
             "cloudMetadata": {"blockWithIptables": True},
         },
         "scheduling": {

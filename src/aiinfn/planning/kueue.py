@@ -7,14 +7,17 @@ build/<env>/k8s/, and registered by stacks/overlay.
 Queueing model:
 * one ResourceFlavor per accelerator kind (node labels + the tolerations of its node taint), plus
   `cpu` for CPU and memory;
-* one Cohort (`aiinfn`) that owns what no project is guaranteed (the shared pool, and all CPU and
-  memory), so idle accelerators are borrowed by anyone;
+* one Cohort (`aiinfn`); its `interactive` ClusterQueue (notebooks, in the hub's namespace) owns what
+  no project is guaranteed (the shared pool, and all CPU and memory), so idle accelerators are
+  borrowed by anyone;
 * one ClusterQueue per project in that cohort, with nominal quota = floor(share x units), so the
   sum over projects never exceeds capacity; projects may borrow unless `borrowing: false`;
 * accelerators reserved for an IAM group (`reserved_for`) appear only in that group's queues, and
   their flavor tolerates the `reserved` taint;
-* WorkloadPriorityClasses `interactive` (1000) above `batch` (100): a pending interactive workload
-  preempts batch work that borrowed its quota (reclaimWithinCohort + borrowWithinCohort).
+* WorkloadPriorityClasses `interactive` (1000) above `batch` (100): a pending notebook preempts
+  batch work that borrowed its quota (reclaimWithinCohort: Any) or that runs on idle project quota it
+  borrows (borrowWithinCohort: LowerPriority); project queues reclaim only from lower priorities,
+  so batch work never preempts a running notebook.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ KUEUE_API = versions.KUEUE_API
 COHORT = "aiinfn"
 CPU_FLAVOR = "cpu"
 LOCAL_QUEUE = "default"
+INTERACTIVE_QUEUE = "interactive"
+#: Namespace label that lets a namespace's pods use the interactive queue (the hub's namespace).
+INTERACTIVE_LABEL = "aiinfn.infn.it/interactive"
 PRIORITIES = {"interactive": 1000, "batch": 100}
 #: Prefix kube-apiserver gives IAM groups from the OIDC token (set by the rke2 role).
 OIDC_GROUPS_PREFIX = "oidc:"
@@ -136,12 +142,42 @@ def _groups(
 
 
 def cohort(plan: Plan) -> dict[str, Any]:
+    return {"apiVersion": KUEUE_API, "kind": "Cohort", "metadata": {"name": COHORT}, "spec": {}}
+
+
+def interactive_queue(plan: Plan) -> dict[str, Any]:
+    """The ClusterQueue of notebooks: it owns the shared pool and all CPU and memory.
+
+    Batch work of any project may borrow what it leaves idle; a notebook that needs it back preempts
+    that batch work (reclaimWithinCohort), and may itself borrow idle project quota from lower
+    priority work. Project queues reclaim only from lower priorities, so a running notebook is never
+    preempted for batch work.
+    """
     cpu, mem = schedulable(plan)
     return {
         "apiVersion": KUEUE_API,
-        "kind": "Cohort",
-        "metadata": {"name": COHORT},
-        "spec": {"resourceGroups": _groups(_visible(plan, None), plan.shared_pool, cpu, mem, None)},
+        "kind": "ClusterQueue",
+        "metadata": {"name": INTERACTIVE_QUEUE},
+        "spec": {
+            "cohortName": COHORT,
+            "namespaceSelector": {"matchLabels": {INTERACTIVE_LABEL: "true"}},
+            "queueingStrategy": "BestEffortFIFO",
+            "preemption": {
+                "withinClusterQueue": "Never",
+                "reclaimWithinCohort": "Any",
+                "borrowWithinCohort": {"policy": "LowerPriority", "maxPriorityThreshold": PRIORITIES["batch"]},
+            },
+            "resourceGroups": _groups(_visible(plan, None), plan.shared_pool, cpu, mem, None),
+        },
+    }
+
+
+def interactive_local_queue(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": KUEUE_API,
+        "kind": "LocalQueue",
+        "metadata": {"name": INTERACTIVE_QUEUE, "namespace": namespace},
+        "spec": {"clusterQueue": INTERACTIVE_QUEUE},
     }
 
 
@@ -159,7 +195,7 @@ def cluster_queues(plan: Plan) -> list[dict[str, Any]]:
                     "queueingStrategy": "BestEffortFIFO",
                     "preemption": {
                         "withinClusterQueue": "LowerPriority",
-                        "reclaimWithinCohort": "Any",
+                        "reclaimWithinCohort": "LowerPriority",
                         "borrowWithinCohort": {
                             "policy": "LowerPriority",
                             "maxPriorityThreshold": PRIORITIES["batch"],
@@ -199,7 +235,17 @@ def priority_classes() -> list[dict[str, Any]]:
 
 
 def kueue_objects(plan: Plan) -> list[dict[str, Any]]:
-    return [*resource_flavors(plan), cohort(plan), *cluster_queues(plan), *local_queues(plan), *priority_classes()]
+    from .jupyterhub import NAMESPACE as HUB_NAMESPACE
+
+    return [
+        *resource_flavors(plan),
+        cohort(plan),
+        interactive_queue(plan),
+        *cluster_queues(plan),
+        interactive_local_queue(HUB_NAMESPACE),
+        *local_queues(plan),
+        *priority_classes(),
+    ]
 
 
 def project_objects(plan: Plan) -> list[dict[str, Any]]:
