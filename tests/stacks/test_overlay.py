@@ -179,3 +179,13 @@ def test_cluster_credentials_stay_secret(report: PlanReport) -> None:
     (provider,) = report.run.by_type("pulumi:providers:kubernetes")
     assert is_secret(provider.inputs["kubeconfig"])
     assert redact(provider.inputs)["kubeconfig"] == "[secret]"
+
+
+def test_each_flavor_selects_exactly_the_nodes_offering_its_kind(report: PlanReport) -> None:
+    """A ResourceFlavor's node labels match every node that offers the kind and no other node, so a
+    workload admitted on that flavor lands where its accelerator is."""
+    flavors = {o["metadata"]["name"]: o for o in kueue_objects(report.plan) if o["kind"] == "ResourceFlavor"}
+    for key, cap in report.plan.capacity.items():
+        selector = flavors[flavor_name(key)]["spec"]["nodeLabels"].items()
+        for node in report.plan.nodes:
+            assert (selector <= node.labels.items()) == (node.name in cap.nodes), (key, node.name)

@@ -39,7 +39,9 @@ def test_mig_layout_yields_one_unit_per_slice_and_the_right_resource(root: Path,
     cap = single.capacity["A100-80GB/1g.10gb"]
     assert (cap.units, cap.devices) == (28, 4)
     assert cap.kind.resource == "nvidia.com/gpu"
-    assert cap.kind.node_labels["nvidia.com/gpu.product"].endswith("-MIG-1g.10gb")
+    assert cap.kind.node_labels["aiinfn.infn.it/mig-profile"] == "1g.10gb"
+    node = single.node("gpu-a100-01")
+    assert cap.kind.node_labels.items() <= node.labels.items()  # the flavor selects the node
     mixed_env = _variant(root, tmp_path, {
         "kubernetes": {"mig_strategy": "mixed"},
         "node_pools": {"a100": {"mig": ["3g.40gb", "2g.20gb", "1g.10gb", "1g.10gb"]}},

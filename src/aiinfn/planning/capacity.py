@@ -39,6 +39,14 @@ class KindCapacity:
     nodes: dict[str, int] = field(default_factory=dict)
 
 
+MIG_PROFILE_LABEL = "aiinfn.infn.it/mig-profile"
+
+
+def mig_label_value(profile: str) -> str:
+    """A MIG profile as a label value (``+`` is not allowed there: ``1g.10gb+me`` -> ``1g.10gb.me``)."""
+    return profile.replace("+", ".")
+
+
 def kind_key(model: str, profile: str | None) -> str:
     return f"{model}/{profile}" if profile else model
 
@@ -54,7 +62,9 @@ def make_kind(model_name: str, profile: str | None, mig_strategy: str) -> Kind:
         resource = f"nvidia.com/{prof.resource_suffix}"
     else:
         resource = "nvidia.com/gpu"
-        labels["nvidia.com/gpu.product"] = f"{m.product_label}-MIG-{profile}"
+        # Our own label, set on the node from the plan: it holds for PCIe and SXM cards alike,
+        # unlike GPU feature discovery's product name.
+        labels[MIG_PROFILE_LABEL] = mig_label_value(profile)
     return Kind(kind_key(m.name, profile), m.name, profile, prof.memory_gb, resource, labels)
 
 

@@ -5,7 +5,8 @@
   chart's own CRD upgrade job, so a chart upgrade never leaves old CRDs behind.
 * Accounting: recording rules turn the extended-resource requests of running pods into
   accelerator units allocated per project namespace and accelerator kind (whole devices and MIG
-  slices are told apart by the node's `nvidia.com/gpu.product` label), and then into hours.
+  slices are told apart by the node's `aiinfn.infn.it/mig-profile` label, or by the `mig-` resource
+  name under the mixed strategy), and then into hours.
 * Backups: an alert when the platform filesystem's last good Borg backup (the timestamp the backup
   role writes for node-exporter's textfile collector) is older than `storage.backup.max_age_hours`,
   or missing.
@@ -61,7 +62,7 @@ def values(plan: Plan, storage_class: str | None, exporter_targets: list[str]) -
         "prometheus": {"prometheusSpec": prom_spec},
         "kube-state-metrics": {
             "metricLabelsAllowlist": [
-                "nodes=[nvidia.com/gpu.product,aiinfn.infn.it/accelerator,aiinfn.infn.it/pool]",
+                "nodes=[aiinfn.infn.it/mig-profile,aiinfn.infn.it/accelerator,aiinfn.infn.it/pool]",
                 "namespaces=[aiinfn.infn.it/project]",
             ]
         },
@@ -96,10 +97,10 @@ def accounting_rules() -> dict[str, Any]:
     running = 'max by (namespace, pod) (kube_pod_status_phase{phase="Running"}) == 1'
     requests = f'kube_pod_container_resource_requests{{resource=~"{ACCELERATOR_RESOURCES}"}}'
     allocated = (
-        "sum by (namespace, resource, label_aiinfn_infn_it_accelerator, label_nvidia_com_gpu_product) ("
+        "sum by (namespace, resource, label_aiinfn_infn_it_accelerator, label_aiinfn_infn_it_mig_profile) ("
         f"({_node_join(requests)}) * on (namespace, pod) group_left () ({running})"
-        " * on (node) group_left (label_aiinfn_infn_it_accelerator, label_nvidia_com_gpu_product)"
-        " max by (node, label_aiinfn_infn_it_accelerator, label_nvidia_com_gpu_product) (kube_node_labels))"
+        " * on (node) group_left (label_aiinfn_infn_it_accelerator, label_aiinfn_infn_it_mig_profile)"
+        " max by (node, label_aiinfn_infn_it_accelerator, label_aiinfn_infn_it_mig_profile) (kube_node_labels))"
     )
     return {
         "apiVersion": "monitoring.coreos.com/v1",
@@ -188,8 +189,8 @@ def dashboards() -> dict[str, dict[str, Any]]:
 
     return {
         "aiinfn-projects.json": board("aiinfn-projects", "AI_INFN: accelerators per project", [
-            _panel("Accelerator units allocated", "sum by (namespace, label_nvidia_com_gpu_product, resource) "
-                   "(aiinfn:accelerator_allocated:by_project)", "{{namespace}} {{label_nvidia_com_gpu_product}}",
+            _panel("Accelerator units allocated", "sum by (namespace, label_aiinfn_infn_it_mig_profile, resource) "
+                   "(aiinfn:accelerator_allocated:by_project)", "{{namespace}} {{label_aiinfn_infn_it_mig_profile}}",
                    "short", 0),
             _panel("Accelerator hours per day", "sum by (namespace) (sum_over_time("
                    "aiinfn:accelerator_hours:by_project:1h[1d:1h]))", "{{namespace}}", "h", 9),

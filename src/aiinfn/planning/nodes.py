@@ -83,6 +83,11 @@ def _labels_and_taints(
         taints.append(NodeTaint(f"{LABEL_PREFIX}/accelerator", m.name, "NoSchedule"))
         if m.kind is cat.Kind.GPU:
             labels[MIG_CONFIG_LABEL] = config_name or "all-disabled"
+            profiles = set(pool.mig or ())
+            if env.kubernetes.mig_strategy == "single" and len(profiles) == 1:
+                from .capacity import MIG_PROFILE_LABEL, mig_label_value
+
+                labels[MIG_PROFILE_LABEL] = mig_label_value(profiles.pop())
     if pool.reserved_for:
         value = group_label_value(pool.reserved_for)
         labels[f"{LABEL_PREFIX}/reserved-for"] = value
