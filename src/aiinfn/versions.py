@@ -18,6 +18,9 @@ KUEUE_API: Final = "kueue.x-k8s.io/v1beta2"
 #: NVIDIA mig-parted config format version written for the MIG manager.
 MIG_PARTED_CONFIG: Final = "v1"
 
+#: Image of the in-cluster jobs (aiinfn.jobs: standard-library Python programs).
+JOB_IMAGE: Final = "docker.io/library/python:3.12.8-slim"
+
 #: Helm charts: name -> (repository, chart, version).
 CHARTS: Final[dict[str, tuple[str, str, str]]] = {
     "jupyterhub": ("https://hub.jupyter.org/helm-chart/", "jupyterhub", "4.4.0"),

@@ -272,6 +272,8 @@ class Overlay(pulumi.ComponentResource):
                 opts=after(namespaces[services.HARBOR_NAMESPACE], cert_manager, *deps),
             )
             out["harbor"] = release.status
+            for obj in services.harbor_bootstrap_objects(plan):
+                _register(f"{name}-{_key(obj)}", obj, after(release), {})
         return out
 
 
@@ -299,6 +301,8 @@ def _register(
         return k8s.rbac.v1.ClusterRoleBinding(
             name, metadata=obj["metadata"], role_ref=obj["roleRef"], subjects=obj["subjects"], opts=opts
         )
+    if kind in ("ServiceAccount", "Role", "ConfigMap", "Job"):
+        return KubernetesObject(name, obj, opts)
     if kind == "NetworkPolicy":
         return k8s.networking.v1.NetworkPolicy(name, metadata=obj["metadata"], spec=obj["spec"], opts=opts)
     return KubernetesObject(name, obj, opts)

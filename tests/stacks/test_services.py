@@ -131,3 +131,25 @@ def test_every_kubernetes_secret_holds_only_pulumi_secrets(report: PlanReport) -
     for name, text in report.artifacts.items():
         assert OFFLINE_SECRET not in text, name
     YAML(typ="safe", pure=True).load(report.artifacts["k8s/values/kueue.yaml"])
+
+
+def test_harbor_bootstrap_job_runs_the_tested_program_with_least_access(report: PlanReport) -> None:
+    from importlib import resources
+
+    objs = services.harbor_bootstrap_objects(report.plan)
+    if report.env.services.harbor is None:
+        assert objs == []
+        return
+    for obj in objs:
+        kubernetes_validate.validate(obj, versions.KUBERNETES, strict=True)
+    by_kind = {o["kind"]: o for o in objs}
+    program = resources.files("aiinfn.jobs").joinpath("harbor_bootstrap.py").read_text()
+    assert by_kind["ConfigMap"]["data"]["harbor_bootstrap.py"] == program
+    assert by_kind["Role"]["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                                         "verbs": ["get", "create", "update"]}]
+    container = by_kind["Job"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert "value" not in env["HARBOR_ADMIN_PASSWORD"]  # from the Secret, never inline
+    assert env["HARBOR_PROJECTS"]["value"] == "environments,apptainer"
+    registered = [r for r in report.run.registrations if r.type == "kubernetes:batch/v1:Job"]
+    assert [redact(r.inputs)["metadata"]["name"] for r in registered] == [by_kind["Job"]["metadata"]["name"]]

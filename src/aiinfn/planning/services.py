@@ -6,8 +6,11 @@ secrets, never written here.
 
 from __future__ import annotations
 
+import hashlib
+from importlib import resources
 from typing import Any
 
+from .. import versions
 from . import Plan
 
 CERT_MANAGER_NAMESPACE = "cert-manager"
@@ -18,6 +21,10 @@ HARBOR_NAMESPACE = "harbor"
 HARBOR_ADMIN_SECRET = "aiinfn-harbor-admin"
 HARBOR_S3_SECRET = "aiinfn-harbor-s3"
 HARBOR_DB_CLAIM = "aiinfn-harbor-database"
+HARBOR_PROJECTS = ("environments", "apptainer")
+HARBOR_ROBOT = "nodes"
+HARBOR_ROBOT_SECRET = "aiinfn-harbor-robot-nodes"
+HARBOR_BOOTSTRAP = "aiinfn-harbor-bootstrap"
 INGRESS_CLASS = "nginx"  # RKE2's bundled ingress-nginx
 
 
@@ -109,3 +116,78 @@ def harbor_values(plan: Plan) -> dict[str, Any] | None:
             },
         }
     return values
+
+
+def harbor_bootstrap_objects(plan: Plan) -> list[dict[str, Any]]:
+    """A Job that creates Harbor's projects and the nodes' robot account (aiinfn.jobs.harbor_bootstrap),
+    with the least access it needs: read/write Secrets in Harbor's namespace only.
+
+    The Job's name carries a digest of its program and settings, so a change runs it again.
+    """
+    if plan.env.services.harbor is None:
+        return []
+    ns = HARBOR_NAMESPACE
+    program = resources.files("aiinfn.jobs").joinpath("harbor_bootstrap.py").read_text()
+    env = {
+        "HARBOR_URL": "http://harbor-core",
+        "HARBOR_PROJECTS": ",".join(HARBOR_PROJECTS),
+        "HARBOR_ROBOT": HARBOR_ROBOT,
+        "TARGET_NAMESPACE": ns,
+        "TARGET_SECRET": HARBOR_ROBOT_SECRET,
+    }
+    digest = hashlib.sha256((program + repr(sorted(env.items())) + versions.JOB_IMAGE).encode()).hexdigest()[:10]
+    meta = {"name": HARBOR_BOOTSTRAP, "namespace": ns}
+    admin_password = {"name": HARBOR_ADMIN_SECRET, "key": "HARBOR_ADMIN_PASSWORD"}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "update"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": HARBOR_BOOTSTRAP},
+            "subjects": [{"kind": "ServiceAccount", "name": HARBOR_BOOTSTRAP, "namespace": ns}],
+        },
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"harbor_bootstrap.py": program}},
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": f"{HARBOR_BOOTSTRAP}-{digest}", "namespace": ns},
+            "spec": {
+                "backoffLimit": 10,
+                "ttlSecondsAfterFinished": 86400,
+                "template": {
+                    "spec": {
+                        "serviceAccountName": HARBOR_BOOTSTRAP,
+                        "restartPolicy": "OnFailure",
+                        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534},
+                        "containers": [
+                            {
+                                "name": "bootstrap",
+                                "image": versions.JOB_IMAGE,
+                                "command": ["python3", "/job/harbor_bootstrap.py"],
+                                "env": [{"name": k, "value": v} for k, v in env.items()]
+                                + [
+                                    {
+                                        "name": "HARBOR_ADMIN_PASSWORD",
+                                        "valueFrom": {"secretKeyRef": admin_password},
+                                    }
+                                ],
+                                "volumeMounts": [{"name": "job", "mountPath": "/job", "readOnly": True}],
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                            }
+                        ],
+                        "volumes": [{"name": "job", "configMap": {"name": HARBOR_BOOTSTRAP}}],
+                    }
+                },
+            },
+        },
+    ]
