@@ -53,8 +53,21 @@ def snake(value):
         return [snake(v) for v in value]
     return value
 
+K8S_GROUPS = {"helm.sh": "helm", "rbac.authorization.k8s.io": "rbac", "networking.k8s.io": "networking",
+              "storage.k8s.io": "storage", "apiextensions.k8s.io": "apiextensions"}
+
 def cls_for(token):
+    # the SDK class of a type token; None for custom resources no SDK class describes
     pkg, mod, name = token.split(":")
+    if pkg == "pulumi" and mod == "providers":
+        return importlib.import_module("pulumi_" + name).Provider
+    if pkg == "kubernetes":
+        group, _, version = mod.rpartition("/")
+        group = K8S_GROUPS.get(group, group or "core")
+        try:
+            return getattr(importlib.import_module(f"pulumi_kubernetes.{group}.{version}"), name)
+        except (ImportError, AttributeError):
+            return None
     sub = mod.split("/")[0]
     module = importlib.import_module("pulumi_" + pkg + ("" if sub == "index" else "." + sub))
     return getattr(module, name)
@@ -87,8 +100,13 @@ def make(urn):
     parent = make(r["parent"]) if r["parent"] in resources else None
     opts = pulumi.ResourceOptions(parent=parent, protect=r["protect"], retain_on_delete=r["retain_on_delete"],
                                   ignore_changes=r["ignore_changes"] or None)
-    if r["custom"]:
-        res = cls_for(r["type"])(r["name"], opts=opts, **snake(refs(r["inputs"])))
+    cls = cls_for(r["type"]) if r["custom"] else None
+    if cls is not None:
+        inputs = snake(refs(r["inputs"]))
+        inputs.pop("api_version", None), inputs.pop("kind", None)
+        res = cls(r["name"], opts=opts, **inputs)
+    elif r["custom"]:
+        res = pulumi.CustomResource(r["type"], r["name"], dict(refs(r["inputs"])), opts)
     else:
         res = pulumi.ComponentResource(r["type"], r["name"], None, opts)
     made[urn] = res
