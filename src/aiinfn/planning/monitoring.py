@@ -102,25 +102,27 @@ def accounting_rules() -> dict[str, Any]:
         " * on (node) group_left (label_aiinfn_infn_it_accelerator, label_aiinfn_infn_it_mig_profile)"
         " max by (node, label_aiinfn_infn_it_accelerator, label_aiinfn_infn_it_mig_profile) (kube_node_labels))"
     )
+    return _rule_set(
+        "aiinfn-accounting",
+        [
+            {"record": "aiinfn:accelerator_allocated:by_project", "expr": allocated},
+            {
+                "record": "aiinfn:accelerator_hours:by_project:1h",
+                "expr": "sum_over_time(aiinfn:accelerator_allocated:by_project[1h:1m]) / 60",
+            },
+        ],
+        interval="1m",
+    )
+
+
+def _rule_set(name: str, rules: list[dict[str, Any]], interval: str | None = None) -> dict[str, Any]:
+    """A PrometheusRule with one group of the same name, picked up by kube-prometheus-stack."""
+    group: dict[str, Any] = {"name": name, **({"interval": interval} if interval else {}), "rules": rules}
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": {"name": "aiinfn-accounting", "namespace": NAMESPACE, "labels": RULE_LABELS},
-        "spec": {
-            "groups": [
-                {
-                    "name": "aiinfn-accounting",
-                    "interval": "1m",
-                    "rules": [
-                        {"record": "aiinfn:accelerator_allocated:by_project", "expr": allocated},
-                        {
-                            "record": "aiinfn:accelerator_hours:by_project:1h",
-                            "expr": "sum_over_time(aiinfn:accelerator_allocated:by_project[1h:1m]) / 60",
-                        },
-                    ],
-                }
-            ]
-        },
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": RULE_LABELS},
+        "spec": {"groups": [group]},
     }
 
 
@@ -129,38 +131,28 @@ def backup_rules(plan: Plan) -> dict[str, Any] | None:
     if backup is None:
         return None
     max_age = backup.max_age_hours * 3600
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "PrometheusRule",
-        "metadata": {"name": "aiinfn-backup", "namespace": NAMESPACE, "labels": RULE_LABELS},
-        "spec": {
-            "groups": [
-                {
-                    "name": "aiinfn-backup",
-                    "rules": [
-                        {
-                            "alert": "PlatformBackupTooOld",
-                            "expr": f"time() - max({BACKUP_METRIC}) > {max_age}",
-                            "for": "10m",
-                            "labels": {"severity": "critical"},
-                            "annotations": {
-                                "summary": f"The platform filesystem's last good backup is older than "
-                                f"{backup.max_age_hours} hours",
-                                "runbook": "docs/operations.md#restore-a-backup",
-                            },
-                        },
-                        {
-                            "alert": "PlatformBackupMetricMissing",
-                            "expr": f"absent({BACKUP_METRIC})",
-                            "for": "1h",
-                            "labels": {"severity": "critical"},
-                            "annotations": {"summary": "No Borg backup timestamp is reported by the NFS node"},
-                        },
-                    ],
-                }
-            ]
-        },
-    }
+    return _rule_set(
+        "aiinfn-backup",
+        [
+            {
+                "alert": "PlatformBackupTooOld",
+                "expr": f"time() - max({BACKUP_METRIC}) > {max_age}",
+                "for": "10m",
+                "labels": {"severity": "critical"},
+                "annotations": {
+                    "summary": f"The platform filesystem's last good backup is older than {backup.max_age_hours} hours",
+                    "runbook": "docs/operations.md#restore-a-backup",
+                },
+            },
+            {
+                "alert": "PlatformBackupMetricMissing",
+                "expr": f"absent({BACKUP_METRIC})",
+                "for": "1h",
+                "labels": {"severity": "critical"},
+                "annotations": {"summary": "No Borg backup timestamp is reported by the NFS node"},
+            },
+        ],
+    )
 
 
 def _panel(title: str, expr: str, legend: str, unit: str, y: int) -> dict[str, Any]:
