@@ -21,6 +21,9 @@ MIG_PARTED_CONFIG: Final = "v1"
 #: Image of the in-cluster jobs (aiinfn.jobs: standard-library Python programs).
 JOB_IMAGE: Final = "docker.io/library/python:3.12.8-slim"
 
+#: sts-wire release the managed notebook images carry (checked at mount time, see planning.jupyterhub).
+STS_WIRE: Final = "v2.1.3"
+
 #: Helm charts: name -> (repository, chart, version).
 CHARTS: Final[dict[str, tuple[str, str, str]]] = {
     "jupyterhub": ("https://hub.jupyter.org/helm-chart/", "jupyterhub", "4.4.0"),

@@ -151,6 +151,23 @@ class Overlay(pulumi.ComponentResource):
             type="Opaque",
             opts=opts,
         )
+        deps: list[pulumi.Resource] = [secret]
+        s3 = args.plan.env.storage.s3
+        if jupyterhub.mount_script(args.plan) is not None and s3 is not None and s3.client_secret:
+            key = random.RandomBytes(f"{name}-hub-crypt-key", length=32, opts=pulumi.ResourceOptions(parent=self))
+            for secret_name, data in (
+                (jupyterhub.CRYPT_SECRET, {"key": key.hex}),
+                (jupyterhub.STSWIRE_SECRET, {jupyterhub.STSWIRE_SECRET_KEY: args.secrets[s3.client_secret]}),
+            ):
+                deps.append(
+                    k8s.core.v1.Secret(
+                        f"{name}-{secret_name}",
+                        metadata={"name": secret_name, "namespace": jupyterhub.NAMESPACE},
+                        string_data=pulumi.Output.secret(data),
+                        type="Opaque",
+                        opts=opts,
+                    )
+                )
         db = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-hub-db",
             metadata={"name": jupyterhub.HUB_DB_CLAIM, "namespace": jupyterhub.NAMESPACE},
@@ -164,7 +181,7 @@ class Overlay(pulumi.ComponentResource):
         hub = k8s.helm.v3.Release(
             f"{name}-jupyterhub",
             **release_args("jupyterhub", jupyterhub.NAMESPACE, jupyterhub.values(args.plan, storage_class)),
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[secret, db])),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[*deps, db])),
         )
         return hub.status
 

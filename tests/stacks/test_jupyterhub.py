@@ -159,3 +159,36 @@ def test_the_values_written_to_build_are_the_deployed_ones(hub: Any) -> None:
     report, values = hub
     written = YAML(typ="safe", pure=True).load(report.artifacts["k8s/values/jupyterhub.yaml"])
     assert written == values
+
+
+def test_users_bucket_is_mounted_with_sts_wire(hub: Any) -> None:
+    """The hub passes the user's IAM tokens from its encrypted auth state to the notebook, whose
+    postStart hook mounts the user's bucket with sts-wire (syntax checked by the real /bin/sh)."""
+    import subprocess
+
+    report, values = hub
+    s3 = report.env.storage.s3
+    assert s3 is not None and s3.client_id is not None
+    assert values["hub"]["config"]["Authenticator"]["enable_auth_state"] is True
+    crypt = values["hub"]["extraEnv"]["JUPYTERHUB_CRYPT_KEY"]["valueFrom"]["secretKeyRef"]
+    secrets = report.run.by_type("kubernetes:core/v1:Secret")
+    (key,) = [r for r in secrets if r.inputs["metadata"]["name"] == crypt["name"]]
+    assert is_secret(key.inputs["stringData"]) and len(unwrap(key.inputs["stringData"])[crypt["key"]]) == 64
+    # the hook, run as the hub runs extraConfig, fills the notebook's environment
+    c = Config()
+    exec(compile(values["hub"]["extraConfig"]["aiinfn-tokens"], "extraConfig", "exec"), {"c": c})
+    spawner = SimpleNamespace(environment={}, user=SimpleNamespace(name="alice"))
+    c.Spawner.auth_state_hook(spawner, {"access_token": "at", "refresh_token": "rt"})
+    bucket = f"{s3.user_bucket_prefix}-alice" if s3.user_bucket_prefix else "alice"
+    assert spawner.environment == {"ACCESS_TOKEN": "at", "REFRESH_TOKEN": "rt", "AIINFN_S3_BUCKET": bucket}
+    env = values["singleuser"]["extraEnv"]
+    assert env["IAM_CLIENT_ID"] == s3.client_id and "valueFrom" in env["IAM_CLIENT_SECRET"]
+    script = values["singleuser"]["lifecycleHooks"]["postStart"]["exec"]["command"][-1]
+    assert subprocess.run(["/bin/sh", "-n", "-c", script], check=False).returncode == 0
+    assert f'"{s3.mount_path}/$AIINFN_S3_BUCKET"' in script and "sts-wire" in script
+    mounts = {m["mountPath"] for m in values["singleuser"]["storage"]["extraVolumeMounts"]}
+    assert "/dev/fuse" in mounts
+    ctx = values["hub"]["config"]["KubeSpawner"]["container_security_context"]
+    assert ctx["capabilities"] == {"add": ["SYS_ADMIN"], "drop": ["ALL"]} and ctx["allowPrivilegeEscalation"] is False
+    spawner_traits = KubeSpawner.__new__(KubeSpawner)
+    spawner_traits.set_trait("container_security_context", ctx)

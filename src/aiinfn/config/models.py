@@ -312,10 +312,21 @@ class NfsStorage(Model):
 class S3Storage(Model):
     endpoint: HttpsUrl
     region: NonEmptyStr = "us-east-1"
-    sts_endpoint: HttpsUrl | None = Field(None, description="STS endpoint (defaults to the S3 endpoint)")
-    user_bucket_prefix: DnsLabel = "user"
+    user_bucket_prefix: DnsLabel | None = Field(
+        None, description="a user's bucket is <prefix>-<username>, or just <username> without a prefix"
+    )
     mount_path: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = "/s3"
-    client_secret: SecretRef | None = Field(None, description="IAM client secret sts-wire uses")
+    sts_role: NonEmptyStr | None = Field(
+        None, description="STS role to assume (RadosGW, e.g. IAMaccess); unset for MinIO"
+    )
+    client_id: NonEmptyStr | None = Field(None, description="IAM client sts-wire uses to refresh tokens")
+    client_secret: SecretRef | None = Field(None, description="its secret (name of a Pulumi config secret)")
+
+    @model_validator(mode="after")
+    def _client_pair(self) -> S3Storage:
+        if (self.client_id is None) != (self.client_secret is None):
+            raise ValueError("set both client_id and client_secret for sts-wire, or neither")
+        return self
 
 
 class JuiceFsStorage(Model):

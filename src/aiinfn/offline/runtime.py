@@ -92,6 +92,8 @@ class PlanMocks(pmocks.Mocks):
             outputs["address"] = self.floating_ip(name)
         elif typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = "mock-" + hashlib.sha256(name.encode()).hexdigest()[:32]
+        elif typ == "random:index/randomBytes:RandomBytes":
+            outputs["hex"] = hashlib.sha256(("bytes" + name).encode()).hexdigest()[: 2 * int(args.inputs["length"])]
         elif typ == "tls:index/privateKey:PrivateKey":
             outputs["publicKeyOpenssh"] = f"ssh-ed25519 MOCK{_digest('key', name):016x} {name}"
             outputs["privateKeyOpenssh"] = "mock-private-key"

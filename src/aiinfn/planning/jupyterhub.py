@@ -11,6 +11,9 @@
 * Home on the platform NFS StorageClass, /tmp on the node's local NVMe scratch, idle culling,
   user placeholders and image pre-pulling sized by configuration.
 * Hub database: sqlite on a PersistentVolumeClaim the stack creates and protects (not the chart's).
+* S3: when `storage.s3` names an sts-wire client, the hub keeps each user's IAM tokens in its
+  encrypted auth state and hands them to the notebook, whose postStart hook mounts the user's bucket
+  under `storage.s3.mount_path` with sts-wire (FUSE: /dev/fuse and CAP_SYS_ADMIN only).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .. import versions
 from ..planning import Plan
 from .kueue import INTERACTIVE_QUEUE, reserved_kinds
 from .services import tls_annotations
@@ -29,6 +33,9 @@ HUB_DB_CLAIM = "aiinfn-hub-db"
 HUB_DB_MOUNT = "/srv/jupyterhub/aiinfn-db"
 SCRATCH_HOST_PATH = "/scratch/jupyter"
 CPU_PROFILE = "cpu"
+CRYPT_SECRET = "aiinfn-hub-crypt-key"
+STSWIRE_SECRET = "aiinfn-stswire-client"
+STSWIRE_SECRET_KEY = "client-secret"
 
 
 def profile_slug(kind: str) -> str:
@@ -139,6 +146,49 @@ def profile_filter_code(plan: Plan) -> str:
     return PROFILE_FILTER.format(allowed=json.dumps(allowed_groups(plan), sort_keys=True))
 
 
+TOKENS_HOOK = '''
+# aiinfn: hand the user's IAM tokens to the notebook, for sts-wire to mount the user's bucket.
+def _aiinfn_tokens(spawner, auth_state):
+    if not auth_state:
+        return
+    for key, env in (("access_token", "ACCESS_TOKEN"), ("refresh_token", "REFRESH_TOKEN")):
+        if auth_state.get(key):
+            spawner.environment[env] = auth_state[key]
+    name = spawner.user.name
+    spawner.environment["AIINFN_S3_BUCKET"] = {bucket_prefix!r} + name
+
+
+c.Spawner.auth_state_hook = _aiinfn_tokens
+'''
+
+#: postStart hook of the notebook container: mount the user's bucket with sts-wire, in the background,
+#: when the image carries sts-wire (every managed environment does); a notebook never fails to start
+#: because its bucket could not be mounted: the log says why.
+MOUNT_SCRIPT = """\
+command -v sts-wire >/dev/null 2>&1 || exit 0
+mkdir -p "{mount}/$AIINFN_S3_BUCKET" /tmp/.sts-wire
+nohup sts-wire "$IAM_SERVER" "$AIINFN_S3_BUCKET" "$S3_ENDPOINT" {role_args}\\
+  "/$AIINFN_S3_BUCKET" "{mount}/$AIINFN_S3_BUCKET" \\
+  --localCache full --tryRemount --noDummyFileCheck --localCacheDir /tmp/.sts-wire \\
+  >/tmp/.sts-wire/mount.log 2>&1 &
+exit 0
+"""
+
+
+def mount_script(plan: Plan) -> str | None:
+    s3 = plan.env.storage.s3
+    if s3 is None or s3.client_id is None:
+        return None
+    role_args = f'"{s3.sts_role}" "{s3.region}" ' if s3.sts_role else ""
+    return MOUNT_SCRIPT.format(mount=s3.mount_path, role_args=role_args)
+
+
+def tokens_hook(plan: Plan) -> str:
+    s3 = plan.env.storage.s3
+    prefix = f"{s3.user_bucket_prefix}-" if s3 and s3.user_bucket_prefix else ""
+    return TOKENS_HOOK.format(bucket_prefix=prefix)
+
+
 def login_groups(plan: Plan) -> list[str]:
     env = plan.env
     groups = [*env.iam.user_groups, *env.iam.admin_groups, *(p.iam_group for p in env.projects.values())]
@@ -158,11 +208,44 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
     if env.event is not None and env.event.placeholders is not None:
         placeholders = max(placeholders, env.event.placeholders)
     prepull = hub.prepull or bool(env.event and env.event.prepull)
+    mount = mount_script(plan)
+    s3 = env.storage.s3
+    hub_env: dict[str, Any] = {
+        "OAUTH_CLIENT_SECRET": {"valueFrom": {"secretKeyRef": {"name": OAUTH_SECRET, "key": OAUTH_SECRET_KEY}}}
+    }
+    extra_config = {"aiinfn-profiles": profile_filter_code(plan)}
+    user_env: dict[str, Any] = {}
+    lifecycle: dict[str, Any] = {}
+    fuse_volumes: list[dict[str, Any]] = []
+    fuse_mounts: list[dict[str, Any]] = []
+    spawner_config: dict[str, Any] = {}
+    if mount is not None and s3 is not None:
+        # auth_state keeps the IAM tokens, encrypted with a key the stack generates
+        hub_env["JUPYTERHUB_CRYPT_KEY"] = {"valueFrom": {"secretKeyRef": {"name": CRYPT_SECRET, "key": "key"}}}
+        extra_config["aiinfn-tokens"] = tokens_hook(plan)
+        user_env = {
+            "IAM_SERVER": env.iam.issuer,
+            "IAM_CLIENT_ID": s3.client_id,
+            "IAM_CLIENT_SECRET": {
+                "valueFrom": {"secretKeyRef": {"name": STSWIRE_SECRET, "key": STSWIRE_SECRET_KEY}}
+            },
+            "S3_ENDPOINT": s3.endpoint,
+            "AIINFN_STS_WIRE": versions.STS_WIRE,
+        }
+        lifecycle = {"postStart": {"exec": {"command": ["/bin/sh", "-c", mount]}}}
+        fuse_volumes = [{"name": "fuse", "hostPath": {"path": "/dev/fuse", "type": "CharDevice"}}]
+        fuse_mounts = [{"name": "fuse", "mountPath": "/dev/fuse"}]
+        # FUSE needs CAP_SYS_ADMIN in the notebook container; no other privilege is granted
+        spawner_config["container_security_context"] = {
+            "capabilities": {"add": ["SYS_ADMIN"], "drop": ["ALL"]},
+            "allowPrivilegeEscalation": False,
+        }
     return {
         "hub": {
             "config": {
                 "JupyterHub": {"authenticator_class": "generic-oauth", "admin_access": True},
-                "Authenticator": {"enable_auth_state": False, "allow_existing_users": False},
+                "Authenticator": {"enable_auth_state": mount is not None, "allow_existing_users": False},
+                **({"KubeSpawner": spawner_config} if spawner_config else {}),
                 "GenericOAuthenticator": {
                     "client_id": env.iam.client_id,
                     "oauth_callback_url": f"https://{host}/hub/oauth_callback",
@@ -178,13 +261,11 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
                     "manage_groups": True,
                 },
             },
-            "extraEnv": {
-                "OAUTH_CLIENT_SECRET": {"valueFrom": {"secretKeyRef": {"name": OAUTH_SECRET, "key": OAUTH_SECRET_KEY}}}
-            },
+            "extraEnv": hub_env,
             "db": {"type": "other", "url": f"sqlite:///{HUB_DB_MOUNT}/jupyterhub.sqlite"},
             "extraVolumes": [{"name": "aiinfn-hub-db", "persistentVolumeClaim": {"claimName": HUB_DB_CLAIM}}],
             "extraVolumeMounts": [{"name": "aiinfn-hub-db", "mountPath": HUB_DB_MOUNT}],
-            "extraConfig": {"aiinfn-profiles": profile_filter_code(plan)},
+            "extraConfig": extra_config,
         },
         "proxy": {"service": {"type": "ClusterIP"}},
         "ingress": {
@@ -196,15 +277,18 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
         "singleuser": {
             "image": {"name": image, "tag": tag},
             "profileList": profiles(plan),
+            "extraEnv": user_env,
+            "lifecycleHooks": lifecycle,
             "storage": {
                 "type": "dynamic",
                 "capacity": f"{hub.home_size_gb}Gi",
                 "dynamic": {"storageClass": storage_class, "storageAccessModes": ["ReadWriteMany"]},
                 "extraVolumes": [
                     {"name": "scratch", "hostPath": {"path": f"{SCRATCH_HOST_PATH}/{{username}}",
-                                                     "type": "DirectoryOrCreate"}}
+                                                     "type": "DirectoryOrCreate"}},
+                    *fuse_volumes,
                 ],
-                "extraVolumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
+                "extraVolumeMounts": [{"name": "scratch", "mountPath": "/tmp"}, *fuse_mounts],
             },
             "networkPolicy": {"enabled": True},
             # Notebooks are Kueue workloads of the interactive queue, at interactive priority.
