@@ -16,7 +16,7 @@ import pulumi_random as random
 
 from aiinfn import versions
 from aiinfn.planning import Plan, jupyterhub, monitoring, services
-from aiinfn.planning.kueue import INTERACTIVE_LABEL, kueue_objects, project_objects
+from aiinfn.planning.kueue import kueue_objects, project_objects
 from aiinfn.planning.overlay import (
     GPU_OPERATOR_NAMESPACE,
     KUEUE_NAMESPACE,
@@ -25,6 +25,7 @@ from aiinfn.planning.overlay import (
     kueue_values,
     mig_configmap,
     nfs_provisioner_values,
+    platform_namespaces,
 )
 
 
@@ -73,21 +74,10 @@ class Overlay(pulumi.ComponentResource):
             return pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=list(deps)))
 
         namespaces = {
-            ns: k8s.core.v1.Namespace(
-                f"{name}-ns-{ns}",
-                metadata={"name": ns, "labels": {INTERACTIVE_LABEL: "true"} if ns == jupyterhub.NAMESPACE else {}},
-                opts=on_cluster,
+            obj["metadata"]["name"]: k8s.core.v1.Namespace(
+                f"{name}-ns-{obj['metadata']['name']}", metadata=obj["metadata"], opts=on_cluster
             )
-            for ns in (
-                GPU_OPERATOR_NAMESPACE,
-                KUEUE_NAMESPACE,
-                NFS_NAMESPACE,
-                jupyterhub.NAMESPACE,
-                monitoring.NAMESPACE,
-                services.CERT_MANAGER_NAMESPACE,
-                services.JUICEFS_NAMESPACE,
-                services.HARBOR_NAMESPACE,
-            )
+            for obj in platform_namespaces()
         }
 
         cm = mig_configmap(plan)
@@ -168,14 +158,11 @@ class Overlay(pulumi.ComponentResource):
                         opts=opts,
                     )
                 )
+        claim = jupyterhub.hub_db_claim(storage_class)
         db = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-hub-db",
-            metadata={"name": jupyterhub.HUB_DB_CLAIM, "namespace": jupyterhub.NAMESPACE},
-            spec={
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": storage_class,
-                "resources": {"requests": {"storage": "5Gi"}},
-            },
+            metadata=claim["metadata"],
+            spec=claim["spec"],
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True, retain_on_delete=True)),
         )
         hub = k8s.helm.v3.Release(
@@ -270,14 +257,12 @@ class Overlay(pulumi.ComponentResource):
                     "REGISTRY_STORAGE_S3_ACCESSKEY": args.secrets[harbor.s3_access_key_secret],
                     "REGISTRY_STORAGE_S3_SECRETKEY": args.secrets[harbor.s3_secret_key_secret],
                 }, []))
+            claim = services.harbor_db_claim(plan, storage_class)
+            assert claim is not None
             deps.append(k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-harbor-database",
-                metadata={"name": services.HARBOR_DB_CLAIM, "namespace": services.HARBOR_NAMESPACE},
-                spec={
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": storage_class,
-                    "resources": {"requests": {"storage": f"{harbor.database_size_gb}Gi"}},
-                },
+                metadata=claim["metadata"],
+                spec=claim["spec"],
                 opts=pulumi.ResourceOptions.merge(
                     after(namespaces[services.HARBOR_NAMESPACE]),
                     pulumi.ResourceOptions(protect=True, retain_on_delete=True),

@@ -189,3 +189,44 @@ def test_each_flavor_selects_exactly_the_nodes_offering_its_kind(report: PlanRep
         selector = flavors[flavor_name(key)]["spec"]["nodeLabels"].items()
         for node in report.plan.nodes:
             assert (selector <= node.labels.items()) == (node.name in cap.nodes), (key, node.name)
+
+
+def test_every_registered_kubernetes_object_is_in_build_k8s(report: PlanReport) -> None:
+    """`aiinfn plan` writes every Kubernetes object the stack registers (Secrets aside, whose values
+    are secret) and every Helm values file, identical to what is registered."""
+    written: dict[tuple[str, str | None, str], dict[str, Any]] = {}
+    for path, text in report.artifacts.items():
+        if path.startswith("k8s/") and not path.startswith("k8s/values/"):
+            for doc in YAML(typ="safe", pure=True).load_all(text):
+                written[(doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"])] = doc
+    skip = ("kubernetes:helm.sh/v3:Release", "kubernetes:core/v1:Secret")
+    registered = [r for r in report.run.registrations if r.type.startswith("kubernetes:") and r.type not in skip]
+    assert registered
+    for r in registered:
+        inputs = redact(r.inputs)
+        key = (inputs["kind"], inputs["metadata"].get("namespace"), inputs["metadata"]["name"])
+        assert key in written, key
+        assert written[key] == inputs, key
+    for r in report.run.by_type("kubernetes:helm.sh/v3:Release"):
+        values = YAML(typ="safe", pure=True).load(report.artifacts[f"k8s/values/{r.inputs['name']}.yaml"])
+        assert values == redact(r.inputs["values"]), r.inputs["name"]
+
+
+BUILTIN_GROUPS = ("v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1", "networking.k8s.io/v1",
+                  "storage.k8s.io/v1")
+
+
+def test_every_builtin_object_written_is_valid_for_the_pinned_kubernetes(report: PlanReport) -> None:
+    """Strict OpenAPI validation (kubernetes-validate, the pinned minor) of every built-in object in
+    build/<env>/k8s/; custom resources are checked against their CRDs in tests/artifacts."""
+    import kubernetes_validate
+
+    checked = 0
+    for path, text in report.artifacts.items():
+        if not path.startswith("k8s/") or path.startswith("k8s/values/"):
+            continue
+        for doc in YAML(typ="safe", pure=True).load_all(text):
+            if doc["apiVersion"] in BUILTIN_GROUPS:
+                kubernetes_validate.validate(doc, versions.KUBERNETES, strict=True)
+                checked += 1
+    assert checked >= 20

@@ -307,3 +307,17 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
         "prePuller": {"hook": {"enabled": prepull}, "continuous": {"enabled": prepull}},
         "cull": {"enabled": True, "timeout": hub.cull_idle_seconds, "every": 300},
     }
+
+
+def hub_db_claim(storage_class: str) -> dict[str, Any]:
+    """The hub database's claim (the stack protects it: `protect`, `retain_on_delete`)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": HUB_DB_CLAIM, "namespace": NAMESPACE},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": storage_class,
+            "resources": {"requests": {"storage": "5Gi"}},
+        },
+    }

@@ -68,7 +68,6 @@ def values(plan: Plan, storage_class: str | None, exporter_targets: list[str]) -
         },
         "grafana": {
             "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "searchNamespace": "ALL"}},
-            "adminPassword": None,
             "admin": {
                 "existingSecret": GRAFANA_ADMIN_SECRET,
                 "userKey": "admin-user",

@@ -74,3 +74,20 @@ def nfs_provisioner_values(plan: Plan, server: str) -> dict[str, Any]:
             "accessModes": "ReadWriteMany",
         },
     }
+
+
+def platform_namespaces() -> list[dict[str, Any]]:
+    """The namespaces of the platform's own services (projects' namespaces come from the projects)."""
+    from . import jupyterhub, monitoring, services
+    from .kueue import INTERACTIVE_LABEL
+
+    names = [GPU_OPERATOR_NAMESPACE, KUEUE_NAMESPACE, NFS_NAMESPACE, jupyterhub.NAMESPACE, monitoring.NAMESPACE,
+             services.CERT_MANAGER_NAMESPACE, services.JUICEFS_NAMESPACE, services.HARBOR_NAMESPACE]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": ns, "labels": {INTERACTIVE_LABEL: "true"} if ns == jupyterhub.NAMESPACE else {}},
+        }
+        for ns in names
+    ]

@@ -191,3 +191,20 @@ def harbor_bootstrap_objects(plan: Plan) -> list[dict[str, Any]]:
             },
         },
     ]
+
+
+def harbor_db_claim(plan: Plan, storage_class: str) -> dict[str, Any] | None:
+    """Harbor's database claim (the stack protects it: `protect`, `retain_on_delete`)."""
+    h = plan.env.services.harbor
+    if h is None:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": HARBOR_DB_CLAIM, "namespace": HARBOR_NAMESPACE},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": storage_class,
+            "resources": {"requests": {"storage": f"{h.database_size_gb}Gi"}},
+        },
+    }

@@ -150,24 +150,44 @@ def yaml_documents(docs: list[Any]) -> str:
 
 
 def kubernetes_artifacts(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The overlay's manifests and Helm values, exactly as stacks/overlay registers them."""
-    from ..planning import jupyterhub, overlay
+    """Every Kubernetes object (Secrets aside: their values are secret) and every Helm values file the
+    overlay applies, exactly as stacks/overlay registers them."""
+    from ..planning import jupyterhub, monitoring, overlay, services
     from ..planning.kueue import kueue_objects, project_objects
 
+    addresses = addresses or {}
     out = {
         "k8s/kueue.yaml": yaml_documents(kueue_objects(plan)),
+        "k8s/namespaces.yaml": yaml_documents(overlay.platform_namespaces()),
         "k8s/projects.yaml": yaml_documents(project_objects(plan)),
         "k8s/mig-parted-configmap.yaml": yaml_dump(overlay.mig_configmap(plan)),
+        "k8s/monitoring.yaml": yaml_documents(monitoring.manifests(plan)),
         "k8s/values/gpu-operator.yaml": yaml_dump(overlay.gpu_operator_values(plan)),
         "k8s/values/kueue.yaml": yaml_dump(overlay.kueue_values()),
+        "k8s/values/cert-manager.yaml": yaml_dump(services.cert_manager_values()),
     }
     nfs = plan.env.storage.nfs
+    storage_class = nfs.storage_class if nfs else None
+    targets = monitoring.exporter_targets(dict(addresses), plan)
+    out["k8s/values/kube-prometheus-stack.yaml"] = yaml_dump(monitoring.values(plan, storage_class, targets))
+    extra = [services.cluster_issuer(plan)]
+    jfs_class = services.juicefs_storage_class(plan)
+    if jfs_class is not None and plan.env.storage.s3 is not None:
+        extra.append(jfs_class)
+        out["k8s/values/juicefs-csi-driver.yaml"] = yaml_dump(services.juicefs_values())
     nfs_node = next((n.name for n in plan.nodes if n.role is Role.NFS), None)
     if nfs is not None and nfs_node is not None:
-        server = (addresses or {}).get(nfs_node, f"<fixed IP of {nfs_node}>")
+        server = addresses.get(nfs_node, f"<fixed IP of {nfs_node}>")
         out["k8s/values/nfs-subdir-external-provisioner.yaml"] = yaml_dump(overlay.nfs_provisioner_values(plan, server))
         if plan.env.services.jupyterhub is not None:
             out["k8s/values/jupyterhub.yaml"] = yaml_dump(jupyterhub.values(plan, nfs.storage_class))
+            extra.append(jupyterhub.hub_db_claim(nfs.storage_class))
+        harbor = services.harbor_values(plan)
+        if harbor is not None:
+            out["k8s/values/harbor.yaml"] = yaml_dump(harbor)
+            extra.extend(c for c in [services.harbor_db_claim(plan, nfs.storage_class)] if c is not None)
+            extra.extend(services.harbor_bootstrap_objects(plan))
+    out["k8s/services.yaml"] = yaml_documents(extra)
     return out
 
 
