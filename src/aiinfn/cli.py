@@ -146,6 +146,7 @@ def _print_capacity(report: Any) -> None:
             str(row["shared"]),
         )
     out.print(table)
+    _print_queues(report)
     ev = report.plan.event
     if ev is not None:
         kinds = ", ".join(f"{n}x {k}" for k, n in ev.units.items()) or "no accelerators"
@@ -153,6 +154,29 @@ def _print_capacity(report: Any) -> None:
             f"event [bold]{ev.event}[/bold]: {ev.participants} participants -> {kinds}; "
             f"{ev.cpu:g} CPU, {ev.memory_gb:g} GB; {ev.placeholders} placeholders; namespace {ev.namespace}"
         )
+
+
+def _print_queues(report: Any) -> None:
+    """Kueue queues with their guaranteed units, and the JupyterHub profiles with who sees them."""
+    from .planning import jupyterhub
+    from .planning.kueue import INTERACTIVE_QUEUE, PRIORITIES
+
+    env = report.env
+    if env.projects:
+        queues = Table(title="Kueue queues (cohort aiinfn)", title_justify="left")
+        for col in ("queue", "namespace", "guaranteed", "borrows"):
+            queues.add_column(col)
+        shared = ", ".join(f"{n}x {k}" for k, n in report.plan.shared_pool.items() if n) or "-"
+        queues.add_row(INTERACTIVE_QUEUE, jupyterhub.NAMESPACE, f"{shared} + all CPU/memory", "yes")
+        for q in report.plan.quotas:
+            units = ", ".join(f"{n}x {k}" for k, n in q.nominal.items() if n) or "-"
+            queues.add_row(q.project, q.namespace, units, "yes" if q.borrowing else "no")
+        out.print(queues)
+        out.print(f"priorities: {', '.join(f'{k} {v}' for k, v in PRIORITIES.items())}")
+    if env.services.jupyterhub is not None:
+        allowed = jupyterhub.allowed_groups(report.plan)
+        shown = [f"{slug}" + (f" ({', '.join(g)} only)" if g else "") for slug, g in allowed.items()]
+        out.print(f"JupyterHub profiles: {'; '.join(shown)}")
 
 
 @app.command("list")

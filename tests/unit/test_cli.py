@@ -35,6 +35,8 @@ def test_plan_table_shows_tree_and_capacity(tmp_path: Path, root: Path) -> None:
     assert "Infra cnaf" in res.stdout and "StatefulVolumes" in res.stdout
     assert "A100-80GB/1g.10gb" in res.stdout and "28" in res.stdout
     assert "protected" in res.stdout
+    assert "Overlay cnaf-overlay" in res.stdout and "Kueue queues" in res.stdout
+    assert "v70 (ai-infn/fpga only)" in res.stdout  # reserved nodes' profile, for their group only
 
 
 def test_plan_accepts_a_path_from_anywhere(tmp_path: Path, root: Path) -> None:
