@@ -179,6 +179,69 @@ def _print_queues(report: Any) -> None:
         out.print(f"JupyterHub profiles: {'; '.join(shown)}")
 
 
+@app.command()
+def preflight(
+    env: EnvArg,
+    cloud: Annotated[str | None, typer.Option(help="clouds.yaml entry (default: the environment's site.cloud)")] = None,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.table,
+    timeout: Annotated[float, typer.Option(help="seconds per request")] = 10.0,
+) -> None:
+    """Check against the live cloud what `pulumi up` will need (flavors, image, network, quotas)."""
+    from . import plan as planmod
+    from .openstack import connect
+    from .openstack import preflight as pf
+    from .openstack.requirements import requirements
+
+    report = planmod.build(env)
+    req = requirements(report)
+    conn = connect.connect(cloud or report.env.site.cloud, timeout=timeout)
+    checks = pf.run(conn, req)
+    failed = [c for c in checks if not c.ok]
+    if output is OutputFormat.json:
+        sys.stdout.write(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]}, indent=2) + "\n")
+    else:
+        table = Table(title=f"preflight {report.env.name} on {cloud or report.env.site.cloud}", title_justify="left")
+        for col in ("check", "status", "detail", "remedy"):
+            table.add_column(col)
+        for c in checks:
+            table.add_row(c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.detail, c.remedy)
+        out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def inventory(
+    env: EnvArg,
+    cloud: Annotated[str | None, typer.Option(help="clouds.yaml entry (default: the environment's site.cloud)")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="yaml (default) or json (Ansible --list)")] = "yaml",
+) -> None:
+    """The site's servers, found by their metadata tags, as an Ansible inventory (same groups as the plan)."""
+    from .config import load
+    from .openstack import connect
+    from .openstack import inventory as inv
+    from .planning import make_plan
+    from .render import ansible_inventory
+
+    plan = make_plan(load(env))
+    conn = connect.connect(cloud or plan.env.site.cloud)
+    found = inv.site_servers(conn, plan.env.site.name)
+    result = inv.build(plan, found)
+    if output == "json":
+        sys.stdout.write(json.dumps(result.ansible_list(), indent=2) + "\n")
+    else:
+        addresses = {n: h["ansible_host"] for n, h in result.hosts.items() if "ansible_host" in h}
+        sub = [n for n in plan.nodes if n.name in result.hosts]
+        from .planning import Plan
+
+        sys.stdout.write(ansible_inventory(
+            Plan(plan.env, sub, plan.capacity, plan.host_fit, plan.quotas, plan.shared_pool, plan.event), addresses))
+    for name in result.unplanned:
+        err.print(f"[yellow]note[/yellow]: server {name} is tagged for site {plan.env.site.name} but not in the plan")
+    for name in result.missing:
+        err.print(f"[yellow]note[/yellow]: planned node {name} has no server in the cloud")
+
+
 @app.command("list")
 def list_envs() -> None:
     """List the shipped environments."""

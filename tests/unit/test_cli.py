@@ -84,3 +84,19 @@ def test_validate_ok_names_the_environment(root: Path) -> None:
     res = run("validate", "hackathon-example", cwd=root)
     assert res.returncode == 0, res.stderr
     assert "hackathon-example" in res.stdout
+
+
+@pytest.mark.parametrize("command", ["preflight", "inventory"])
+def test_live_commands_fail_in_one_line_when_the_cloud_is_unreachable(command: str, tmp_path: Path, root: Path) -> None:
+    """Real openstacksdk against 127.0.0.1:9 (nothing listens): exit 1, one line, no traceback."""
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(
+        "clouds:\n  closed:\n    auth:\n      auth_url: http://127.0.0.1:9/v3\n      username: u\n"
+        "      password: p\n      project_name: p\n      user_domain_name: Default\n"
+        "      project_domain_name: Default\n    identity_api_version: 3\n"
+    )
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
+    res = run(command, "cnaf", "--cloud", "closed", cwd=root, env=env)
+    assert res.returncode == 1, res.stdout + res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot reach the identity endpoint http://127.0.0.1:9/v3" in lines[0], res.stderr
