@@ -24,7 +24,7 @@ from typing import Any
 from .. import versions
 from ..planning import Plan
 from .kueue import INTERACTIVE_QUEUE, reserved_kinds
-from .services import tls_annotations
+from .services import claim, tls_annotations
 
 NAMESPACE = "jupyterhub"
 OAUTH_SECRET = "aiinfn-iam-oauth"
@@ -311,13 +311,4 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
 
 def hub_db_claim(storage_class: str) -> dict[str, Any]:
     """The hub database's claim (the stack protects it: `protect`, `retain_on_delete`)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": HUB_DB_CLAIM, "namespace": NAMESPACE},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": storage_class,
-            "resources": {"requests": {"storage": "5Gi"}},
-        },
-    }
+    return claim(HUB_DB_CLAIM, NAMESPACE, storage_class, 5)

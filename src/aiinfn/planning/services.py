@@ -193,18 +193,21 @@ def harbor_bootstrap_objects(plan: Plan) -> list[dict[str, Any]]:
     ]
 
 
-def harbor_db_claim(plan: Plan, storage_class: str) -> dict[str, Any] | None:
-    """Harbor's database claim (the stack protects it: `protect`, `retain_on_delete`)."""
-    h = plan.env.services.harbor
-    if h is None:
-        return None
+def claim(name: str, namespace: str, storage_class: str, size_gb: int) -> dict[str, Any]:
+    """A ReadWriteOnce claim for a service's database (the stack protects it)."""
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": HARBOR_DB_CLAIM, "namespace": HARBOR_NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "accessModes": ["ReadWriteOnce"],
             "storageClassName": storage_class,
-            "resources": {"requests": {"storage": f"{h.database_size_gb}Gi"}},
+            "resources": {"requests": {"storage": f"{size_gb}Gi"}},
         },
     }
+
+
+def harbor_db_claim(plan: Plan, storage_class: str) -> dict[str, Any] | None:
+    """Harbor's database claim (the stack protects it: `protect`, `retain_on_delete`)."""
+    h = plan.env.services.harbor
+    return None if h is None else claim(HARBOR_DB_CLAIM, HARBOR_NAMESPACE, storage_class, h.database_size_gb)
