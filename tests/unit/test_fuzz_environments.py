@@ -1,10 +1,23 @@
 """Fuzzing: whatever an operator writes, only the project's own ConfigError escapes.
 
-Valid environments (the shipped sites and the corpus fixture, their `extends` chains merged) are
-mutated at random (keys deleted, renamed or added, values replaced by values of other types, lists
-truncated or duplicated, values swapped between fields) and loaded. Either the result is a valid
-Environment, or a ConfigError with exit code 2 and one line. CI (CI=true) runs at least 2,000
-examples per property (tests/conftest.py); AIINFN_FUZZ_EXAMPLES overrides.
+Valid environments (the shipped sites, the event over cnaf and the corpus fixture, their `extends`
+chains merged) are mutated at random and loaded:
+
+* as data: keys deleted, renamed (at random or by a typo) or added, values replaced by values of
+  other types (whole numbers of any size and sign, floats with nan and infinities, text with
+  unicode, emoji and the empty string, None, lists, mappings, booleans, dates), lists truncated or
+  with an item repeated, values swapped between fields; then dumped to YAML;
+* as text: the dumped YAML edited line by line (values replaced by raw YAML tokens such as an
+  impossible date, a tag, an alias or an unclosed bracket; lines deleted, repeated, re-indented,
+  tab-indented; the file cut short);
+* as arbitrary text and bytes.
+
+Either the result is a valid Environment, or a ConfigError with exit code 2 and one non-empty
+line that names the file. Any other exception fails. And when one file changes one field over the
+valid corpus fixture, any error names that file, loaded directly or from a file that extends it.
+
+CI (CI=true) runs at least 2,000 examples per property, AIINFN_FUZZ_EXAMPLES sets the number
+(profiles in tests/conftest.py); 300 locally.
 """
 
 from __future__ import annotations
@@ -12,6 +25,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +39,47 @@ from aiinfn.config.loader import layer
 from aiinfn.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = [ROOT / "environments" / "cnaf.yaml", ROOT / "environments" / "recas.yaml",
-           ROOT / "environments" / "events" / "hackathon-example.yaml", ROOT / "tests" / "corpus" / "valid-site.yaml"]
+SOURCES = [
+    ROOT / "environments" / "cnaf.yaml",
+    ROOT / "environments" / "recas.yaml",
+    ROOT / "environments" / "events" / "hackathon-example.yaml",
+    ROOT / "tests" / "corpus" / "valid-site.yaml",
+]
 BASES = [layer(p).data for p in SOURCES]
+FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 scalars = st.one_of(
     st.none(),
     st.booleans(),
+    st.integers(),
     st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, -1, 1, 7, 8, 17, 999, 1000, 2**31, 2**63, 10**30, -(10**30), 10**400, -(10**400)]),
     st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 1e-300, 1e300, 0.5, 1.0000001]),
     st.text(max_size=40),
-    st.sampled_from(["", "0.0.0.0/0", "10.0.0.0/8", "1g.10gb", "A100-80GB", "T4", "server", "gpu", "-1",
-                     "999999999999", "🚀", "a" * 300, "${HOME}", "{{ x }}", "~", "null", "yes", "2026-13-40",
-                     "A100-80GB/1g.10gb", "../base.yaml", "nfs-01"]),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=12),
+    st.sampled_from(["", " ", "0.0.0.0/0", "10.0.0.0/8", "1g.10gb", "3g.30gb", "A100-80GB", "T4", "server", "gpu",
+                     "-1", "999999999999", "🚀", "🚀🚀🚀", "é", "\u202e", "\x00", "a" * 300, "${HOME}", "{{ x }}", "~",
+                     "null", "yes", "2026-13-40", "A100-80GB/1g.10gb", "../base.yaml", "nfs-01", "http://x",
+                     "https://x", "cpu-8c", "S3cr3t!Value", "-----BEGIN RSA PRIVATE KEY-----\nx\n"]),
     st.dates(min_value=dt.date(1, 1, 1), max_value=dt.date(9999, 12, 31)),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.text(max_size=12), inner, max_size=4)),
-                      max_leaves=8)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=8,
+)
+#: Raw YAML written in place of a value: what `yaml.dump` never produces but a hand can.
+RAW_TOKENS = [
+    "2026-13-40", "2026-02-30", "2026-12-01 25:00:00", "2001-12-14t21:59:43.10-05:00", "0000-00-00",
+    "!!float abc", "!!int abc", "!!int 0x", "!!bool maybe", "!!null x", "!!binary '%%%'", "!!timestamp 2026-13-01",
+    "!!set {a, b}", "!!omap [a: 1, b: 2]", "!!omap {a: 1}", "!!map []", "!!seq {}", "!!str", "!foo x",
+    "!!python/object:os.system x", "&a", "*a", "*nosuch", "&a [*a]", "&a {b: *a}", "{<<: 1}", "{<<: [1]}",
+    "{", "[", "}", "]", "'", '"', "|", ">", "- x", "? x", "@x", "`x", "%x", "#", ": x", "a: b: c",
+    "9" * 5000, "1" * 4400, "0x_", "0o9", "1_000", "0b101", "1e999", "-1e999", ".inf", "-.inf", ".nan", "~", "null",
+    "yes", "no", "on", "off", "Y", "1:20", "0777", "''", '""', "[]", "{}", "[[[[[[", "{a: [}", "\t", "🚀", "\ufeff",
+    "\x85", "\u2028", "\\", "\\x00", '"\\x00"', '"\\uD800"', '"\\q"', "'it''s'", "- - -", "---", "...",
+]
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -62,6 +99,19 @@ def _get(node: Any, path: tuple[Any, ...]) -> Any:
     return node
 
 
+def _typo(draw: Any, key: str) -> str:
+    """A near miss of ``key``: one character dropped, doubled or changed case."""
+    if not key:
+        return "x"
+    i = draw(st.integers(min_value=0, max_value=len(key) - 1))
+    how = draw(st.sampled_from(["drop", "double", "upper"]))
+    if how == "drop":
+        return key[:i] + key[i + 1:] or "x"
+    if how == "double":
+        return key[:i] + key[i] + key[i:]
+    return key[:i] + key[i].upper() + key[i + 1:]
+
+
 def _mutate(data: dict[str, Any], draw: Any) -> dict[str, Any]:
     data = copy.deepcopy(data)
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
@@ -70,19 +120,29 @@ def _mutate(data: dict[str, Any], draw: Any) -> dict[str, Any]:
             break
         path = draw(st.sampled_from(paths))
         parent, key = _get(data, path[:-1]), path[-1]
-        op = draw(st.sampled_from(["delete", "replace", "add", "rename", "truncate", "duplicate", "swap"]))
+        op = draw(st.sampled_from(["delete", "replace", "replace", "add", "rename", "typo", "truncate", "duplicate",
+                                   "swap"]))
         if op == "delete":
             del parent[key]
         elif op == "replace":
             parent[key] = draw(values)
-        elif op == "add" and isinstance(parent, dict):
-            parent[draw(st.text(min_size=1, max_size=15))] = draw(values)
-        elif op == "rename" and isinstance(parent, dict):
-            parent[draw(st.text(min_size=1, max_size=15))] = parent.pop(key)
+        elif op == "add":
+            target = parent[key] if isinstance(parent[key], dict) else parent
+            if isinstance(target, dict):
+                target[draw(st.one_of(st.text(min_size=1, max_size=15), st.integers(), st.none(), st.booleans()))] = (
+                    draw(values)
+                )
+            else:
+                target.insert(draw(st.integers(min_value=0, max_value=len(target))), draw(values))
+        elif op in ("rename", "typo") and isinstance(parent, dict):
+            new = draw(st.text(min_size=1, max_size=15)) if op == "rename" else _typo(draw, str(key))
+            parent[new] = parent.pop(key)
         elif op == "truncate" and isinstance(parent[key], list):
             parent[key] = parent[key][: draw(st.integers(min_value=0, max_value=len(parent[key])))]
         elif op == "duplicate" and isinstance(parent[key], list) and parent[key]:
-            parent[key] = parent[key] + parent[key][:1]
+            items = parent[key]
+            i = draw(st.integers(min_value=0, max_value=len(items) - 1))
+            items.insert(draw(st.integers(min_value=0, max_value=len(items))), copy.deepcopy(items[i]))
         elif op == "swap":
             other = draw(st.sampled_from(paths))
             if other[: len(path)] != path and path[: len(other)] != other:
@@ -91,33 +151,87 @@ def _mutate(data: dict[str, Any], draw: Any) -> dict[str, Any]:
     return data
 
 
-def _dump(data: Any, path: Path) -> None:
+def _dump(data: Any) -> str:
+    from io import StringIO
+
     yaml = YAML(typ="safe", pure=True)
-    with path.open("w") as f:
-        yaml.dump(data, f)
+    yaml.default_flow_style = False
+    out = StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+TEXTS = [_dump(b) for b in BASES]
+
+
+def _mutate_text(text: str, draw: Any) -> str:
+    lines = text.splitlines()
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        if not lines:
+            break
+        i = draw(st.integers(min_value=0, max_value=len(lines) - 1))
+        line = lines[i]
+        op = draw(st.sampled_from(["value", "value", "value", "delete", "repeat", "indent", "dedent", "tab", "insert",
+                                   "cut"]))
+        if op == "value":
+            head = line.split(": ", 1)[0] if ": " in line else line.rstrip(":")
+            if head.lstrip().startswith("- ") and ": " not in line:
+                head = head[: len(head) - len(head.lstrip())] + "-"
+            token = draw(st.one_of(st.sampled_from(RAW_TOKENS), st.text(max_size=20)))
+            lines[i] = f"{head}: {token}" if ": " in line or line.endswith(":") else f"{head} {token}"
+        elif op == "delete":
+            del lines[i]
+        elif op == "repeat":
+            lines.insert(i, line)
+        elif op == "indent":
+            lines[i] = " " * draw(st.integers(min_value=1, max_value=4)) + line
+        elif op == "dedent":
+            lines[i] = line[draw(st.integers(min_value=1, max_value=4)):]
+        elif op == "tab":
+            lines[i] = "\t" + line.lstrip(" ")
+        elif op == "insert":
+            lines.insert(i, draw(st.one_of(st.sampled_from(RAW_TOKENS), st.text(max_size=30))))
+        elif op == "cut":
+            lines = [*lines[:i], line[: draw(st.integers(min_value=0, max_value=len(line)))]]
+    return "\n".join(lines) + "\n"
 
 
 def _assert_clean(path: Path) -> None:
     try:
         load(path)
     except ConfigError as e:
+        text = str(e)
         assert e.exit_code == 2
-        assert "\n" not in str(e) and str(e).strip(), repr(str(e))
+        assert len(text.splitlines()) == 1 and "\n" not in text and "\r" not in text, repr(text)
+        assert e.file and text.startswith(e.file + ": "), text
+        assert e.message.strip(), repr(text)
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.integers(min_value=0, max_value=len(BASES) - 1), st.data())
+@FUZZ
+@given(st.sampled_from(range(len(BASES))), st.data())
 def test_mutated_environments_fail_only_with_config_errors(tmp_path: Path, which: int, data: st.DataObject) -> None:
     mutated = _mutate(BASES[which], data.draw)
-    path = tmp_path / "mutated.yaml"
     try:
-        _dump(mutated, path)
+        text = _dump(mutated)
     except Exception:  # a value YAML itself cannot represent: not an environment anyone can write
         return
+    path = tmp_path / "mutated.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
     _assert_clean(path)
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@FUZZ
+@given(st.sampled_from(range(len(TEXTS))), st.data())
+@pytest.mark.filterwarnings("ignore::ruamel.yaml.error.ReusedAnchorWarning")
+@pytest.mark.filterwarnings("ignore::ruamel.yaml.error.MantissaNoDotYAML1_1Warning")
+def test_hand_edited_yaml_fails_only_with_config_errors(tmp_path: Path, which: int, data: st.DataObject) -> None:
+    text = _mutate_text(TEXTS[which], data.draw)
+    path = tmp_path / "edited.yaml"
+    path.write_bytes(text.encode("utf-8", "surrogatepass"))
+    _assert_clean(path)
+
+
+@FUZZ
 @given(st.one_of(st.binary(max_size=400), st.text(max_size=400).map(lambda t: t.encode("utf-8", "surrogatepass"))))
 def test_arbitrary_bytes_fail_only_with_config_errors(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "random.yaml"
@@ -125,7 +239,57 @@ def test_arbitrary_bytes_fail_only_with_config_errors(tmp_path: Path, content: b
     _assert_clean(path)
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 2**80, -(2**80), "", [], {}, None])
+VALID_SITE = SOURCES[-1]
+LEAVES = [p for p in _paths(BASES[-1]) if p and not isinstance(_get(BASES[-1], p), dict | list)]
+#: Values an operator plausibly writes in a leaf: another leaf's value, or a near miss.
+PLAUSIBLE = sorted({repr(_get(BASES[-1], p)): _get(BASES[-1], p) for p in LEAVES}.items())
+plausible = st.one_of(
+    st.sampled_from([v for _, v in PLAUSIBLE]),
+    st.sampled_from([0, 1, 2, 3, -1, None, True, 0.6, "10.42.0.0/16", "10.43.0.0/24", "10.0.0.0/8", "A30", "T4",
+                     "2g.20gb", "3g.40gb", "gpu", "fpga", "agent", "server", "nfs", "backup", "bastion", "mixed"]),
+)
+
+
+def _overlay(data: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    """The smallest file that sets ``path`` to ``value`` over ``data``: lists are replaced whole, so
+    a change inside a list writes the whole list."""
+    changed = copy.deepcopy(data)
+    _get(changed, path[:-1])[path[-1]] = value
+    cut = next((i for i, x in enumerate(path) if isinstance(x, int)), len(path))
+    out: dict[str, Any] = {}
+    node = out
+    for k in path[: cut - 1]:
+        node = node.setdefault(k, {})
+    node[path[cut - 1]] = _get(changed, path[:cut])
+    return out
+
+
+@FUZZ
+@given(st.sampled_from(LEAVES), st.one_of(plausible, values))
+def test_a_mistake_is_blamed_on_the_file_that_makes_it(tmp_path: Path, leaf: tuple[Any, ...], value: Any) -> None:
+    """valid-site.yaml <- middle.yaml (one change) <- top.yaml (a harmless description).
+
+    The fixture is valid, so if anything fails, the middle file made the mistake: loading either
+    file must name it, never the fixture under it nor the file over it.
+    """
+    middle, top = tmp_path / "middle.yaml", tmp_path / "top.yaml"
+    try:
+        middle.write_text(_dump({"extends": str(VALID_SITE), **_overlay(BASES[-1], leaf, value)}))
+    except Exception:  # a value YAML itself cannot represent
+        return
+    top.write_text("extends: middle.yaml\ndescription: a harmless change\n")
+    for path in (middle, top):
+        try:
+            load(path)
+        except ConfigError as e:
+            assert e.file is not None and Path(e.file).resolve() == middle.resolve(), f"{path.name}: {e}"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [math.nan, math.inf, -math.inf, 2**80, -(2**80), 10**400, True, "", [], {}, None],
+    ids=lambda v: repr(v)[:12],
+)
 def test_extreme_values_in_every_numeric_field(tmp_path: Path, value: Any) -> None:
     """Every integer or float field of the corpus site, set to an extreme value, fails cleanly."""
     base = BASES[-1]
@@ -135,5 +299,18 @@ def test_extreme_values_in_every_numeric_field(tmp_path: Path, value: Any) -> No
         mutated = copy.deepcopy(base)
         _get(mutated, path[:-1])[path[-1]] = value
         target = tmp_path / "extreme.yaml"
-        _dump(mutated, target)
+        target.write_text(_dump(mutated))
         _assert_clean(target)
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    """Nine levels of nine aliases expand to 387 million values: refused, not walked."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert time.monotonic() - start < 10
+    assert "\n" not in str(caught.value)

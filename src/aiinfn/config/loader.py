@@ -6,6 +6,7 @@ file, the field path and the fix. Nothing else escapes for any input.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import hashlib
 import json
@@ -18,7 +19,9 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import ConstructorError, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from ..errors import ConfigError
 from .models import Environment
@@ -31,6 +34,8 @@ SECRET_KEY_RE = re.compile(
 )
 PEM_RE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 MAX_BYTES = 1_000_000
+#: Most values a file may hold once its aliases are expanded; a site has a few hundred.
+MAX_VALUES = 100_000
 
 
 @lru_cache(maxsize=1)
@@ -84,17 +89,47 @@ def display(path: Path) -> str:
     """A path as an operator would type it: relative to the working directory when possible."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: a symlink loop
         return str(path)
 
 
 # --------------------------------------------------------------------------- YAML
 
 
+class _Constructor(SafeConstructor):
+    """ruamel's safe constructor, with a line and column for every value it cannot build.
+
+    ruamel raises a bare ValueError, IndexError or KeyError (no position) for an impossible date
+    (2026-02-30), an integer longer than Python converts, ``!!float abc`` or ``!!int ''``.
+    """
+
+    def construct_non_recursive_object(self, node: Any, tag: str | None = None) -> Any:
+        try:
+            return super().construct_non_recursive_object(node, tag)
+        except (ValueError, OverflowError, IndexError, KeyError, TypeError):
+            kind = str(tag or node.tag).rsplit(":", 1)[-1]
+            raise ConstructorError(
+                None, None, f"{_short(node.value)} cannot be read as {kind}: fix it, or quote it to write text",
+                node.start_mark,
+            ) from None
+
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node, values)
+        except ValueError:
+            # Looks like a date but is none (2026-02-30): keep the text, and the field that wants a
+            # date says which one and how to write it.
+            return self.construct_scalar(node)
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     name = display(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"cannot read file ({e.strerror})", file=name) from None
     if len(raw) > MAX_BYTES:
@@ -104,6 +139,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise ConfigError(f"not UTF-8 text (byte {e.start})", file=name) from None
     yaml = YAML(typ="safe", pure=True)
+    yaml.Constructor = _Constructor
     yaml.allow_duplicate_keys = False
     try:
         data = yaml.load(text)
@@ -112,8 +148,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
         problem = (e.problem or e.context or "invalid YAML").strip()
         if "duplicate key" in str(e):
-            problem = "duplicate key " + _duplicate_key(str(e))
+            problem = "duplicate key " + _duplicate_key(str(e)) + ": write each key once in a mapping"
+        elif "'\\t'" in problem:
+            problem += ": indent with spaces, YAML does not allow tabs there"
         raise ConfigError(f"YAML syntax error at {where}: {problem}", file=name) from None
+    except ReaderError as e:
+        if not isinstance(e.character, int) or not isinstance(e.position, int):
+            raise ConfigError(f"YAML error: {str(e).splitlines()[0]}", file=name) from None
+        line = text.count("\n", 0, e.position) + 1
+        column = e.position - text.rfind("\n", 0, e.position)
+        escape = f"\\x{e.character:02x}" if e.character < 0x100 else f"\\u{e.character:04x}"
+        raise ConfigError(
+            f"YAML syntax error at line {line}, column {column}: character #x{e.character:04x} is not allowed in "
+            f"YAML: remove it, or write it as the escape {escape} inside double quotes",
+            file=name,
+        ) from None
     except YAMLError as e:
         raise ConfigError(f"YAML error: {str(e).splitlines()[0]}", file=name) from None
     except RecursionError:
@@ -124,7 +173,35 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"top level must be a mapping of fields, got a {type(data).__name__}", file=name
         )
+    _check_shape(data, name)
     return data
+
+
+def _check_shape(data: dict[str, Any], name: str) -> None:
+    """Refuse what YAML aliases can build but no environment is: a mapping or list that contains
+    itself (``a: &a [*a]``), or an expansion larger than any site (nested aliases, "billion laughs").
+    Iterative, so that neither recurses or runs for ever in the walks that follow."""
+    seen = 0
+    todo: list[tuple[Any, PathT, tuple[int, ...]]] = [(data, (), ())]
+    while todo:
+        node, path, ancestors = todo.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ConfigError(
+                f"holds more than {MAX_VALUES} values once its aliases (*name) are expanded: "
+                "an environment has a few hundred; write the values out",
+                file=name,
+            )
+        if isinstance(node, dict | list):
+            if id(node) in ancestors:
+                raise ConfigError(
+                    "an alias (*name) refers to a mapping or list that contains it: write the value out",
+                    file=name,
+                    path=format_path(path),
+                )
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            todo.extend((v, (*path, str(k) if isinstance(node, dict) else k), (*ancestors, id(node)))
+                        for k, v in items)
 
 
 def _duplicate_key(msg: str) -> str:
@@ -196,16 +273,35 @@ class Layered:
         self.origin: dict[PathT, Path] = {}
         self.files: list[Path] = []
 
+    def data_at(self, path: PathT) -> Any:
+        """The merged value at ``path`` (mapping keys as recorded, as text), or None."""
+        node: Any = self.data
+        for part in path:
+            if isinstance(node, dict):
+                node = next((v for k, v in node.items() if str(k) == part), None)
+            elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+                node = node[part]
+            else:
+                return None
+        return node
+
     def file_for(self, path: PathT, related: tuple[PathT, ...] = ()) -> Path | None:
         """The file to blame for a problem at ``path``: the top-most file (in layering order) that
-        set ``path`` or anything under it or under a ``related`` path; else the file that set the
-        nearest enclosing mapping."""
+        set ``path``, anything under it, or the value that holds it (a list item belongs to the file
+        that wrote the list), or the same for a ``related`` path; else the file that set the nearest
+        enclosing mapping."""
         rank = {f: i for i, f in enumerate(self.files)}
         best: Path | None = None
         for cand in (path, *related):
             n = len(cand)
-            for p, f in self.origin.items():
-                if p[:n] == cand and (best is None or rank.get(f, -1) > rank.get(best, -1)):
+            setters = [f for p, f in self.origin.items() if p[:n] == cand]
+            # Origins are recorded per mapping key: a path into a list or a scalar has none, the
+            # value that holds it does.
+            holder = next((cand[:m] for m in range(n - 1, 0, -1) if cand[:m] in self.origin), None)
+            if holder is not None and not isinstance(self.data_at(holder), dict):
+                setters.append(self.origin[holder])
+            for f in setters:
+                if best is None or rank.get(f, -1) > rank.get(best, -1):
                     best = f
         if best is not None:
             return best
@@ -262,8 +358,16 @@ def layer(path: Path, _stack: tuple[Path, ...] = ()) -> Layered:
         raise ConfigError("must be a file name or a list of file names", file=name, path="extends")
     out = Layered()
     for i, base in enumerate(bases):
-        target = (path.parent / base).resolve()
-        if not target.is_file():
+        try:
+            target = (path.parent / base).resolve()
+            found = target.is_file()
+        except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, a symlink loop ...
+            raise ConfigError(
+                f"{_short(base)} is not a usable file name: write the path of a YAML file, relative to this one",
+                file=name,
+                path=f"extends[{i}]" if len(bases) > 1 else "extends",
+            ) from None
+        if not found:
             raise ConfigError(
                 f"{base!r} not found (looked for {display(target)})",
                 file=name,
@@ -341,7 +445,7 @@ def _describe(err: dict[str, Any]) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
-    if typ == "extra_forbidden":
+    if typ in ("extra_forbidden", "invalid_key"):  # invalid_key: a field name that is not text (`0:`)
         model = _model_at(loc)
         field = str(loc[-1])
         known = sorted(model.model_fields) if model else []
@@ -358,7 +462,8 @@ def _describe(err: dict[str, Any]) -> str:
     if typ in ("bool_type", "bool_parsing"):
         return f"expected true or false, got {shown}"
     if typ in ("string_type",):
-        return f"expected text, got {shown}"
+        quote = ": quote it to write text" if isinstance(inp, int | float | dt.date) else ""
+        return f"expected text, got {shown}{quote}"
     if typ in ("dict_type", "model_type", "model_attributes_type"):
         return f"expected a mapping of fields, got {shown}"
     if typ in ("list_type",):
@@ -367,25 +472,48 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{shown} is not allowed: {msg[0].lower() + msg[1:]}"
     if typ in ("date_type", "date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact"):
         return f"expected a date like 2026-12-01, got {shown}"
+    if typ == "too_short" and "min_length" in err.get("ctx", {}):
+        n = err["ctx"]["min_length"]
+        return f"{shown}: needs at least {n} item{'s' if n != 1 else ''}"
     if typ in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long",
-               "string_pattern_mismatch", "string_too_short", "string_too_long"):
+               "string_pattern_mismatch", "string_too_short", "string_too_long", "finite_number"):
         return f"{shown}: {msg[0].lower() + msg[1:]}"
     return msg
 
 
 def _short(v: Any) -> str:
-    s = repr(v)
+    s = v.isoformat(" ") if isinstance(v, dt.datetime) else v.isoformat() if isinstance(v, dt.date) else repr(v)
     return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _data_loc(data: Any, loc: PathT) -> PathT:
+    """pydantic's location with every mapping key as text, as the loader records paths: a key
+    written ``1:`` is the integer 1 in YAML, and names a key, not a list position."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict):
+            keys = [k for k in node if k == part or str(k) == str(part)]
+            out.append(str(keys[0]) if keys else part)
+            node = node[keys[0]] if keys else None
+        else:
+            out.append(part)
+            ok = isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node)
+            node = node[part] if ok else None
+    return tuple(out)
 
 
 def _pydantic_error(e: ValidationError, layered: Layered, top: Path) -> ConfigError:
     errors = e.errors(include_url=False)
     first = errors[0]
     # pydantic ends the location of a bad mapping key with "[key]": the key itself is the field
-    loc: PathT = tuple(p for p in first["loc"] if p != "[key]")
+    loc: PathT = _data_loc(layered.data, tuple(p for p in first["loc"] if p != "[key]"))
     file = layered.file_for(loc) or top
     extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return ConfigError(_describe(dict(first)) + extra, file=display(file), path=format_path(loc))
+    message = _describe(dict(first))
+    if first["loc"][-1:] == ("[key]",) and first["type"] == "string_type":
+        message = f"key {_short(first.get('input'))} is not text: quote it"
+    return ConfigError(message + extra, file=display(file), path=format_path(loc))
 
 
 #: Validated environments by file, with a digest of every file of their extends chain (content,

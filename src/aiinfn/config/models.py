@@ -256,6 +256,11 @@ class PoolAccelerators(Model):
 
 def _mig_layout(v: Any) -> Any:
     """Accept a list of profiles, or mig-parted's ``{profile: count}`` mapping."""
+    if isinstance(v, dict | list) and not v:
+        raise ValueError(
+            "an empty layout enables MIG with no instances, leaving every GPU of the pool unusable: "
+            "list the profiles to create on each GPU, or remove `mig` to use whole GPUs"
+        )
     if isinstance(v, dict):
         out: list[Any] = []
         for name, n in v.items():
@@ -447,8 +452,8 @@ class Kubernetes(Model):
 
 
 class ParticipantShare(Model):
-    cpu: float = Field(2.0, gt=0)
-    memory_gb: float = Field(8.0, gt=0)
+    cpu: float = Field(2.0, gt=0, le=4096, allow_inf_nan=False)
+    memory_gb: float = Field(8.0, gt=0, le=65536, allow_inf_nan=False)
     accelerators: list[NonEmptyStr] = Field(
         default_factory=list,
         description="kinds a participant may get one of (MODEL or MODEL/PROFILE), in order of preference",

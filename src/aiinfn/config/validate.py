@@ -30,7 +30,7 @@ def _check_network(env: Environment) -> None:
     }
     for (a, na), (b, nb) in itertools.combinations(nets.items(), 2):
         if na.overlaps(nb):
-            _fail(b, f"{nb} overlaps {a} ({na}): node, pod and service networks must be disjoint")
+            _fail(b, f"{nb} overlaps {a} ({na}): node, pod and service networks must be disjoint", a)
     for i, net in enumerate(env.network.ssh_allow):
         if net.prefixlen == 0:
             _fail(
@@ -49,9 +49,18 @@ def _check_pools(env: Environment) -> None:
         for i, name in enumerate(names):
             where = f"{base}.nodes[{i}]" if pool.nodes is not None else f"{base}.count"
             if len(name) > 63:
-                _fail(where, f"node name {name!r} is longer than 63 characters")
+                # only generated names can be: explicit ones are DNS labels already
+                _fail(
+                    f"{base}.name_prefix" if pool.name_prefix else base,
+                    f"generated node name {name!r} is longer than 63 characters: set a shorter `name_prefix`",
+                    base,
+                )
             if name in seen:
-                _fail(where, f"node name {name!r} is also in pool {seen[name]!r}: node names must be unique")
+                _fail(
+                    where,
+                    f"node name {name!r} is also in pool {seen[name]!r}: node names must be unique",
+                    f"node_pools.{seen[name]}",
+                )
             seen[name] = pool_name
 
         if pool.flavor not in env.flavors:
@@ -61,7 +70,11 @@ def _check_pools(env: Environment) -> None:
 
         accel = pool.accelerators
         if pool.role in (Role.GPU, Role.FPGA) and accel is None:
-            _fail(f"{base}.accelerators", f"a `{pool.role.value}` pool needs `accelerators: {{model, per_node}}`")
+            _fail(
+                f"{base}.accelerators",
+                f"a `{pool.role.value}` pool needs `accelerators: {{model, per_node}}`",
+                f"{base}.role",
+            )
         if accel is not None:
             model = cat.model(accel.model)
             if pool.role not in (Role.GPU, Role.FPGA):
@@ -105,15 +118,21 @@ def _check_pools(env: Environment) -> None:
                 f"{base}.accelerators",
                 f"flavor {pool.flavor!r} passes through {', '.join(flavor.accelerators)} but the pool declares "
                 "no `accelerators`",
+                f"{base}.flavor",
+                format_path(("flavors", pool.flavor)),
             )
         if pool.ingress and pool.role not in (Role.AGENT, Role.SERVER):
-            _fail(f"{base}.ingress", "only agent or server pools can carry the ingress")
+            _fail(f"{base}.ingress", "only agent or server pools can carry the ingress", f"{base}.role")
 
     servers = [n for n, p in env.node_pools.items() if p.role is Role.SERVER]
     if not servers:
         _fail("node_pools", "no pool has role `server`: the cluster needs its RKE2 servers")
     if len(servers) > 1:
-        _fail(f"node_pools.{servers[1]}.role", f"only one server pool is supported (already: {servers[0]!r})")
+        _fail(
+            f"node_pools.{servers[1]}.role",
+            f"only one server pool is supported (already: {servers[0]!r})",
+            f"node_pools.{servers[0]}.role",
+        )
     sp = env.node_pools[servers[0]]
     n_servers = len(pool_node_names(servers[0], sp))
     if n_servers % 2 == 0 or n_servers > MAX_SERVERS:
@@ -124,7 +143,11 @@ def _check_pools(env: Environment) -> None:
     for role in (Role.NFS, Role.BACKUP, Role.BASTION):
         pools = [n for n, p in env.node_pools.items() if p.role is role]
         if len(pools) > 1:
-            _fail(f"node_pools.{pools[1]}.role", f"only one {role.value} pool is supported")
+            _fail(
+                f"node_pools.{pools[1]}.role",
+                f"only one {role.value} pool is supported (already: {pools[0]!r})",
+                f"node_pools.{pools[0]}.role",
+            )
         if pools and len(pool_node_names(pools[0], env.node_pools[pools[0]])) > 1:
             p = env.node_pools[pools[0]]
             _fail(
@@ -170,7 +193,9 @@ def _check_site(env: Environment) -> None:
         _fail(
             f"node_pools.{node.pool}",
             f"node {node.name!r} fits on no host in site.hosts ({fit.reason}, after placing the larger nodes)",
-            format_path(("flavors", node.flavor)),
+            # packing is global: every pool and flavor placed before this node is involved
+            "node_pools",
+            "flavors",
             "site.hosts",
         )
 
@@ -193,6 +218,8 @@ def _check_projects(env: Environment) -> None:
                 _fail(
                     format_path(("projects", pname, "shares", kind)),
                     f"the cluster offers no {kind!r} (kinds offered: {offered})",
+                    "node_pools",
+                    "kubernetes.mig_strategy",
                 )
             totals.setdefault(kind, []).append((pname, share))
     for kind, items in totals.items():
@@ -217,6 +244,8 @@ def _check_projects(env: Environment) -> None:
                 _fail(
                     f"event.per_participant.accelerators[{i}]",
                     f"the cluster offers no {kind!r} (kinds offered: {', '.join(caps) or 'none'})",
+                    "node_pools",
+                    "kubernetes.mig_strategy",
                 )
             available += caps[kind].units
         if ev.per_participant.accelerators and ev.participants > available:
@@ -225,6 +254,8 @@ def _check_projects(env: Environment) -> None:
                 "event.participants",
                 f"{ev.participants} participants need one accelerator each but the cluster has {available} "
                 f"({kinds}): lower participants or add kinds to per_participant.accelerators",
+                "event.per_participant.accelerators",
+                "node_pools",
             )
 
 
