@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ENV    ?= cnaf
 
-.PHONY: demo test install install-test deps-debian lint docs bench clean
+.PHONY: demo test install install-test deps-debian lint docs bench bench-openstack clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,13 @@ install-test: $(BIN)/python
 
 deps-debian:
 	bash scripts/install-debian-deps.sh
+	bash scripts/install-openstack-fixture-deps.sh
 
 demo: install
 	$(BIN)/aiinfn plan $(ENV)
 
 lint: install-test
-	$(BIN)/ruff check src stacks tests benchmarks
+	$(BIN)/ruff check src stacks tests benchmarks inventory
 	$(BIN)/mypy
 	$(BIN)/yamllint -s environments Pulumi.yaml Pulumi.*.yaml
 
@@ -37,6 +38,9 @@ docs: install
 
 bench: install
 	$(BIN)/python benchmarks/plan.py
+
+bench-openstack: install-test deps-debian
+	$(BIN)/python benchmarks/openstack.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

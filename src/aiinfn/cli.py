@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -179,69 +180,6 @@ def _print_queues(report: Any) -> None:
         out.print(f"JupyterHub profiles: {'; '.join(shown)}")
 
 
-@app.command()
-def preflight(
-    env: EnvArg,
-    cloud: Annotated[str | None, typer.Option(help="clouds.yaml entry (default: the environment's site.cloud)")] = None,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.table,
-    timeout: Annotated[float, typer.Option(help="seconds per request")] = 10.0,
-) -> None:
-    """Check against the live cloud what `pulumi up` will need (flavors, image, network, quotas)."""
-    from . import plan as planmod
-    from .openstack import connect
-    from .openstack import preflight as pf
-    from .openstack.requirements import requirements
-
-    report = planmod.build(env)
-    req = requirements(report)
-    conn = connect.connect(cloud or report.env.site.cloud, timeout=timeout)
-    checks = pf.run(conn, req)
-    failed = [c for c in checks if not c.ok]
-    if output is OutputFormat.json:
-        sys.stdout.write(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]}, indent=2) + "\n")
-    else:
-        table = Table(title=f"preflight {report.env.name} on {cloud or report.env.site.cloud}", title_justify="left")
-        for col in ("check", "status", "detail", "remedy"):
-            table.add_column(col)
-        for c in checks:
-            table.add_row(c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.detail, c.remedy)
-        out.print(table)
-    if failed:
-        raise typer.Exit(1)
-
-
-@app.command()
-def inventory(
-    env: EnvArg,
-    cloud: Annotated[str | None, typer.Option(help="clouds.yaml entry (default: the environment's site.cloud)")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="yaml (default) or json (Ansible --list)")] = "yaml",
-) -> None:
-    """The site's servers, found by their metadata tags, as an Ansible inventory (same groups as the plan)."""
-    from .config import load
-    from .openstack import connect
-    from .openstack import inventory as inv
-    from .planning import make_plan
-    from .render import ansible_inventory
-
-    plan = make_plan(load(env))
-    conn = connect.connect(cloud or plan.env.site.cloud)
-    found = inv.site_servers(conn, plan.env.site.name)
-    result = inv.build(plan, found)
-    if output == "json":
-        sys.stdout.write(json.dumps(result.ansible_list(), indent=2) + "\n")
-    else:
-        addresses = {n: h["ansible_host"] for n, h in result.hosts.items() if "ansible_host" in h}
-        sub = [n for n in plan.nodes if n.name in result.hosts]
-        from .planning import Plan
-
-        sys.stdout.write(ansible_inventory(
-            Plan(plan.env, sub, plan.capacity, plan.host_fit, plan.quotas, plan.shared_pool, plan.event), addresses))
-    for name in result.unplanned:
-        err.print(f"[yellow]note[/yellow]: server {name} is tagged for site {plan.env.site.name} but not in the plan")
-    for name in result.missing:
-        err.print(f"[yellow]note[/yellow]: planned node {name} has no server in the cloud")
-
-
 @app.command("list")
 def list_envs() -> None:
     """List the shipped environments."""
@@ -280,11 +218,20 @@ def up(
     out.print(f"[green]done[/green]: {result.summary.resource_changes}")
 
 
+def _register_live_commands() -> None:
+    from .cli_openstack import register
+
+    register(app)
+
+
+_register_live_commands()
+
+
 def main() -> None:
     try:
         app()
     except AiinfnError as e:
-        err.print(f"[red]error[/red]: {e}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error[/red]: {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -292,7 +239,7 @@ def main() -> None:
     except Exception as e:  # pragma: no cover - last resort, must never print a traceback
         if os.environ.get("AIINFN_DEBUG"):
             raise
-        err.print(f"[red]internal error[/red]: {type(e).__name__}: {e} (set AIINFN_DEBUG=1 for details)")
+        err.print(f"[red]internal error[/red]: {type(e).__name__}: {escape(str(e))} (set AIINFN_DEBUG=1 for details)")
         sys.exit(70)
 
 
