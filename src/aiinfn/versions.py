@@ -12,6 +12,12 @@ from typing import Final
 KUBERNETES: Final = "1.33"
 #: RKE2 release installed by the bootstrap roles (its Kubernetes minor must equal KUBERNETES).
 RKE2: Final = "v1.33.5+rke2r1"
+#: NVIDIA driver branch and container toolkit the nvidia_driver role installs on passthrough GPU nodes
+#: (the GPU Operator runs with its own driver and toolkit disabled).
+NVIDIA_DRIVER: Final = "580.95.05"
+NVIDIA_CONTAINER_TOOLKIT: Final = "1.18.0"
+#: Xilinx/AMD XRT runtime for the Alveo V70 nodes.
+XRT: Final = "2.18.179"
 #: Kueue release and the API version our objects use.
 KUEUE: Final = "0.19.2"
 KUEUE_API: Final = "kueue.x-k8s.io/v1beta2"

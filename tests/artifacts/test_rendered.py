@@ -19,6 +19,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from aiinfn import plan as planmod
+from aiinfn import versions
 from aiinfn.catalogue import accelerators as cat
 from aiinfn.catalogue import mig
 from aiinfn.config import list_environments
@@ -74,6 +75,16 @@ def test_ansible_inventory_parses_with_the_real_ansible(built: tuple[Path, planm
         assert n.name in inv[f"role_{n.role.value}"]["hosts"]
     cluster = set(inv["k8s_cluster"]["hosts"])
     assert cluster == {n.name for n in report.plan.nodes if n.is_kubernetes_node}
+    # the site-wide variables the playbooks read arrive intact through Ansible's own parser
+    site = next(iter(hostvars.values()))
+    assert site["aiinfn_rke2_version"] == versions.RKE2
+    assert site["aiinfn_first_server"] in inv["role_server"]["hosts"]
+    assert site["aiinfn_nfs"]["server"] in inv["role_nfs"]["hosts"]
+    assert site["aiinfn_backup"]["server"] in inv["role_backup"]["hosts"]
+    mig_parted = YAML(typ="safe").load((out / "mig-parted" / "config.yaml").read_text())
+    assert site["aiinfn_mig_parted_config"] == mig_parted
+    for name in {n.mig_config for n in report.plan.nodes if n.mig_config}:
+        assert name in mig_parted["mig-configs"]
 
 
 def test_mig_parted_config_holds_every_node_layout(built: tuple[Path, planmod.PlanReport]) -> None:

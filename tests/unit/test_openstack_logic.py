@@ -19,6 +19,7 @@ from aiinfn.openstack import inventory as inv
 from aiinfn.openstack import preflight as pf
 from aiinfn.openstack.requirements import DEFAULT_RULES_PER_GROUP, requirements
 from aiinfn.render import host_vars, inventory_groups
+from aiinfn.render import site_vars as render_site_vars
 
 
 @pytest.fixture(scope="module")
@@ -287,8 +288,8 @@ def test_dynamic_inventory_equals_the_planned_one(cnaf: planmod.PlanReport) -> N
 def test_ansible_list_is_the_yaml_inventory(cnaf: planmod.PlanReport) -> None:
     found = inv.build(cnaf.plan, _servers_from_plan(cnaf))
     doc = found.ansible_list()
-    site_vars = {"aiinfn_site": "cnaf", "aiinfn_domain": cnaf.env.site.domain, "ansible_user": "aiinfn"}
-    assert doc["all"]["vars"] == site_vars
+    assert doc["all"]["vars"] == render_site_vars(cnaf.plan)
+    assert doc["all"]["vars"]["aiinfn_site"] == "cnaf"
     assert doc["all"]["children"] == list(inventory_groups(cnaf.plan))
     assert {g: doc[g]["hosts"] for g in doc["all"]["children"]} == inventory_groups(cnaf.plan)
     assert doc["_meta"]["hostvars"] == found.hosts

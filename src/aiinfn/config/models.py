@@ -40,6 +40,9 @@ LABEL_KEY_RE = re.compile(
 )
 LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 IAM_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+SSH_KEY_RE = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( .*)?$"
+)
 ON_CALENDAR_RE = re.compile(r"^[A-Za-z0-9*:,./ ~-]{1,64}$")
 
 
@@ -442,6 +445,38 @@ class Services(Model):
     tls: Tls = Tls()
 
 
+def _artifact_source(v: str) -> str:
+    if re.match(r"^https?://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$", v) or re.match(r"^/[^\s]*$", v):
+        return v.rstrip("/") or "/"
+    raise ValueError(f"{v!r} is neither an http(s) URL nor an absolute directory path")
+
+
+def _ssh_public_key(v: str) -> str:
+    if not SSH_KEY_RE.match(v):
+        raise ValueError("is not an OpenSSH public key (type, base64 key, optional comment)")
+    return v
+
+
+class AdminUser(Model):
+    name: DnsLabel = Field(description="login name created on every node")
+    ssh_keys: list[Annotated[str, AfterValidator(_ssh_public_key)]] = Field(
+        min_length=1, description="OpenSSH public keys allowed to log in"
+    )
+    sudo: bool = Field(True, description="passwordless sudo")
+
+
+class Bootstrap(Model):
+    artifact_source: Annotated[str, AfterValidator(_artifact_source)] | None = Field(
+        None,
+        description="base URL or local directory (on the machine running Ansible) holding the RKE2, sts-wire "
+        "and XRT artifacts, for air-gapped sites; default: each project's public release downloads",
+    )
+    admin_users: list[AdminUser] = Field(default_factory=list, description="operators' accounts on every node")
+    reboot: bool = Field(
+        False, description="let the NVIDIA driver role reboot a node when the driver needs it (else it is reported)"
+    )
+
+
 class Kubernetes(Model):
     mig_strategy: Literal["single", "mixed"] = "single"
     tls_sans: list[Hostname] = Field(default_factory=list)
@@ -487,6 +522,7 @@ class Environment(Model):
     site: Site
     network: Network
     kubernetes: Kubernetes = Kubernetes()
+    bootstrap: Bootstrap = Bootstrap()
     flavors: dict[NonEmptyStr, Flavor] = Field(default_factory=dict)
     node_pools: dict[DnsLabel, NodePool] = Field(min_length=1)
     storage: Storage = Storage()

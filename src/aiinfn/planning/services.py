@@ -79,11 +79,19 @@ def juicefs_storage_class(plan: Plan) -> dict[str, Any] | None:
     }
 
 
-def harbor_values(plan: Plan) -> dict[str, Any] | None:
+def harbor_host(plan: Plan) -> str | None:
+    """Harbor's public host name (``harbor.<domain>`` unless set), or None without Harbor."""
     h = plan.env.services.harbor
     if h is None:
         return None
-    host = h.hostname or f"harbor.{plan.env.site.domain}"
+    return h.hostname or f"harbor.{plan.env.site.domain}"
+
+
+def harbor_values(plan: Plan) -> dict[str, Any] | None:
+    h = plan.env.services.harbor
+    host = harbor_host(plan)
+    if h is None or host is None:
+        return None
     values: dict[str, Any] = {
         "externalURL": f"https://{host}",
         "expose": {

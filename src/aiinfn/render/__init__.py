@@ -133,13 +133,72 @@ def host_vars(plan: Plan, node: Node, address: str | None) -> dict[str, Any]:
     return out
 
 
+def site_vars(plan: Plan) -> dict[str, Any]:
+    """The inventory's ``all.vars``: what the playbooks map onto the roles' inputs. No secret is here:
+    join token, passphrases and client secrets reach the playbooks as extra variables at run time."""
+    from .. import versions
+    from ..planning.services import harbor_host
+
+    env = plan.env
+    first = {role: next((n.name for n in plan.nodes if n.role is role), None) for role in Role}
+    nfs = env.storage.nfs
+    backup = env.storage.backup
+    s3 = env.storage.s3
+    return {
+        "aiinfn_site": env.site.name,
+        "aiinfn_domain": env.site.domain,
+        "ansible_user": ADMIN_USER,
+        "aiinfn_ntp_servers": list(env.site.ntp_servers),
+        "aiinfn_rke2_version": versions.RKE2,
+        "aiinfn_nvidia_driver_version": versions.NVIDIA_DRIVER,
+        "aiinfn_nvidia_container_toolkit_version": versions.NVIDIA_CONTAINER_TOOLKIT,
+        "aiinfn_xrt_version": versions.XRT,
+        "aiinfn_sts_wire_version": versions.STS_WIRE,
+        "aiinfn_first_server": first[Role.SERVER],
+        "aiinfn_cluster_domain": env.kubernetes.cluster_domain,
+        "aiinfn_cluster_cidr": str(env.network.cidr),
+        "aiinfn_tls_sans": list(env.kubernetes.tls_sans),
+        "aiinfn_mig_strategy": env.kubernetes.mig_strategy,
+        "aiinfn_oidc": {
+            "issuer": env.iam.issuer,
+            "client_id": env.iam.client_id,
+            "username_claim": env.iam.username_claim,
+            "groups_claim": env.iam.groups_claim,
+        },
+        "aiinfn_registry_mirror": harbor_host(plan),
+        "aiinfn_nfs": {"server": first[Role.NFS], "export_path": nfs.export_path} if nfs else None,
+        "aiinfn_backup": {
+            "server": first[Role.BACKUP],
+            "schedule": backup.schedule,
+            "check_schedule": backup.check_schedule,
+            "retention": backup.retention.model_dump(),
+        }
+        if backup
+        else None,
+        "aiinfn_s3": {
+            "endpoint": s3.endpoint,
+            "region": s3.region,
+            "mount_path": s3.mount_path,
+            "sts_role": s3.sts_role,
+            "client_id": s3.client_id,
+            "iam_issuer": env.iam.issuer,
+        }
+        if s3
+        else None,
+        "aiinfn_mig_parted_config": plan.mig_parted_config(),
+        "aiinfn_artifact_source": env.bootstrap.artifact_source,
+        "aiinfn_admin_users": [u.model_dump() for u in env.bootstrap.admin_users],
+        "aiinfn_reboot": env.bootstrap.reboot,
+    }
+
+
 def ansible_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> str:
     addresses = addresses or {}
     hosts = [{"name": n.name, "vars": host_vars(plan, n, addresses.get(n.name))} for n in plan.nodes]
     return render(
         "ansible/inventory.yaml.j2",
         site=plan.env.site,
-        admin_user=ADMIN_USER,
+        site_vars=site_vars(plan),
         groups=inventory_groups(plan),
         hosts=hosts,
     )
