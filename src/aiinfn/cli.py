@@ -219,9 +219,10 @@ def up(
 
 
 def _register_live_commands() -> None:
-    from .cli_openstack import register
+    from . import cli_bootstrap, cli_openstack
 
-    register(app)
+    cli_openstack.register(app)
+    cli_bootstrap.register(app)
 
 
 _register_live_commands()

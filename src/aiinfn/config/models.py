@@ -317,6 +317,13 @@ class NfsStorage(Model):
     storage_class: DnsLabel = "platform-nfs"
 
 
+class S3NodeMount(Model):
+    name: DnsLabel = Field(description="unit name suffix: sts-wire@<name>.service")
+    bucket: DnsLabel = Field(description="bucket mounted on the nodes (a shared dataset, not a user's bucket)")
+    mount_path: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = Field(description="mount point on the node")
+    pools: list[DnsLabel] = Field(min_length=1, description="node pools whose nodes mount it")
+
+
 class S3Storage(Model):
     endpoint: HttpsUrl
     region: NonEmptyStr = "us-east-1"
@@ -329,11 +336,16 @@ class S3Storage(Model):
     )
     client_id: NonEmptyStr | None = Field(None, description="IAM client sts-wire uses to refresh tokens")
     client_secret: SecretRef | None = Field(None, description="its secret (name of a Pulumi config secret)")
+    node_mounts: list[S3NodeMount] = Field(
+        default_factory=list, description="buckets sts-wire mounts on nodes (systemd units, Ansible role sts_wire)"
+    )
 
     @model_validator(mode="after")
     def _client_pair(self) -> S3Storage:
         if (self.client_id is None) != (self.client_secret is None):
             raise ValueError("set both client_id and client_secret for sts-wire, or neither")
+        if self.node_mounts and self.client_id is None:
+            raise ValueError("node_mounts need client_id and client_secret: sts-wire refreshes its tokens with them")
         return self
 
 

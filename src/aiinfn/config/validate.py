@@ -266,6 +266,12 @@ def _check_services(env: Environment) -> None:
     h = env.services.harbor
     if h is not None and h.s3_bucket and not (h.s3_access_key_secret and h.s3_secret_key_secret):
         _fail("services.harbor", "s3_bucket needs s3_access_key_secret and s3_secret_key_secret")
+    s3 = env.storage.s3
+    for i, m in enumerate(s3.node_mounts if s3 else []):
+        for pool in m.pools:
+            if pool not in env.node_pools:
+                _fail(f"storage.s3.node_mounts[{i}].pools", f"{pool!r} is not a node pool (pools: "
+                      f"{', '.join(env.node_pools)})")
     if env.storage.juicefs is not None and env.storage.s3 is None:
         _fail("storage.juicefs", "JuiceFS stores its data in S3: configure storage.s3 first")
 

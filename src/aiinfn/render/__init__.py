@@ -112,7 +112,29 @@ def inventory_groups(plan: Plan) -> dict[str, list[str]]:
             add(f"accel_{n.accelerator}", n.name)
         if n.is_kubernetes_node:
             add("k8s_cluster", n.name)
+        if sts_wire_mounts(plan, node=n):
+            add("sts_wire", n.name)
     return dict(sorted(groups.items()))
+
+
+def sts_wire_mounts(plan: Plan, node: Node) -> list[dict[str, str]]:
+    """The shared buckets sts-wire mounts on ``node`` (storage.s3.node_mounts of its pool)."""
+    s3 = plan.env.storage.s3
+    if s3 is None:
+        return []
+    return [
+        {"name": m.name, "bucket": m.bucket, "mount_path": m.mount_path}
+        for m in s3.node_mounts
+        if node.pool in m.pools
+    ]
+
+
+def data_device(plan: Plan, node: Node) -> str | None:
+    """The block device of the NFS or Borg data volume: the first volume Nova attaches after the ephemeral
+    disk (virtio names them in attachment order). Override per host in the inventory when a site differs."""
+    if node.role not in (Role.NFS, Role.BACKUP):
+        return None
+    return "/dev/vdc" if plan.env.flavors[node.flavor].ephemeral_gb > 0 else "/dev/vdb"
 
 
 def host_vars(plan: Plan, node: Node, address: str | None) -> dict[str, Any]:
@@ -130,6 +152,12 @@ def host_vars(plan: Plan, node: Node, address: str | None) -> dict[str, Any]:
             "aiinfn_node_taints": [t.as_k8s() for t in node.taints],
         }
     )
+    device = data_device(plan, node)
+    if device:
+        out["aiinfn_data_device"] = device
+    mounts = sts_wire_mounts(plan, node)
+    if mounts:
+        out["aiinfn_sts_wire_mounts"] = mounts
     return out
 
 

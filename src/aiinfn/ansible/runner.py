@@ -1,0 +1,201 @@
+"""Run a playbook of playbooks/ through ansible-runner and boil its events down to what an operator needs.
+
+``run_playbook`` returns a ``PlaybookResult``: per-host counters (ok, changed, failed, unreachable,
+skipped), every failure as (host, task, message), and which hosts had any task run on them. An optional
+``on_event`` callback sees each event as it happens (the CLI draws its progress from it).
+
+Secrets travel as extra variables. ansible-runner writes them into its private data directory, so that
+directory is a fresh 0700 temporary directory, removed when the run ends; tasks that handle secrets are
+``no_log`` in the roles, so the events never carry them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config.loader import project_root
+from ..errors import ToolMissingError
+
+#: The playbooks an operator runs, by the name ``aiinfn bootstrap --playbook`` accepts.
+PLAYBOOKS: dict[str, str] = {
+    "site": "site.yml",
+    "add-node": "add-node.yml",
+    "remove-node": "remove-node.yml",
+    "mig": "mig.yml",
+    "backup-restore": "backup-restore.yml",
+}
+
+OUTCOMES = ("ok", "changed", "failed", "unreachable", "skipped")
+
+
+@dataclass
+class HostStats:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+
+    @property
+    def good(self) -> bool:
+        return self.failed == 0 and self.unreachable == 0
+
+
+@dataclass(frozen=True)
+class Failure:
+    host: str
+    task: str
+    message: str
+    unreachable: bool = False
+
+    def line(self) -> str:
+        what = "unreachable" if self.unreachable else "failed"
+        return f"{self.host}: {self.task}: {what}: {self.message}"
+
+
+@dataclass
+class PlaybookResult:
+    playbook: str
+    rc: int
+    status: str
+    stats: dict[str, HostStats] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    #: Hosts on which at least one task started (gathering facts included).
+    touched: set[str] = field(default_factory=set)
+    #: Hosts on which at least one task reported a change.
+    changed_hosts: set[str] = field(default_factory=set)
+    stdout: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.failures
+
+    @property
+    def changed(self) -> dict[str, int]:
+        return {h: s.changed for h, s in self.stats.items()}
+
+
+def _message(res: Mapping[str, Any]) -> str:
+    """The most useful single line of a failed task's result."""
+    if res.get("censored"):
+        return str(res["censored"])
+    for key in ("msg", "stderr", "reason", "module_stderr", "stdout"):
+        value = res.get(key)
+        if value:
+            text = str(value).strip()
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            return lines[-1] if key in ("module_stderr", "stderr", "stdout") and lines else " ".join(lines)
+    return "failed without a message"
+
+
+class _Collector:
+    def __init__(self, result: PlaybookResult, on_event: Callable[[dict[str, Any]], None] | None) -> None:
+        self.result = result
+        self.on_event = on_event
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        host = data.get("host")
+        r = self.result
+        if kind == "runner_on_start" and host:
+            r.touched.add(host)
+        elif kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable") and host:
+            res = data.get("res") or {}
+            if kind == "runner_on_ok" and res.get("changed"):
+                r.changed_hosts.add(host)
+            if kind == "runner_on_unreachable":
+                r.touched.add(host)
+                r.failures.append(Failure(host, str(data.get("task", "")), _message(res), unreachable=True))
+            elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+                r.failures.append(Failure(host, str(data.get("task", "")), _message(res)))
+        elif kind == "playbook_on_stats":
+            for outcome, key in (("ok", "ok"), ("changed", "changed"), ("failed", "failures"),
+                                 ("unreachable", "dark"), ("skipped", "skipped")):
+                for h, n in (data.get(key) or {}).items():
+                    setattr(r.stats.setdefault(h, HostStats()), outcome, int(n))
+        if self.on_event is not None:
+            self.on_event(event)
+        return True
+
+
+def ansible_env() -> dict[str, str]:
+    """Environment of ansible-playbook: this project's ansible.cfg and roles, pipelining, no cows."""
+    root = project_root()
+    return {
+        "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(root / "roles"),
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_NOCOWS": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+
+
+def playbook_path(name: str) -> Path:
+    """``site`` or ``site.yml`` or a path -> the playbook file."""
+    if name in PLAYBOOKS:
+        return project_root() / "playbooks" / PLAYBOOKS[name]
+    p = Path(name)
+    return p if p.is_absolute() or p.exists() else project_root() / "playbooks" / name
+
+
+def run_playbook(
+    playbook: str | Path,
+    inventory: str | Path | Mapping[str, Any],
+    *,
+    extravars: Mapping[str, Any] | None = None,
+    limit: str | None = None,
+    tags: list[str] | None = None,
+    envvars: Mapping[str, str] | None = None,
+    forks: int = 20,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    keep_stdout: bool = True,
+) -> PlaybookResult:
+    """Run ``playbook`` against ``inventory`` (a file, a script or an inventory dict) and collect the result."""
+    bin_dir = Path(sys.executable).parent
+    if shutil.which("ansible-playbook", path=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}") is None:
+        raise ToolMissingError("ansible-playbook is not installed: `pip install -e .` installs it with aiinfn")
+    import ansible_runner
+
+    path = playbook_path(str(playbook)) if not isinstance(playbook, Path) else playbook
+    result = PlaybookResult(playbook=path.name, rc=-1, status="unstarted")
+    collector = _Collector(result, on_event)
+    env = {**ansible_env(), **(envvars or {})}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    inv: Any = inventory if isinstance(inventory, Mapping) else str(Path(inventory).resolve())
+    with tempfile.TemporaryDirectory(prefix="aiinfn-ansible-") as private:
+        os.chmod(private, 0o700)
+        runner = ansible_runner.run(
+            private_data_dir=private,
+            project_dir=str(path.parent),
+            playbook=str(path),
+            inventory=inv,
+            extravars=dict(extravars or {}),
+            limit=limit,
+            tags=",".join(tags) if tags else None,
+            envvars=env,
+            forks=forks,
+            quiet=True,
+            event_handler=collector,
+            rotate_artifacts=1,
+        )
+        result.rc = int(runner.rc if runner.rc is not None else -1)
+        result.status = str(runner.status)
+        if keep_stdout:
+            try:
+                result.stdout = runner.stdout.read()
+            except (OSError, ValueError, AttributeError):  # pragma: no cover - artifacts already gone
+                result.stdout = ""
+    if result.rc != 0 and not result.failures:
+        # the playbook stopped before any task could fail: a syntax error, a missing role, no hosts matched
+        tail = [ln for ln in result.stdout.splitlines() if ln.strip()][-3:]
+        result.failures.append(Failure("localhost", "ansible-playbook", " ".join(tail) or f"exit {result.rc}"))
+    return result
