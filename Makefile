@@ -21,6 +21,7 @@ install-test: $(BIN)/python
 deps-debian:
 	bash scripts/install-debian-deps.sh
 	bash scripts/install-openstack-fixture-deps.sh
+	bash scripts/install-host-fixture-deps.sh
 
 demo: install
 	$(BIN)/aiinfn plan $(ENV)
