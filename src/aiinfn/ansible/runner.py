@@ -86,7 +86,7 @@ def _message(res: Mapping[str, Any]) -> str:
     """The most useful single line of a failed task's result."""
     if res.get("censored"):
         return str(res["censored"])
-    keys = ("msg", "stderr", "reason", "module_stderr", "stdout")
+    keys: tuple[str, ...] = ("msg", "stderr", "reason", "module_stderr", "stdout")
     if res.get("msg") == "non-zero return code" and res.get("stderr"):
         keys = ("stderr", "stdout")  # a command's own error says more than Ansible's summary
     for key in keys:
