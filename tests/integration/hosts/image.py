@@ -24,12 +24,14 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
@@ -39,9 +41,10 @@ SOURCES_FILE = Path("/etc/apt/sources.list.d/debian.sources")
 SUITE = "bookworm"
 
 #: What every host needs whatever the roles under test do: systemd as PID 1, sshd, python3 for Ansible.
-BASE_PACKAGES = (
-    "systemd systemd-sysv dbus python3 python3-apt sudo procps iproute2 openssh-server ca-certificates"
-).split()
+BASE_PACKAGES = [
+    "systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "sudo", "procps", "iproute2",
+    "openssh-server", "ca-certificates",
+]
 
 #: Bump when the recipe below changes in a way the package list does not show.
 RECIPE_VERSION = "3"
@@ -137,7 +140,7 @@ def cache_lock() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _run(cmd: list[str], logfile: Path, **kwargs) -> None:
+def _run(cmd: list[str], logfile: Path, **kwargs: Any) -> None:
     with open(logfile, "a") as out:
         out.write(f"\n$ {' '.join(cmd)}\n")
         out.flush()
@@ -266,7 +269,23 @@ def ensure_image() -> Path:
             _umount_below(work)
             shutil.rmtree(work, ignore_errors=True)
         log(f"built {target} in {time.monotonic() - started:.0f} s")
+        prune()
     return target
+
+
+def prune() -> None:
+    """Remove images and unpacked lowers of other package lists that no host is using (under the lock)."""
+    mounted = Path("/proc/self/mountinfo").read_text()
+    keep = image_key()
+    for lower in CACHE_DIR.glob("lower-*"):
+        key = lower.name.removeprefix("lower-")
+        if re.fullmatch(r"[0-9a-f]{12}", key) and key != keep and str(lower) not in mounted:
+            shutil.rmtree(lower, ignore_errors=True)
+    for tarball in CACHE_DIR.glob("image-*.tar.zst"):
+        key = tarball.name.removeprefix("image-").removesuffix(".tar.zst")
+        if re.fullmatch(r"[0-9a-f]{12}", key) and key != keep and not (CACHE_DIR / f"lower-{key}").exists():
+            tarball.unlink(missing_ok=True)
+            (CACHE_DIR / f"build-{key}.log").unlink(missing_ok=True)
 
 
 def ensure_lower() -> Path:

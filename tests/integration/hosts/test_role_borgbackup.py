@@ -1,0 +1,349 @@
+"""The borgbackup role and playbooks/backup-restore.yml, for real across two hosts.
+
+Real: two hosts (own network namespace, systemd as PID 1, sshd), Debian's borg 1.2 on both, the client
+reaching the backup host over SSH with its own ed25519 key restricted on the server to
+`borg serve --append-only --restrict-to-repository`, a repokey-blake2 repository, the systemd services and
+timers of the role (the backup and retention jobs are started through systemd, as the timers would), the
+node-exporter textfile metric, borg extract through the restore playbook.
+Stand-ins: the backup volume is a plain directory (/srv/borg on the host's root filesystem, no Cinder
+volume), the "NFS export" is a directory on the client that is not exported (no kernel NFS here), and the
+timers are not waited for (their schedules are checked as enabled and armed, the jobs started by hand).
+
+The tests run in file order on one pair of hosts: converge, back up, restore, wrong passphrase, then the
+append-only checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import hostlib
+import pytest
+
+from aiinfn.planning.monitoring import BACKUP_METRIC
+
+pytestmark = pytest.mark.integration
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[2]
+CONVERGE = HERE.parents[2] / "playbooks" / "backup.yml"
+RESTORE = REPO_ROOT / "playbooks" / "backup-restore.yml"
+
+SERVER = "backup-01"
+CLIENT = "nfs-01"
+EXPORT = "/export/platform"
+REPO = f"/srv/borg/{CLIENT}"
+METRIC_FILE = "/var/lib/prometheus/node-exporter/aiinfn_borg.prom"
+PASSPHRASE = "test-" + secrets.token_urlsafe(24)
+
+# Site variables as aiinfn renders them into the inventory (all.vars).
+SITE_VARS = {
+    "aiinfn_nfs": {"export_path": EXPORT, "server": CLIENT},
+    "aiinfn_backup": {
+        "server": SERVER,
+        "schedule": "*-*-* 02:30:00",
+        "check_schedule": "Sun *-*-* 05:00:00",
+        "retention": {"daily": 7, "weekly": 4, "monthly": 6},
+    },
+}
+
+# Hash tree of a directory: type, mode, owner, link target and content hash of every entry below it.
+TREE = r"""
+set -euo pipefail
+cd "$1"
+find . -mindepth 1 -printf '%y %m %u:%g %p -> %l\n' | LC_ALL=C sort
+find . -mindepth 1 -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
+"""
+
+SEED = r"""
+set -euo pipefail
+d=$1
+mkdir -p "$d/projects/alpha/results" "$d/projects/beta" "$d/home/user one" "$d/empty"
+head -c 3000000 /dev/urandom >"$d/projects/alpha/results/weights.bin"
+head -c 70000 /dev/urandom >"$d/projects/beta/data.npy"
+seq 1 20000 >"$d/projects/alpha/table.csv"
+printf 'notebook\n' >"$d/home/user one/analysis notebook.ipynb"
+printf 'secret-ish\n' >"$d/home/user one/.netrc"
+chmod 0600 "$d/home/user one/.netrc"
+chmod 0750 "$d/projects/beta"
+ln -s ../alpha/table.csv "$d/projects/beta/table-link.csv"
+"""
+
+
+@pytest.fixture(scope="module")
+def hosts(host_image: Path) -> Iterator[hostlib.Hosts]:
+    with hostlib.start_hosts([SERVER, CLIENT]) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def inventory(hosts: hostlib.Hosts) -> dict:
+    return hosts.inventory(groups={"role_backup": [SERVER], "role_nfs": [CLIENT]}, group_vars=SITE_VARS)
+
+
+@pytest.fixture(scope="module")
+def first_run(hosts: hostlib.Hosts, inventory: dict) -> hostlib.PlaybookRun:
+    hosts.exec(CLIENT, ["bash", "-c", SEED, "seed", EXPORT], check=True)
+    return hostlib.run_playbook(CONVERGE, inventory, {"borgbackup_passphrase": PASSPHRASE})
+
+
+def sh(hosts: hostlib.Hosts, name: str, script: str, *args: str) -> str:
+    """Run a bash script inside a host, fail on non-zero, return stdout."""
+    result = hosts.exec(name, ["bash", "-c", script, "script", *args])
+    assert result.returncode == 0, f"{name}: {script!r} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def changed_tasks(run: hostlib.PlaybookRun) -> list[tuple[str, str]]:
+    """(host, task) of every task that reported a change, for assertion messages."""
+    return [
+        (e["event_data"].get("host", ""), e["event_data"].get("task", ""))
+        for e in run.events
+        if e.get("event") == "runner_on_ok" and (e.get("event_data", {}).get("res") or {}).get("changed")
+    ]
+
+
+def tree(hosts: hostlib.Hosts, path: str) -> str:
+    return sh(hosts, CLIENT, TREE, path)
+
+
+def archives(hosts: hostlib.Hosts) -> list[str]:
+    return sh(hosts, CLIENT, "/usr/local/sbin/aiinfn-borg list --short").split()
+
+
+def start_unit(hosts: hostlib.Hosts, name: str, unit: str) -> subprocess.CompletedProcess[str]:
+    """systemctl start a oneshot (blocks until it has finished), return the completed process."""
+    return hosts.exec(name, ["systemctl", "start", unit])
+
+
+def journal(hosts: hostlib.Hosts, name: str, unit: str) -> str:
+    return hosts.exec(name, ["journalctl", "-u", unit, "--no-pager", "-o", "cat"]).stdout
+
+
+def segments(hosts: hostlib.Hosts) -> set[str]:
+    return set(sh(hosts, SERVER, f"cd {REPO}/data && find . -type f | sort").split())
+
+
+def last_transaction(hosts: hostlib.Hosts) -> int:
+    lines = hosts.read(SERVER, f"{REPO}/transactions").decode().splitlines()
+    match = re.match(r"transaction (\d+),", lines[-1])
+    assert match, lines[-1]
+    return int(match.group(1))
+
+
+def test_one_run_converges_both_sides_and_rerun_changes_nothing(
+    hosts: hostlib.Hosts, inventory: dict, first_run: hostlib.PlaybookRun
+) -> None:
+    """One play over both groups converges in one run; the second run reports no change."""
+    assert first_run.rc == 0, first_run.failed or first_run.stdout[-3000:]
+    assert first_run.changed.get(SERVER, 0) > 0 and first_run.changed.get(CLIENT, 0) > 0
+    assert PASSPHRASE not in first_run.stdout
+    assert PASSPHRASE not in json.dumps(first_run.events, default=str)
+
+    second = hostlib.run_playbook(CONVERGE, inventory, {"borgbackup_passphrase": PASSPHRASE})
+    assert second.rc == 0, second.failed
+    assert all(n == 0 for n in second.changed.values()), changed_tasks(second)
+
+    # Server: borg system user owning the repository base; the client key only runs append-only serve
+    # on its own repository.
+    assert sh(hosts, SERVER, "stat -c '%U %a' /srv/borg").split() == ["borg", "700"]
+    client_pub = hosts.read(CLIENT, "/etc/borgbackup/id_ed25519.pub").decode().split()
+    assert client_pub[0] == "ssh-ed25519"
+    keys = [
+        line
+        for line in hosts.read(SERVER, "/var/lib/borg/.ssh/authorized_keys").decode().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert keys == [
+        f'command="borg serve --append-only --restrict-to-repository {REPO}",restrict '
+        f"{client_pub[0]} {client_pub[1]} {client_pub[2]}"
+    ]
+    # The repository exists, encrypted with repokey-blake2, owned by borg.
+    assert sh(hosts, SERVER, f"stat -c %U {REPO}/config").strip() == "borg"
+    info = sh(hosts, CLIENT, "/usr/local/sbin/aiinfn-borg info")
+    assert "repokey BLAKE2b" in info
+    # Passphrase files: 0600, read through BORG_PASSCOMMAND, never in the environment file.
+    assert sh(hosts, CLIENT, "stat -c '%U %a' /etc/borgbackup/passphrase").split() == ["root", "600"]
+    assert sh(hosts, SERVER, "stat -c '%U %a' /var/lib/borg/passphrase").split() == ["borg", "600"]
+    assert hosts.read(CLIENT, "/etc/borgbackup/passphrase").decode() == PASSPHRASE
+    env = hosts.read(CLIENT, "/etc/borgbackup/env").decode()
+    assert "BORG_PASSCOMMAND=" in env and PASSPHRASE not in env
+    # Timers enabled and armed with the configured schedules.
+    for name, timer, calendar in [
+        (CLIENT, "aiinfn-backup.timer", "*-*-* 02:30:00"),
+        (CLIENT, "aiinfn-backup-check.timer", "Sun *-*-* 05:00:00"),
+        (SERVER, "aiinfn-backup-prune.timer", "*-*-* 06:00:00"),
+    ]:
+        assert sh(hosts, name, f"systemctl is-enabled {timer}").strip() == "enabled"
+        assert sh(hosts, name, f"systemctl is-active {timer}").strip() == "active"
+        assert calendar in sh(hosts, name, f"systemctl show -p TimersCalendar --value {timer}")
+
+
+def test_backup_service_creates_an_archive_and_writes_the_metric(
+    hosts: hostlib.Hosts, first_run: hostlib.PlaybookRun
+) -> None:
+    """Starting the oneshot service backs the export up for real and writes the metric the overlay alerts on."""
+    assert not hosts.exists(CLIENT, METRIC_FILE)
+    before = time.time()
+    result = start_unit(hosts, CLIENT, "aiinfn-backup.service")
+    assert result.returncode == 0, journal(hosts, CLIENT, "aiinfn-backup.service")
+    assert len(archives(hosts)) == 1
+    metrics = hosts.read(CLIENT, METRIC_FILE).decode()
+    assert BACKUP_METRIC == "aiinfn_borg_last_success_timestamp_seconds"
+    match = re.search(rf'^{BACKUP_METRIC}{{repository="{CLIENT}"}} (\d+)$', metrics, re.M)
+    assert match, metrics
+    assert before - 5 <= int(match.group(1)) <= time.time() + 5
+    assert re.search(rf'^aiinfn_borg_last_run_success{{repository="{CLIENT}"}} 1$', metrics, re.M)
+
+    # The server-side retention job prunes and compacts locally and records what it left behind.
+    result = start_unit(hosts, SERVER, "aiinfn-backup-prune.service")
+    assert result.returncode == 0, journal(hosts, SERVER, "aiinfn-backup-prune.service")
+    assert hosts.read(SERVER, f"/var/lib/borg/prune-state/{CLIENT}.archives").decode().split() == archives(hosts)
+
+
+def test_restore_after_delete_and_alter_is_byte_identical(hosts: hostlib.Hosts, inventory: dict) -> None:
+    """Data deleted and altered after the backup comes back byte-identical, staged and in place."""
+    original = tree(hosts, EXPORT)
+    assert "weights.bin" in original and ".netrc" in original
+    sh(
+        hosts,
+        CLIENT,
+        f"""
+        rm -rf {EXPORT}/projects/alpha/results '{EXPORT}/home/user one/.netrc'
+        printf 'tampered' | dd of={EXPORT}/projects/beta/data.npy bs=1 seek=100 conv=notrunc status=none
+        chmod 0777 {EXPORT}/projects/beta
+    """,
+    )
+    damaged = tree(hosts, EXPORT)
+    assert damaged != original
+
+    archive = archives(hosts)[-1]
+    run = hostlib.run_playbook(RESTORE, inventory)
+    assert run.rc == 0, run.failed
+    staged = f"{EXPORT}.restore-{archive}"
+    assert tree(hosts, staged) == original
+    assert tree(hosts, EXPORT) == damaged  # a staging restore does not touch the export
+
+    # A second staging restore into the same place is refused rather than mixed with older files.
+    again = hostlib.run_playbook(RESTORE, inventory)
+    assert again.rc != 0
+    assert any("exists already" in msg for _, _, msg in again.failed), again.failed
+
+    # In place needs the explicit confirmation.
+    refused = hostlib.run_playbook(RESTORE, inventory, {"restore_in_place": True})
+    assert refused.rc != 0
+    assert any("restore_confirm" in msg for _, _, msg in refused.failed), refused.failed
+    assert tree(hosts, EXPORT) == damaged
+    confirmed = hostlib.run_playbook(
+        RESTORE, inventory, {"restore_in_place": True, "restore_confirm": EXPORT, "restore_archive": archive}
+    )
+    assert confirmed.rc == 0, confirmed.failed
+    assert tree(hosts, EXPORT) == original
+
+
+def test_wrong_passphrase_fails_cleanly(hosts: hostlib.Hosts, inventory: dict) -> None:
+    """A wrong passphrase fails with a message, keeps the good one stored and never touches the metric."""
+    metric_before = hosts.read(CLIENT, METRIC_FILE)
+    archives_before = archives(hosts)
+
+    # Through the role: both sides refuse before replacing the stored passphrase.
+    wrong = "wrong-" + secrets.token_urlsafe(16)
+    run = hostlib.run_playbook(CONVERGE, inventory, {"borgbackup_passphrase": wrong})
+    assert run.rc != 0
+    failed_hosts = {host for host, _, _ in run.failed}
+    assert failed_hosts == {SERVER, CLIENT}, run.failed
+    assert all("passphrase" in msg and "incorrect" in msg for _, _, msg in run.failed), run.failed
+    assert wrong not in run.stdout and wrong not in json.dumps(run.events, default=str)
+    assert hosts.read(CLIENT, "/etc/borgbackup/passphrase").decode() == PASSPHRASE
+    assert hosts.read(SERVER, "/var/lib/borg/passphrase").decode() == PASSPHRASE
+
+    # A stored passphrase gone wrong: the backup job fails (non-zero), says why, leaves the metric alone.
+    sh(hosts, CLIENT, f"printf %s {shlex.quote(wrong)} >/etc/borgbackup/passphrase")
+    try:
+        result = start_unit(hosts, CLIENT, "aiinfn-backup.service")
+        assert result.returncode != 0
+        assert sh(hosts, CLIENT, "systemctl show -p Result --value aiinfn-backup.service").strip() == "exit-code"
+        log = journal(hosts, CLIENT, "aiinfn-backup.service")
+        assert "passphrase supplied" in log and "is incorrect" in log, log
+        assert "left unchanged" in log
+        assert hosts.read(CLIENT, METRIC_FILE) == metric_before
+    finally:
+        encoded = base64.b64encode(PASSPHRASE.encode()).decode()
+        sh(hosts, CLIENT, f"printf %s {encoded} | base64 -d >/etc/borgbackup/passphrase")
+    assert archives(hosts) == archives_before
+
+    # With the right passphrase again the next run succeeds and moves the metric forward.
+    time.sleep(1.1)
+    result = start_unit(hosts, CLIENT, "aiinfn-backup.service")
+    assert result.returncode == 0, journal(hosts, CLIENT, "aiinfn-backup.service")
+    assert hosts.read(CLIENT, METRIC_FILE) != metric_before
+    assert len(archives(hosts)) == len(archives_before) + 1
+
+
+def test_client_key_cannot_destroy_archives(hosts: hostlib.Hosts, inventory: dict) -> None:
+    """Through its append-only key the client cannot remove backed-up data, reach another repository or
+    delete the repository; a `borg delete` it issues is only a new transaction, which the retention job
+    refuses to make permanent and the operator rolls back (aiinfn-backup-rollback) to the same archives."""
+    borg = "/usr/local/sbin/aiinfn-borg"
+    # Another repository, or a shell, is out of reach of the client key.
+    other = hosts.exec(CLIENT, [borg, "info", f"ssh://borg@{SERVER}:22/srv/borg/other"])
+    assert other.returncode != 0 and "not allowed" in other.stderr, other.stderr
+    shell = hosts.exec(CLIENT, ["bash", "-c", f". /etc/borgbackup/env; $BORG_RSH borg@{SERVER} id </dev/null"])
+    assert "uid=" not in shell.stdout
+    before = archives(hosts)
+    assert len(before) >= 2
+    # Deleting the whole repository is refused in append-only mode.
+    destroy = hosts.exec(CLIENT, ["bash", "-c", f"BORG_DELETE_I_KNOW_WHAT_I_AM_DOING=YES {borg} delete"])
+    assert destroy.returncode != 0
+    assert "append-only" in destroy.stderr, destroy.stderr
+    assert hosts.exists(SERVER, f"{REPO}/config")
+    assert archives(hosts) == before
+
+    segments_before = segments(hosts)
+    good_transaction = last_transaction(hosts)
+
+    # The client deletes an archive: borg 1.2 lets the command "succeed" (the manifest it writes no longer
+    # lists the archive) but append-only keeps every segment file; the deletion is a new transaction.
+    victim = before[0]
+    delete = hosts.exec(CLIENT, [borg, "delete", f"::{victim}"])
+    assert delete.returncode == 0, delete.stderr  # borg 1.2 (bookworm); a later borg may refuse outright
+    assert victim not in archives(hosts)
+    assert segments_before <= segments(hosts)
+    assert last_transaction(hosts) > good_transaction
+
+    # The retention job notices the vanished archive and neither prunes nor compacts.
+    kept = segments(hosts)
+    result = start_unit(hosts, SERVER, "aiinfn-backup-prune.service")
+    assert result.returncode != 0
+    assert "vanished" in journal(hosts, SERVER, "aiinfn-backup-prune.service")
+    assert segments(hosts) == kept
+
+    # Operator rollback to the transaction before the delete brings the same archive list back.
+    out = sh(hosts, SERVER, f"/usr/local/sbin/aiinfn-backup-rollback {CLIENT} {good_transaction}")
+    clear = re.search(r"rm -rf (.+)$", out, re.M)
+    assert clear, out
+    sh(hosts, CLIENT, f"rm -rf {clear.group(1)}")
+    assert archives(hosts) == before
+    result = start_unit(hosts, CLIENT, "aiinfn-backup-check.service")
+    assert result.returncode == 0, journal(hosts, CLIENT, "aiinfn-backup-check.service")
+
+    # The rolled-back archive restores byte-identical to the data it holds.
+    expected = tree(hosts, EXPORT)
+    target = "/var/tmp/restore-victim"
+    run = hostlib.run_playbook(RESTORE, inventory, {"restore_archive": victim, "restore_target": target})
+    assert run.rc == 0, run.failed
+    assert tree(hosts, target) == expected
+
+    # Retention works again afterwards and the client can back up again.
+    result = start_unit(hosts, SERVER, "aiinfn-backup-prune.service")
+    assert result.returncode == 0, journal(hosts, SERVER, "aiinfn-backup-prune.service")
+    result = start_unit(hosts, CLIENT, "aiinfn-backup.service")
+    assert result.returncode == 0, journal(hosts, CLIENT, "aiinfn-backup.service")
