@@ -86,6 +86,10 @@ def _message(res: Mapping[str, Any]) -> str:
     """The most useful single line of a failed task's result."""
     if res.get("censored"):
         return str(res["censored"])
+    items = [r for r in res.get("results") or [] if isinstance(r, Mapping) and r.get("failed")]
+    if items:  # a loop: the first failed item's own message
+        label = items[0].get("_ansible_item_label", items[0].get("item", ""))
+        return f"item {label}: {_message(items[0])}"
     keys: tuple[str, ...] = ("msg", "stderr", "reason", "module_stderr", "stdout")
     if res.get("msg") == "non-zero return code" and res.get("stderr"):
         keys = ("stderr", "stdout")  # a command's own error says more than Ansible's summary

@@ -6,7 +6,8 @@ bin/rke2-killall.sh, lib/systemd/system/rke2-server.service and rke2-agent.servi
 checksum, unpacking, configuration and service logic run for real. Its ``rke2`` (a Python script) does what
 the tests can observe of the real one: refuses to start without a token in /etc/rancher/rke2/config.yaml; as
 a server, listens on the supervisor port 9345, writes server/node-token and a kubectl that records its calls
-(the real server unpacks kubectl into /var/lib/rancher/rke2/bin); as an agent, connects to the server URL
+(the real server unpacks kubectl into /var/lib/rancher/rke2/bin; this one keeps nodes' labels and
+cordons in a JSON file); as an agent, connects to the server URL
 of its config, records that it joined, and stays up.
 """
 
@@ -17,10 +18,48 @@ import io
 import tarfile
 from pathlib import Path
 
+KUBECTL = r'''#!/usr/bin/python3
+# stand-in kubectl (aiinfn tests): nodes with labels and a schedulable flag, in a JSON file; every call logged
+import json, os, sys
+STATE = "/var/lib/rancher/rke2/nodes.json"
+args = [a for a in sys.argv[1:]]
+if args[:1] == ["--kubeconfig"]:
+    args = args[2:]
+nodes = json.load(open(STATE)) if os.path.exists(STATE) else {}
+with open("/var/lib/rancher/rke2/kubectl.log", "a") as log:
+    log.write(" ".join(args) + "\n")
+def save():
+    json.dump(nodes, open(STATE, "w"))
+verb = args[0]
+name = args[2] if len(args) > 2 and args[1] == "node" else (args[1] if len(args) > 1 else "")
+node = nodes.setdefault(name, {"labels": {}, "unschedulable": False}) if verb not in ("delete",) else nodes.get(name)
+if verb == "get":
+    path = [a for a in args if a.startswith("jsonpath=")]
+    if path and "mig" in path[0]:
+        print(node["labels"].get("nvidia.com/mig.config", ""), end="")
+    save(); sys.exit(0)
+if verb == "label":
+    key, value = args[3].split("=", 1)
+    node["labels"][key] = value
+    print(f"node/{name} labeled"); save(); sys.exit(0)
+if verb in ("cordon", "drain"):
+    node["unschedulable"] = True
+    print(f"node/{name} {'cordoned' if verb == 'cordon' else 'drained'}"); save(); sys.exit(0)
+if verb == "uncordon":
+    node["unschedulable"] = False
+    print(f"node/{name} uncordoned"); save(); sys.exit(0)
+if verb == "delete":
+    if nodes.pop(name, None) is not None:
+        print(f'node "{name}" deleted')
+    save(); sys.exit(0)
+print("stand-in kubectl: unsupported " + " ".join(args), file=sys.stderr); sys.exit(1)
+'''
+
 RKE2 = r'''#!/usr/bin/python3
 # stand-in for RKE2 (aiinfn tests): see tests/integration/hosts/rke2_standin.py
 import json, os, socket, socketserver, sys, threading, time
 VERSION = "@VERSION@"
+KUBECTL = @KUBECTL@
 mode = sys.argv[1] if len(sys.argv) > 1 else ""
 if mode == "--version":
     print(f"rke2 version {VERSION}"); sys.exit(0)
@@ -40,10 +79,7 @@ if mode == "server":
         f.write(conf["token"] + "\n")
     kubectl = f"{state}/bin/kubectl"
     with open(kubectl, "w") as f:
-        f.write("#!/bin/sh\n# stand-in kubectl: records its arguments\n"
-                "echo \"$*\" >> /var/lib/rancher/rke2/kubectl.log\n"
-                "case \"$*\" in *drain*) echo \"node/$4 drained\";; *delete*) echo \"node \\\"$5\\\" deleted\";;"
-                " *label*) echo \"node/$4 labeled\";; esac\n")
+        f.write(KUBECTL)
     os.chmod(kubectl, 0o755)
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):
@@ -108,7 +144,7 @@ def build_release(directory: Path, version: str, *, arch: str = "amd64") -> Path
     out.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        _add(tar, "bin/rke2", RKE2.replace("@VERSION@", version), 0o755)
+        _add(tar, "bin/rke2", RKE2.replace("@VERSION@", version).replace("@KUBECTL@", repr(KUBECTL)), 0o755)
         _add(tar, "bin/rke2-uninstall.sh", UNINSTALL, 0o755)
         _add(tar, "bin/rke2-killall.sh", "#!/bin/sh\nsystemctl stop rke2-server rke2-agent\n", 0o755)
         for mode in ("server", "agent"):

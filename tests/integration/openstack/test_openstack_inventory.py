@@ -28,7 +28,7 @@ from aiinfn.openstack import connect as osconnect
 from aiinfn.openstack import inventory as inv
 from aiinfn.openstack.connect import find
 from aiinfn.planning import make_plan
-from aiinfn.render import inventory_groups
+from aiinfn.render import inventory_groups, site_vars
 
 pytestmark = pytest.mark.integration
 
@@ -142,8 +142,8 @@ def test_cli_json_is_the_script_list(site: dict[str, Any], world: World) -> None
     assert script.returncode == 0, script.stderr
     assert json.loads(res.stdout) == json.loads(script.stdout)
     doc = json.loads(script.stdout)
-    site_vars = {"aiinfn_site": "fixture", "aiinfn_domain": "ai.fixture.test", "ansible_user": "aiinfn"}
-    assert doc["all"]["vars"] == site_vars
+    assert doc["all"]["vars"] == site_vars(make_plan(load(ENV_FILE)))
+    assert doc["all"]["vars"]["aiinfn_site"] == "fixture" and doc["all"]["vars"]["ansible_user"] == "aiinfn"
     assert doc["role_gpu"]["hosts"] == ["gpu-a100-01", "gpu-a100-02"]
 
 
