@@ -20,6 +20,7 @@ import itertools
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from aiinfn.catalogue import accelerators as cat
 from aiinfn.catalogue import mig
@@ -166,8 +167,38 @@ def fake_gpus(model_name: str, count: int) -> list[dict[str, object]]:
     return [{"index": i, "device": device, "layouts": layouts} for i in range(count)]
 
 
-def install_gpus(hosts: object, name: str, model_name: str, count: int) -> None:
-    """Declare ``count`` fake GPUs of ``model_name`` on test host ``name``."""
-    path = hosts.path(name, "/etc/fake-nvidia/gpus.json")  # type: ignore[attr-defined]
+def install_gpus(hosts: Any, name: str, model_name: str, count: int, *, with_smi: bool = False) -> None:
+    """Declare ``count`` fake GPUs of ``model_name`` on test host ``name`` (and put the fake nvidia-smi there,
+    for tests that do not install it through the stand-in driver package)."""
+    path = hosts.path(name, "/etc/fake-nvidia/gpus.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(fake_gpus(model_name, count)))
+    if with_smi:
+        smi = hosts.path(name, "/usr/bin/nvidia-smi")
+        smi.write_text(FAKE_SMI)
+        smi.chmod(0o755)
+
+
+def gpu_site_inventory(hosts: Any, artifacts: Path, mig_config: dict[str, Any], gpu_nodes: dict[str, str | None],
+                       server: str = "srv-1") -> dict[str, Any]:
+    """The inventory variables aiinfn renders, for one RKE2 server and GPU nodes with their MIG configs."""
+    from aiinfn import versions
+
+    node = {"aiinfn_node_labels": {}, "aiinfn_node_taints": []}
+    hostvars = {server: {**node, "aiinfn_role": "server"}}
+    hostvars.update({n: {**node, "aiinfn_role": "gpu", "aiinfn_mig_config": c} for n, c in gpu_nodes.items()})
+    return hosts.inventory(  # type: ignore[no-any-return]
+        groups={"role_server": [server], "role_gpu": list(gpu_nodes)},
+        hostvars=hostvars,
+        group_vars={
+            "aiinfn_site": "test", "aiinfn_first_server": server, "aiinfn_rke2_version": versions.RKE2,
+            "aiinfn_artifact_source": str(artifacts), "aiinfn_tls_sans": [], "aiinfn_oidc": {},
+            "aiinfn_registry_mirror": None, "aiinfn_cluster_domain": "cluster.local",
+            "aiinfn_nvidia_driver_version": versions.NVIDIA_DRIVER,
+            "aiinfn_nvidia_container_toolkit_version": versions.NVIDIA_CONTAINER_TOOLKIT,
+            "aiinfn_reboot": False, "aiinfn_mig_parted_config": mig_config,
+            "nvidia_driver_repositories": [{"name": "nvidia-standin", "uris": "file:/srv/nvidia-repo",
+                                            "suites": "./", "trusted": True}],
+            "nvidia_mig_kubectl_host": server,
+        },
+    )

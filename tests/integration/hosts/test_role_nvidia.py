@@ -19,7 +19,7 @@ from typing import Any
 
 import hostlib
 import pytest
-from gpu_standins import build_nvidia_repo, install_gpus
+from gpu_standins import build_nvidia_repo, gpu_site_inventory, install_gpus
 from rke2_standin import build_release
 
 from aiinfn import versions
@@ -43,23 +43,7 @@ def _book(tmp_path: Path) -> Path:
 
 
 def _inventory(hosts: hostlib.Hosts, artifacts: Path, mig_config: dict[str, Any], name: str) -> dict[str, Any]:
-    return hosts.inventory(
-        groups={"role_server": ["srv-1"], "role_gpu": ["gpu-1"]},
-        hostvars={"srv-1": {"aiinfn_role": "server", "aiinfn_node_labels": {}, "aiinfn_node_taints": []},
-                  "gpu-1": {"aiinfn_role": "gpu", "aiinfn_mig_config": name, "aiinfn_node_labels": {},
-                            "aiinfn_node_taints": []}},
-        group_vars={
-            "aiinfn_first_server": "srv-1", "aiinfn_rke2_version": versions.RKE2,
-            "aiinfn_artifact_source": str(artifacts), "aiinfn_tls_sans": [], "aiinfn_oidc": {},
-            "aiinfn_registry_mirror": None, "aiinfn_cluster_domain": "cluster.local",
-            "aiinfn_nvidia_driver_version": versions.NVIDIA_DRIVER,
-            "aiinfn_nvidia_container_toolkit_version": versions.NVIDIA_CONTAINER_TOOLKIT,
-            "aiinfn_reboot": False, "aiinfn_mig_parted_config": mig_config,
-            "nvidia_driver_repositories": [{"name": "nvidia-standin", "uris": "file:/srv/nvidia-repo",
-                                            "suites": "./", "trusted": True}],
-            "nvidia_mig_kubectl_host": "srv-1",
-        },
-    )
+    return gpu_site_inventory(hosts, artifacts, mig_config, {"gpu-1": name})
 
 
 def _fake(hosts: hostlib.Hosts) -> dict[str, Any]:
