@@ -5,8 +5,8 @@ reaching the backup host over SSH with its own ed25519 key restricted on the ser
 `borg serve --append-only --restrict-to-repository`, a repokey-blake2 repository, the systemd services and
 timers of the role (the backup and retention jobs are started through systemd, as the timers would), the
 node-exporter textfile metric, borg extract through the restore playbook.
-Stand-ins: the backup volume is a plain directory (/srv/borg on the host's root filesystem, no Cinder
-volume), the "NFS export" is a directory on the client that is not exported (no kernel NFS here), and the
+Stand-ins: the backup volume is a file that gets its filesystem and fstab entry but is not mounted, so the
+repositories live in /srv/borg on the host's root filesystem (no Cinder volume, no loop devices), the "NFS export" is a directory on the client that is not exported (no kernel NFS here), and the
 timers are not waited for (their schedules are checked as enabled and armed, the jobs started by hand).
 
 The tests run in file order on one pair of hosts: converge, back up, restore, wrong passphrase, then the
@@ -45,6 +45,9 @@ METRIC_FILE = "/var/lib/prometheus/node-exporter/aiinfn_borg.prom"
 PASSPHRASE = "test-" + secrets.token_urlsafe(24)
 
 # Site variables as aiinfn renders them into the inventory (all.vars).
+#: The backup volume: a file (no block devices in the test hosts); the data_volume role makes its filesystem
+#: and its fstab entry, and cannot mount it here (data_volume_mount_now false).
+BACKUP_VOLUME = "/srv/backup-volume.img"
 SITE_VARS = {
     "aiinfn_nfs": {"export_path": EXPORT, "server": CLIENT},
     "aiinfn_backup": {
@@ -86,12 +89,15 @@ def hosts(host_image: Path) -> Iterator[hostlib.Hosts]:
 
 @pytest.fixture(scope="module")
 def inventory(hosts: hostlib.Hosts) -> dict:
-    return hosts.inventory(groups={"role_backup": [SERVER], "role_nfs": [CLIENT]}, group_vars=SITE_VARS)
+    return hosts.inventory(groups={"role_backup": [SERVER], "role_nfs": [CLIENT]},
+                           hostvars={SERVER: {"aiinfn_data_device": BACKUP_VOLUME}},
+                           group_vars={**SITE_VARS, "data_volume_mount_now": False})
 
 
 @pytest.fixture(scope="module")
 def first_run(hosts: hostlib.Hosts, inventory: dict) -> hostlib.PlaybookRun:
     hosts.exec(CLIENT, ["bash", "-c", SEED, "seed", EXPORT], check=True)
+    hosts.exec(SERVER, f"truncate -s 320M {BACKUP_VOLUME}", check=True)
     return hostlib.run_playbook(CONVERGE, inventory, {"borgbackup_passphrase": PASSPHRASE})
 
 
