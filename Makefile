@@ -5,10 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ENV    ?= cnaf
-# Ansible content linted at the production profile (.ansible-lint). site.yml and add-node.yml join when
-# every role they name exists (issue 4).
-ANSIBLE_LINT_PATHS ?= roles/data_volume roles/common roles/rke2 roles/nfs_server roles/nfs_client roles/inventory_check \
-	roles/borgbackup roles/sts_wire roles/nvidia_driver roles/nvidia_mig roles/fpga_xrt playbooks/rke2.yml playbooks/remove-node.yml playbooks/mig.yml playbooks/backup.yml playbooks/backup-restore.yml
+# Ansible content linted at the production profile (.ansible-lint).
+ANSIBLE_LINT_PATHS ?= roles playbooks
 
 .PHONY: demo test install install-test deps-debian lint docs bench bench-openstack clean
 

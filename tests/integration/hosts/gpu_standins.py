@@ -146,7 +146,8 @@ def build_nvidia_repo(directory: Path, driver: str, toolkit: str) -> Path:
 def valid_layouts(model_name: str) -> dict[str, list[tuple[str, int, int]]]:
     """Every multiset of MIG profiles aiinfn's catalogue places on ``model_name``, with its placements."""
     model = cat.model(model_name)
-    assert model.mig is not None
+    if model.mig is None:  # not MIG-capable: no layout fits
+        return {}
     names = sorted(model.mig.profiles)
     out: dict[str, list[tuple[str, int, int]]] = {}
     for n in range(1, model.mig.compute_slices + 1):

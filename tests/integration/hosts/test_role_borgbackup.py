@@ -6,8 +6,9 @@ reaching the backup host over SSH with its own ed25519 key restricted on the ser
 timers of the role (the backup and retention jobs are started through systemd, as the timers would), the
 node-exporter textfile metric, borg extract through the restore playbook.
 Stand-ins: the backup volume is a file that gets its filesystem and fstab entry but is not mounted, so the
-repositories live in /srv/borg on the host's root filesystem (no Cinder volume, no loop devices), the "NFS export" is a directory on the client that is not exported (no kernel NFS here), and the
-timers are not waited for (their schedules are checked as enabled and armed, the jobs started by hand).
+repositories live in /srv/borg on the host's root filesystem (no Cinder volume, no loop devices), the
+"NFS export" is a directory on the client that is not exported (no kernel NFS here), and the timers are
+not waited for (their schedules are checked as enabled and armed, the jobs started by hand).
 
 The tests run in file order on one pair of hosts: converge, back up, restore, wrong passphrase, then the
 append-only checks.

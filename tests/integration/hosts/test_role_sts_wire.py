@@ -9,36 +9,17 @@ under the mount point and stays up), since there is no FUSE in the test hosts an
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 import hostlib
 import pytest
+from sts_wire_standin import STANDIN, VERSION
+from sts_wire_standin import build_release as _release
 
 pytestmark = pytest.mark.integration
 
 SECRET = "iam-client-secret-never-logged-42"
-VERSION = "v2.1.3"
-STANDIN = """#!/bin/sh
-# stand-in sts-wire (aiinfn tests): <iam> <bucket> <endpoint> [role region] /<bucket> <mountpoint> flags...
-[ -n "$IAM_CLIENT_ID" ] && [ -n "$IAM_CLIENT_SECRET" ] || { echo "no IAM client credentials" >&2; exit 2; }
-[ "$#" -ge 5 ] || { echo "usage: sts-wire <iam> <bucket> <endpoint> [role region] /<bucket> <mountpoint>" >&2; exit 2; }
-mount=""; prev=""
-for a; do case "$a" in --*) mount="$prev"; break;; esac; prev="$a"; done
-[ -d "$mount" ] || { echo "mount point $mount missing" >&2; exit 2; }
-printf '%s\\n' "$@" > "$mount/.sts-wire-standin"
-exec sleep infinity
-"""
-
-
-def _release(root: Path, body: str = STANDIN) -> None:
-    d = root / "sts-wire" / VERSION
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "sts-wire_linux").write_text(body)
-    (d / "sha256sum.txt").write_text(f"{hashlib.sha256(STANDIN.encode()).hexdigest()}  sts-wire_linux\n")
-
-
 def _inventory(hosts: hostlib.Hosts, artifacts: Path) -> dict:
     s3 = {"endpoint": "https://s3.example.org", "region": "us-east-1", "sts_role": "IAMaccess",
           "iam_issuer": "https://iam.example.org/", "client_id": "stswire"}
