@@ -32,7 +32,9 @@ def save():
     json.dump(nodes, open(STATE, "w"))
 verb = args[0]
 name = args[2] if len(args) > 2 and args[1] == "node" else (args[1] if len(args) > 1 else "")
-node = nodes.setdefault(name, {"labels": {}, "unschedulable": False}) if verb not in ("delete",) else nodes.get(name)
+if name and nodes.get(name, {}) is None and verb != "delete":  # deleted from the cluster
+    print(f'Error from server (NotFound): nodes "{name}" not found', file=sys.stderr); sys.exit(1)
+node = nodes.setdefault(name, {"labels": {}, "unschedulable": False}) if verb != "delete" else nodes.get(name)
 if verb == "get":
     path = [a for a in args if a.startswith("jsonpath=")]
     if path and "mig" in path[0]:
@@ -49,8 +51,9 @@ if verb == "uncordon":
     node["unschedulable"] = False
     print(f"node/{name} uncordoned"); save(); sys.exit(0)
 if verb == "delete":
-    if nodes.pop(name, None) is not None:
+    if nodes.get(name) is not None:
         print(f'node "{name}" deleted')
+    nodes[name] = None  # a tombstone: the node is gone from the API
     save(); sys.exit(0)
 print("stand-in kubectl: unsupported " + " ".join(args), file=sys.stderr); sys.exit(1)
 '''

@@ -11,6 +11,9 @@ when run again.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -104,6 +107,50 @@ def test_add_node_touches_only_the_new_node(site: Any) -> None:
     assert after == before
     refused = hostlib.run_playbook("add-node.yml", inv, extravars=site_bench.SECRETS)
     assert refused.rc != 0 and any("--limit" in msg for _h, _t, msg in refused.failed)
+
+
+def test_the_bootstrap_command_runs_the_site_and_names_a_failure(site: Any, tmp_path: Path) -> None:
+    """`aiinfn bootstrap` as an operator runs it: an inventory file, secrets in a 0600 file, a summary per host;
+    and a failing task named with its host and message, exit 1."""
+    _hosts, inv, first = site
+    assert first.rc == 0
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(json.dumps(inv))
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text(json.dumps({"rke2-token": site_bench.SECRETS["rke2_token"],
+                                   "borg-passphrase": site_bench.SECRETS["borgbackup_passphrase"],
+                                   "stswire-client-secret": site_bench.SECRETS["sts_wire_client_secret"]}))
+    secrets.chmod(0o600)
+    cmd = [sys.executable, "-m", "aiinfn.cli", "bootstrap", str(site_bench.ENV_FILE), "-i", str(inventory),
+           "--secrets-file", str(secrets)]
+    env = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "COLUMNS": "200"}
+    ok = subprocess.run([*cmd, "--limit", "gpu-t4-01"], capture_output=True, text=True, env=env, timeout=900)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "gpu-t4-01" in ok.stdout and "done: 1 hosts, 0 changed" in ok.stdout
+    assert not any(v in ok.stdout + ok.stderr for v in site_bench.SECRETS.values())
+    bad = subprocess.run([*cmd, "--limit", "nfs-01", "-e", "nfs_server_fstype=ext4"], capture_output=True,
+                         text=True, env=env, timeout=900)
+    assert bad.returncode == 1
+    failures = [ln for ln in bad.stderr.splitlines() if ln.startswith("failed:")]
+    assert len(failures) == 1 and failures[0].startswith("failed: nfs-01: Never reformat")
+    assert "holds a xfs filesystem, not ext4" in failures[0]
+
+
+def test_remove_node_drains_deletes_and_cleans_only_that_node(site: Any) -> None:
+    hosts, inv, first = site
+    assert first.rc == 0
+    assert hostlib.run_playbook("add-node.yml", inv, extravars=site_bench.SECRETS, limit=NEW).rc == 0
+    removed = hostlib.run_playbook("remove-node.yml", inv, limit=NEW)
+    assert removed.rc == 0, removed.failed
+    log = hosts.read("k8s-server-01", "/var/lib/rancher/rke2/kubectl.log").decode().splitlines()
+    assert [line.split()[0] for line in log if NEW in line][-2:] == ["drain", "delete"]
+    assert not hosts.exists(NEW, "/usr/local/bin/rke2") and not hosts.exists(NEW, "/etc/rancher/rke2")
+    assert "/export/platform" not in hosts.read(NEW, "/etc/fstab").decode()
+    assert removed.changed_hosts == {NEW}
+    again = hostlib.run_playbook("remove-node.yml", inv, limit=NEW)
+    assert again.rc == 0 and again.changed_hosts == set()
+    refused = hostlib.run_playbook("remove-node.yml", inv, limit="k8s-server-01")
+    assert refused.rc != 0 and any("first server" in msg for _h, _t, msg in refused.failed)
 
 
 def test_a_run_cut_short_by_a_dying_host_converges_when_run_again(site: Any) -> None:
