@@ -8,7 +8,7 @@ ENV    ?= cnaf
 # Ansible content linted at the production profile (.ansible-lint).
 ANSIBLE_LINT_PATHS ?= roles playbooks
 
-.PHONY: demo test install install-test deps-debian lint docs bench bench-openstack clean
+.PHONY: demo test install install-test deps-debian lint docs bench bench-openstack bench-bootstrap clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench: install
 
 bench-openstack: install-test deps-debian
 	$(BIN)/python benchmarks/openstack.py
+
+bench-bootstrap: install-test deps-debian
+	$(BIN)/python benchmarks/bootstrap.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
