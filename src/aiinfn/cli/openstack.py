@@ -52,8 +52,8 @@ def preflight(
     Compute microversion, image, networks, availability zone, volume types, keypair, flavors (vCPUs, RAM,
     PCI alias) and quotas on top of current usage, each with its remedy.
     """
-    from .openstack import preflight as pf
-    from .plan import build
+    from ..openstack import preflight as pf
+    from ..plan import build
 
     if output is TableOrJson.json:
         result = pf.preflight(env, cloud, timeout=timeout)
@@ -96,7 +96,7 @@ def inventory(
     Groups and host variables are the plan's, addresses the servers' fixed IPs. Servers the plan does not
     know, tags that disagree with it, duplicate names and nodes without a server are reported on stderr.
     """
-    from .openstack.inventory import inventory as find
+    from ..openstack.inventory import inventory as find
 
     result = find(env, cloud, timeout=timeout)
     if output is YamlOrJson.json:

@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from .ansible.runner import PLAYBOOKS, PlaybookResult
+from ..ansible.runner import PLAYBOOKS, PlaybookResult
 
 out = Console()
 err = Console(stderr=True)
@@ -87,10 +87,10 @@ def bootstrap(
     = None,
 ) -> None:
     """Bootstrap a site's nodes with the Ansible playbooks (site, add-node, remove-node, mig, backup-restore)."""
-    from .ansible import bootstrap as bs
-    from .ansible.runner import run_playbook
-    from .config import load
-    from .planning import make_plan
+    from ..ansible import bootstrap as bs
+    from ..ansible.runner import run_playbook
+    from ..config import load
+    from ..planning import make_plan
 
     environment = load(env)
     plan = make_plan(environment)

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from .errors import AiinfnError, ToolMissingError
+from ..errors import AiinfnError, ToolMissingError
 
 app = typer.Typer(
     name="aiinfn",
@@ -44,8 +44,8 @@ class OutputFormat(StrEnum):
 @app.command()
 def validate(env: EnvArg) -> None:
     """Check an environment file (schema and cross-field rules) without planning."""
-    from .config import load, resolve
-    from .config.loader import display
+    from ..config import load, resolve
+    from ..config.loader import display
 
     path = resolve(env)
     environment = load(path)
@@ -54,7 +54,7 @@ def validate(env: EnvArg) -> None:
 
 
 def _nodes(environment: Any) -> Any:
-    from .planning.nodes import inventory
+    from ..planning.nodes import inventory
 
     return inventory(environment)
 
@@ -69,7 +69,7 @@ def plan(
     stack: Annotated[str | None, typer.Option(help="stack name (default: the environment's name)")] = None,
 ) -> None:
     """Plan offline (Pulumi mock runtime): resource tree, capacity, and build/<env>/ artifacts."""
-    from . import plan as planmod
+    from .. import plan as planmod
 
     if output is OutputFormat.json:
         report = planmod.build(env, stack=stack)
@@ -159,8 +159,8 @@ def _print_capacity(report: Any) -> None:
 
 def _print_queues(report: Any) -> None:
     """Kueue queues with their guaranteed units, and the JupyterHub profiles with who sees them."""
-    from .planning import jupyterhub
-    from .planning.kueue import INTERACTIVE_QUEUE, PRIORITIES
+    from ..planning import jupyterhub
+    from ..planning.kueue import INTERACTIVE_QUEUE, PRIORITIES
 
     env = report.env
     if env.projects:
@@ -183,7 +183,7 @@ def _print_queues(report: Any) -> None:
 @app.command("list")
 def list_envs() -> None:
     """List the shipped environments."""
-    from .config import list_environments
+    from ..config import list_environments
 
     for name in list_environments():
         out.print(name)
@@ -196,7 +196,7 @@ def up(
     yes: Annotated[bool, typer.Option("--yes", help="apply without asking after the preview")] = False,
 ) -> None:
     """Validate, then preview and apply the stack with the Pulumi Automation API (needs the pulumi CLI)."""
-    from .config import load, project_root, resolve
+    from ..config import load, project_root, resolve
 
     path = resolve(env)
     environment = load(path)  # validate before anything changes
@@ -219,10 +219,10 @@ def up(
 
 
 def _register_live_commands() -> None:
-    from . import cli_bootstrap, cli_openstack
+    from . import bootstrap, openstack
 
-    cli_openstack.register(app)
-    cli_bootstrap.register(app)
+    openstack.register(app)
+    bootstrap.register(app)
 
 
 _register_live_commands()
@@ -243,6 +243,3 @@ def main() -> None:
         err.print(f"[red]internal error[/red]: {type(e).__name__}: {escape(str(e))} (set AIINFN_DEBUG=1 for details)")
         sys.exit(70)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
