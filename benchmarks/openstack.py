@@ -5,7 +5,7 @@ fixture-env.yaml, with a larger agent pool), it boots the plan's servers in a pr
 integration tests do: from the plan's registrations, ACTIVE on the fake compute hosts), sets every quota
 to exactly usage plus what the plan adds, and times as fresh processes, what an operator waits for:
 
-  offline plan          python -c "aiinfn.plan.build(ENV)"   (preflight's offline part)
+  offline plan          python -c "aiinfn.preview.build(ENV)"   (preflight's offline part)
   preflight             aiinfn preflight ENV -o json          (plan + every check against the cloud)
   inventory             aiinfn inventory ENV -o json
   inventory script      inventory/openstack.py --list         (what Ansible runs)
@@ -48,7 +48,7 @@ from openstack_world import (  # noqa: E402
     write_clouds,
 )
 
-from aiinfn import plan as planmod  # noqa: E402
+from aiinfn import preview  # noqa: E402
 from aiinfn.openstack import preflight as pf  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -128,7 +128,7 @@ def main() -> int:
             try:
                 for size in sizes:
                     env_file = sized_env(Path(tmp), size)
-                    report = planmod.build(env_file)
+                    report = preview.build(env_file)
                     world = World(admin, project, user, clouds, report, pf.needs(report), 0, 0)
                     world.prepare()
                     world.set_quotas({"instances": 500, "cores": 5000, "ram": 10_000_000, "ports": 1000})

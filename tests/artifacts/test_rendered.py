@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from aiinfn import plan as planmod
+from aiinfn import preview
 from aiinfn import versions
 from aiinfn.catalogue import accelerators as cat
 from aiinfn.catalogue import mig
@@ -29,13 +29,13 @@ SHIPPED = list_environments()
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
-def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, planmod.PlanReport]:
-    report = planmod.build(request.param)
-    out = planmod.write(report, tmp_path_factory.mktemp("build"))
+def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, preview.Preview]:
+    report = preview.build(request.param)
+    out = preview.write(report, tmp_path_factory.mktemp("build"))
     return out, report
 
 
-def test_every_user_data_document_is_valid_cloud_config(built: tuple[Path, planmod.PlanReport]) -> None:
+def test_every_user_data_document_is_valid_cloud_config(built: tuple[Path, preview.Preview]) -> None:
     out, report = built
     cloud_init = shutil.which("cloud-init")
     assert cloud_init, "cloud-init is not installed: scripts/install-debian-deps.sh installs it"
@@ -47,14 +47,14 @@ def test_every_user_data_document_is_valid_cloud_config(built: tuple[Path, planm
         assert "Valid cloud-config" in res.stdout
 
 
-def test_user_data_is_what_the_instances_receive(built: tuple[Path, planmod.PlanReport]) -> None:
+def test_user_data_is_what_the_instances_receive(built: tuple[Path, preview.Preview]) -> None:
     out, report = built
     for inst in report.run.by_type("openstack:compute/instance:Instance"):
         name = inst.inputs["name"]
         assert inst.inputs["userData"] == (out / "cloud-init" / f"{name}.yaml").read_text()
 
 
-def test_ansible_inventory_parses_with_the_real_ansible(built: tuple[Path, planmod.PlanReport]) -> None:
+def test_ansible_inventory_parses_with_the_real_ansible(built: tuple[Path, preview.Preview]) -> None:
     out, report = built
     exe = Path(sys.executable).parent / "ansible-inventory"
     env = {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true", "ANSIBLE_HOME": str(out / ".ansible")}
@@ -87,7 +87,7 @@ def test_ansible_inventory_parses_with_the_real_ansible(built: tuple[Path, planm
         assert name in mig_parted["mig-configs"]
 
 
-def test_mig_parted_config_holds_every_node_layout(built: tuple[Path, planmod.PlanReport]) -> None:
+def test_mig_parted_config_holds_every_node_layout(built: tuple[Path, preview.Preview]) -> None:
     out, report = built
     doc = YAML(typ="safe", pure=True).load((out / "mig-parted" / "config.yaml").read_text())
     assert doc["version"] == "v1"
@@ -108,7 +108,7 @@ def test_mig_parted_config_holds_every_node_layout(built: tuple[Path, planmod.Pl
                 assert sorted(layout) == sorted(n.mig_layouts[0] or ())
 
 
-def test_plan_json_has_the_documented_shape(built: tuple[Path, planmod.PlanReport]) -> None:
+def test_plan_json_has_the_documented_shape(built: tuple[Path, preview.Preview]) -> None:
     out, report = built
     doc = json.loads((out / "plan.json").read_text())
     for key in ("environment", "resources", "summary", "outputs", "capacity", "versions", "artifacts"):

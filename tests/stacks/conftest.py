@@ -1,6 +1,6 @@
 """The shared Pulumi test harness: every stack test plans through it.
 
-It runs the real program (stacks/__main__.py) under Pulumi's mock runtime via aiinfn.plan.build,
+It runs the real program (stacks/__main__.py) under Pulumi's mock runtime via aiinfn.preview.build,
 which records every RegisterResource request (parent, URN, options, dependencies, inputs) on a
 recording MockMonitor. Gap, named once for every stack test: the mock runtime does not emulate
 provider defaults, auto-naming, diffs or replacements, so tests assert on what the program asks the
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from aiinfn import plan as planmod
+from aiinfn import preview
 from aiinfn.config import list_environments
 
 SHIPPED = list_environments()
@@ -32,20 +32,20 @@ def write_env(directory: Path, name: str, data: dict[str, Any]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shipped_reports() -> dict[str, planmod.PlanReport]:
+def shipped_reports() -> dict[str, preview.Preview]:
     """One offline plan per shipped environment (built once per session)."""
-    return {name: planmod.build(name) for name in SHIPPED}
+    return {name: preview.build(name) for name in SHIPPED}
 
 
 @pytest.fixture
-def plan_variant(tmp_path: Path, root: Path) -> Callable[..., planmod.PlanReport]:
+def plan_variant(tmp_path: Path, root: Path) -> Callable[..., preview.Preview]:
     """Plan a shipped environment with overrides layered on top (through `extends`)."""
 
     def build(
         base: str, name: str, overrides: dict[str, Any], stack: str | None = None
-    ) -> planmod.PlanReport:
+    ) -> preview.Preview:
         data = {"extends": str(root / "environments" / f"{base}.yaml"), **overrides}
         path = write_env(tmp_path, name, data)
-        return planmod.build(path, stack=stack or base)
+        return preview.build(path, stack=stack or base)
 
     return build

@@ -14,7 +14,7 @@ from aiinfn.catalogue import accelerators as cat
 from aiinfn.config import list_environments
 from aiinfn.config.models import Role
 from aiinfn.offline import SECRET, is_secret, unwrap
-from aiinfn.plan import OFFLINE_SECRET, PlanReport
+from aiinfn.preview import OFFLINE_SECRET, Preview
 
 SHIPPED = list_environments()
 
@@ -24,11 +24,11 @@ RULE = "openstack:networking/secGroupRule:SecGroupRule"
 
 
 @pytest.fixture(params=SHIPPED)
-def report(request: pytest.FixtureRequest, shipped_reports: dict[str, PlanReport]) -> PlanReport:
+def report(request: pytest.FixtureRequest, shipped_reports: dict[str, Preview]) -> Preview:
     return shipped_reports[request.param]
 
 
-def test_components_follow_the_conventions(report: PlanReport) -> None:
+def test_components_follow_the_conventions(report: Preview) -> None:
     """Every component is typed aiinfn:<module>:<Type>, registers non-empty outputs, and its
     children carry its name as a prefix and point to it as parent."""
     regs = {r.urn: r for r in report.run.registrations}
@@ -45,7 +45,7 @@ def test_components_follow_the_conventions(report: PlanReport) -> None:
             assert r.urn.split("::")[2].startswith(parent.urn.split("::")[2] + "$")
 
 
-def test_every_node_is_an_instance_with_its_plan_metadata(report: PlanReport) -> None:
+def test_every_node_is_an_instance_with_its_plan_metadata(report: Preview) -> None:
     instances = {r.inputs["name"]: r for r in report.run.by_type(INSTANCE)}
     assert set(instances) == {n.name for n in report.plan.nodes}
     for node in report.plan.nodes:
@@ -58,12 +58,12 @@ def test_every_node_is_an_instance_with_its_plan_metadata(report: PlanReport) ->
         assert md["aiinfn:mig-config"] == (node.mig_config or "none")
 
 
-def test_running_nodes_are_not_recreated_by_image_or_user_data_changes(report: PlanReport) -> None:
+def test_running_nodes_are_not_recreated_by_image_or_user_data_changes(report: Preview) -> None:
     for inst in report.run.by_type(INSTANCE):
         assert {"userData", "blockDevices", "imageId", "imageName"} <= set(inst.ignore_changes), inst.urn
 
 
-def test_flavor_pci_alias_is_in_nova_alias_count_format(report: PlanReport) -> None:
+def test_flavor_pci_alias_is_in_nova_alias_count_format(report: Preview) -> None:
     env = report.env
     flavors = report.run.by_type("openstack:compute/flavor:Flavor")
     if not env.site.manage_flavors:
@@ -83,7 +83,7 @@ def test_flavor_pci_alias_is_in_nova_alias_count_format(report: PlanReport) -> N
         assert f.inputs["ram"] == spec.ram_gb * 1024 and f.inputs["vcpus"] == spec.vcpus
 
 
-def test_stateful_volumes_are_protected_and_kept(report: PlanReport) -> None:
+def test_stateful_volumes_are_protected_and_kept(report: Preview) -> None:
     vols = report.run.by_type("openstack:blockstorage/volume:Volume")
     stateful = [v for v in vols if v.inputs.get("metadata", {}).get("aiinfn:stateful") == "true"]
     expected = int(report.env.storage.nfs is not None) + int(report.env.storage.backup is not None)
@@ -96,7 +96,7 @@ def test_stateful_volumes_are_protected_and_kept(report: PlanReport) -> None:
             assert not v.protect
 
 
-def test_secrets_stay_secret(report: PlanReport) -> None:
+def test_secrets_stay_secret(report: Preview) -> None:
     """The join token is a secret output; no secret value reaches plan.json or the artifacts."""
     token = report.run.stack_outputs["rke2_token"]
     assert is_secret(token)
@@ -108,7 +108,7 @@ def test_secrets_stay_secret(report: PlanReport) -> None:
         assert plain not in text and OFFLINE_SECRET not in text
 
 
-def test_only_http_and_https_reach_the_ingress_from_anywhere(report: PlanReport) -> None:
+def test_only_http_and_https_reach_the_ingress_from_anywhere(report: Preview) -> None:
     rules = report.run.by_type(RULE)
     groups = {g.urn: g for g in report.run.by_type("openstack:networking/secGroup:SecGroup")}
     assert rules
@@ -126,7 +126,7 @@ def test_only_http_and_https_reach_the_ingress_from_anywhere(report: PlanReport)
     assert len(groups) == 7
 
 
-def test_etcd_and_rke2_ports_are_restricted_to_cluster_groups(report: PlanReport) -> None:
+def test_etcd_and_rke2_ports_are_restricted_to_cluster_groups(report: Preview) -> None:
     by_name = {r.name.split("-secgroups-")[1]: r for r in report.run.by_type(RULE)}
     assert by_name["servers-etcd"].inputs["portRangeMin"] == 2379
     # the remote group of etcd is the servers group itself
@@ -136,7 +136,7 @@ def test_etcd_and_rke2_ports_are_restricted_to_cluster_groups(report: PlanReport
         assert by_name[key].inputs["remoteGroupId"] != by_name[key].inputs["securityGroupId"]
 
 
-def test_servers_are_spread_by_anti_affinity(report: PlanReport) -> None:
+def test_servers_are_spread_by_anti_affinity(report: Preview) -> None:
     (group,) = report.run.by_type("openstack:compute/serverGroup:ServerGroup")
     assert group.inputs["policies"] == "anti-affinity"
     for inst in report.run.by_type(INSTANCE):
@@ -148,7 +148,7 @@ def test_servers_are_spread_by_anti_affinity(report: PlanReport) -> None:
             assert not hints
 
 
-def test_inventory_output_matches_the_plan(report: PlanReport) -> None:
+def test_inventory_output_matches_the_plan(report: Preview) -> None:
     inv = {e["name"]: e for e in report.run.stack_outputs["inventory"]}
     assert set(inv) == {n.name for n in report.plan.nodes}
     for node in report.plan.nodes:
@@ -159,7 +159,7 @@ def test_inventory_output_matches_the_plan(report: PlanReport) -> None:
         assert e["fixed_ip"] and e["fixed_ip"] in {str(ip) for ip in report.env.network.cidr}
 
 
-def test_capacity_counts_every_device_and_slice_once(report: PlanReport) -> None:
+def test_capacity_counts_every_device_and_slice_once(report: Preview) -> None:
     """Units per model = whole devices, or the slices of every GPU's MIG layout."""
     expected: dict[str, int] = {}
     for n in report.plan.nodes:

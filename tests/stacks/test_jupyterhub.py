@@ -24,7 +24,7 @@ from traitlets.config import Config
 
 from aiinfn.config import list_environments
 from aiinfn.offline import is_secret, unwrap
-from aiinfn.plan import OFFLINE_SECRET, PlanReport
+from aiinfn.preview import OFFLINE_SECRET, Preview
 from aiinfn.planning import jupyterhub
 
 HUB_ENVS = [e for e in list_environments()]
@@ -47,7 +47,7 @@ def chart(shared: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @pytest.fixture(params=HUB_ENVS)
-def hub(request: pytest.FixtureRequest, shipped_reports: dict[str, PlanReport]) -> tuple[PlanReport, dict[str, Any]]:
+def hub(request: pytest.FixtureRequest, shipped_reports: dict[str, Preview]) -> tuple[Preview, dict[str, Any]]:
     report = shipped_reports[request.param]
     if report.env.services.jupyterhub is None or report.env.storage.nfs is None:
         pytest.fail(f"{request.param} ships no JupyterHub: every shipped site should")
@@ -111,7 +111,7 @@ def _visible(values: dict[str, Any], groups: set[str]) -> set[str]:
     return {p["slug"] for p in c.KubeSpawner.profile_list(SimpleNamespace(user=user))}
 
 
-def test_reserved_accelerators_are_shown_only_to_their_group(shipped_reports: dict[str, PlanReport]) -> None:
+def test_reserved_accelerators_are_shown_only_to_their_group(shipped_reports: dict[str, Preview]) -> None:
     report = shipped_reports["cnaf"]
     (release,) = [r for r in report.run.by_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "jupyterhub"]
     values = release.inputs["values"]

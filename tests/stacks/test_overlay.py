@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 from aiinfn import versions
 from aiinfn.config import list_environments
 from aiinfn.offline import is_secret, redact
-from aiinfn.plan import PlanReport
+from aiinfn.preview import Preview
 from aiinfn.planning.kueue import (
     INTERACTIVE_QUEUE,
     PRIORITIES,
@@ -28,7 +28,7 @@ SHIPPED = list_environments()
 
 
 @pytest.fixture(params=SHIPPED)
-def report(request: pytest.FixtureRequest, shipped_reports: dict[str, PlanReport]) -> PlanReport:
+def report(request: pytest.FixtureRequest, shipped_reports: dict[str, Preview]) -> Preview:
     return shipped_reports[request.param]
 
 
@@ -53,7 +53,7 @@ def _projects(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [o for o in _by_kind(objs, "ClusterQueue") if o["metadata"]["name"] != INTERACTIVE_QUEUE]
 
 
-def test_quotas_add_up_to_exactly_the_capacity(report: PlanReport) -> None:
+def test_quotas_add_up_to_exactly_the_capacity(report: Preview) -> None:
     """For every kind, the interactive queue's shared pool plus every project's nominal quota equals
     the units that exist: never more (over-admission), never less (idle hardware nobody can borrow),
     except for kinds reserved to a group, whose unclaimed units nobody else may use."""
@@ -70,7 +70,7 @@ def test_quotas_add_up_to_exactly_the_capacity(report: PlanReport) -> None:
             assert total == cap.units, key
 
 
-def test_every_kind_has_a_flavor_and_a_quota_line(report: PlanReport) -> None:
+def test_every_kind_has_a_flavor_and_a_quota_line(report: Preview) -> None:
     objs = kueue_objects(report.plan)
     flavors = {o["metadata"]["name"]: o for o in _by_kind(objs, "ResourceFlavor")}
     reserved = reserved_kinds(report.plan)
@@ -85,7 +85,7 @@ def test_every_kind_has_a_flavor_and_a_quota_line(report: PlanReport) -> None:
         assert (_quota(_interactive(objs), flavor_name(key)) is not None) == (key not in reserved)
 
 
-def test_interactive_work_outranks_batch_and_reclaims_borrowed_quota(report: PlanReport) -> None:
+def test_interactive_work_outranks_batch_and_reclaims_borrowed_quota(report: Preview) -> None:
     objs = kueue_objects(report.plan)
     prio = {o["metadata"]["name"]: o["value"] for o in _by_kind(objs, "WorkloadPriorityClass")}
     assert prio["interactive"] > prio["batch"]
@@ -102,7 +102,7 @@ def test_interactive_work_outranks_batch_and_reclaims_borrowed_quota(report: Pla
         assert pre["borrowWithinCohort"]["maxPriorityThreshold"] < prio["interactive"]
 
 
-def test_notebooks_are_interactive_workloads(report: PlanReport) -> None:
+def test_notebooks_are_interactive_workloads(report: Preview) -> None:
     objs = kueue_objects(report.plan)
     (lq,) = [o for o in _by_kind(objs, "LocalQueue") if o["metadata"]["name"] == INTERACTIVE_QUEUE]
     assert lq["spec"]["clusterQueue"] == INTERACTIVE_QUEUE
@@ -118,7 +118,7 @@ def test_notebooks_are_interactive_workloads(report: PlanReport) -> None:
     assert selector.items() <= ns.inputs["metadata"]["labels"].items()
 
 
-def test_every_project_has_namespace_queue_access_and_default_deny(report: PlanReport) -> None:
+def test_every_project_has_namespace_queue_access_and_default_deny(report: Preview) -> None:
     objs = project_objects(report.plan) + kueue_objects(report.plan)
     for name, project in report.env.projects.items():
         ns = project.namespace or name
@@ -132,7 +132,7 @@ def test_every_project_has_namespace_queue_access_and_default_deny(report: PlanR
         assert deny and deny[0]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
 
 
-def test_registered_objects_are_the_planned_ones(report: PlanReport) -> None:
+def test_registered_objects_are_the_planned_ones(report: Preview) -> None:
     """What the stack registers is what plan writes to build/<env>/k8s/ (and what tests validate)."""
     planned = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
                for o in kueue_objects(report.plan)}
@@ -146,7 +146,7 @@ def test_registered_objects_are_the_planned_ones(report: PlanReport) -> None:
     assert len(docs) == len(planned)
 
 
-def test_gpu_operator_gets_our_mig_config_and_charts_are_pinned(report: PlanReport) -> None:
+def test_gpu_operator_gets_our_mig_config_and_charts_are_pinned(report: Preview) -> None:
     releases = {r.inputs["name"]: r for r in report.run.by_type("kubernetes:helm.sh/v3:Release")}
     expected = {"gpu-operator", "kueue", "cert-manager", "kube-prometheus-stack"}
     env = report.env
@@ -175,13 +175,13 @@ def test_gpu_operator_gets_our_mig_config_and_charts_are_pinned(report: PlanRepo
             assert label in config["mig-configs"]
 
 
-def test_cluster_credentials_stay_secret(report: PlanReport) -> None:
+def test_cluster_credentials_stay_secret(report: Preview) -> None:
     (provider,) = report.run.by_type("pulumi:providers:kubernetes")
     assert is_secret(provider.inputs["kubeconfig"])
     assert redact(provider.inputs)["kubeconfig"] == "[secret]"
 
 
-def test_each_flavor_selects_exactly_the_nodes_offering_its_kind(report: PlanReport) -> None:
+def test_each_flavor_selects_exactly_the_nodes_offering_its_kind(report: Preview) -> None:
     """A ResourceFlavor's node labels match every node that offers the kind and no other node, so a
     workload admitted on that flavor lands where its accelerator is."""
     flavors = {o["metadata"]["name"]: o for o in kueue_objects(report.plan) if o["kind"] == "ResourceFlavor"}
@@ -191,7 +191,7 @@ def test_each_flavor_selects_exactly_the_nodes_offering_its_kind(report: PlanRep
             assert (selector <= node.labels.items()) == (node.name in cap.nodes), (key, node.name)
 
 
-def test_every_registered_kubernetes_object_is_in_build_k8s(report: PlanReport) -> None:
+def test_every_registered_kubernetes_object_is_in_build_k8s(report: Preview) -> None:
     """`aiinfn plan` writes every Kubernetes object the stack registers (Secrets aside, whose values
     are secret) and every Helm values file, identical to what is registered."""
     written: dict[tuple[str, str | None, str], dict[str, Any]] = {}
@@ -216,7 +216,7 @@ BUILTIN_GROUPS = ("v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1", "
                   "storage.k8s.io/v1")
 
 
-def test_every_builtin_object_written_is_valid_for_the_pinned_kubernetes(report: PlanReport) -> None:
+def test_every_builtin_object_written_is_valid_for_the_pinned_kubernetes(report: Preview) -> None:
     """Strict OpenAPI validation (kubernetes-validate, the pinned minor) of every built-in object in
     build/<env>/k8s/; custom resources are checked against their CRDs in tests/artifacts."""
     import kubernetes_validate

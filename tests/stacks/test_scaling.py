@@ -10,20 +10,20 @@ from collections.abc import Callable
 from typing import Any
 
 from aiinfn.offline import redact
-from aiinfn.plan import PlanReport
+from aiinfn.preview import Preview
 
 
-def _state(report: PlanReport) -> dict[str, Any]:
+def _state(report: Preview) -> dict[str, Any]:
     return {r.urn: (redact(r.inputs), r.parent, r.protect, sorted(r.depends_on)) for r in report.run.registrations}
 
 
-def _node_urns(report: PlanReport, node: str) -> set[str]:
+def _node_urns(report: Preview, node: str) -> set[str]:
     site = report.env.site.name
     prefix = f"{site}-{node}"
     return {r.urn for r in report.run.registrations if r.name == prefix or r.name.startswith(prefix + "-")}
 
 
-def test_adding_a_node_to_a_count_pool_adds_only_that_node(plan_variant: Callable[..., PlanReport]) -> None:
+def test_adding_a_node_to_a_count_pool_adds_only_that_node(plan_variant: Callable[..., Preview]) -> None:
     before = plan_variant("cnaf", "cnaf-agents-2", {"node_pools": {"agent": {"count": 2}}})
     after = plan_variant("cnaf", "cnaf-agents-3", {"node_pools": {"agent": {"count": 3}}})
     b, a = _state(before), _state(after)
@@ -44,7 +44,7 @@ def test_adding_a_node_to_a_count_pool_adds_only_that_node(plan_variant: Callabl
         g for g in cohort_b["spec"]["resourceGroups"] if "cpu" not in g["coveredResources"]]
 
 
-def test_removing_a_named_node_removes_only_its_resources(plan_variant: Callable[..., PlanReport]) -> None:
+def test_removing_a_named_node_removes_only_its_resources(plan_variant: Callable[..., Preview]) -> None:
     names = ["gpu-rtx5000-01", "gpu-rtx5000-02", "gpu-rtx5000-03"]
     pool = {"role": "gpu", "flavor": "gpu-rtx5000x1", "accelerators": {"model": "RTX5000", "per_node": 1}}
     before = plan_variant("cnaf", "cnaf-rtx-3", {"node_pools": {"rtx5000": {**pool, "count": None, "nodes": names,
@@ -62,7 +62,7 @@ def test_removing_a_named_node_removes_only_its_resources(plan_variant: Callable
                             "cnaf-overlay-clusterqueue-astro", "cnaf-overlay-jupyterhub"}, changed
 
 
-def test_stateful_volumes_survive_a_pool_change(plan_variant: Callable[..., PlanReport]) -> None:
+def test_stateful_volumes_survive_a_pool_change(plan_variant: Callable[..., Preview]) -> None:
     """Resizing compute never replaces the NFS or backup volumes (same URN, same inputs, protected)."""
     before = plan_variant("cnaf", "cnaf-a", {})
     after = plan_variant("cnaf", "cnaf-b", {"node_pools": {"agent": {"count": 1}}})

@@ -17,27 +17,27 @@ from ruamel.yaml import YAML
 from aiinfn import versions
 from aiinfn.config import list_environments
 from aiinfn.offline import is_secret, redact
-from aiinfn.plan import OFFLINE_SECRET, PlanReport
+from aiinfn.preview import OFFLINE_SECRET, Preview
 from aiinfn.planning import monitoring, services
 
 SHIPPED = list_environments()
 
 
 @pytest.fixture(params=SHIPPED)
-def report(request: pytest.FixtureRequest, shipped_reports: dict[str, PlanReport]) -> PlanReport:
+def report(request: pytest.FixtureRequest, shipped_reports: dict[str, Preview]) -> Preview:
     return shipped_reports[request.param]
 
 
-def _release(report: PlanReport, name: str) -> Any:
+def _release(report: Preview, name: str) -> Any:
     hits = [r for r in report.run.by_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == name]
     return hits[0] if hits else None
 
 
-def _objects(report: PlanReport, kind: str) -> list[dict[str, Any]]:
+def _objects(report: Preview, kind: str) -> list[dict[str, Any]]:
     return [redact(r.inputs) for r in report.run.registrations if r.type.endswith(f":{kind}")]
 
 
-def test_prometheus_keeps_accounting_data_for_400_days(report: PlanReport) -> None:
+def test_prometheus_keeps_accounting_data_for_400_days(report: Preview) -> None:
     values = _release(report, "kube-prometheus-stack").inputs["values"]
     spec = values["prometheus"]["prometheusSpec"]
     days = int(spec["retention"].removesuffix("d"))
@@ -48,7 +48,7 @@ def test_prometheus_keeps_accounting_data_for_400_days(report: PlanReport) -> No
     assert targets == [f"{inventory[n]}:9100" for n in monitoring.scraped_nodes(report.plan)]
 
 
-def test_backup_alert_fires_after_the_configured_age(report: PlanReport) -> None:
+def test_backup_alert_fires_after_the_configured_age(report: Preview) -> None:
     rules = {o["metadata"]["name"]: o for o in _objects(report, "PrometheusRule")}
     backup = report.env.storage.backup
     if backup is None:
@@ -61,7 +61,7 @@ def test_backup_alert_fires_after_the_configured_age(report: PlanReport) -> None
     assert "absent(" in alerts["PlatformBackupMetricMissing"]["expr"]
 
 
-def test_accounting_series_feed_the_dashboards(report: PlanReport) -> None:
+def test_accounting_series_feed_the_dashboards(report: Preview) -> None:
     rules = {o["metadata"]["name"]: o for o in _objects(report, "PrometheusRule")}
     recorded = {r["record"] for g in rules["aiinfn-accounting"]["spec"]["groups"] for r in g["rules"]}
     assert {"aiinfn:accelerator_allocated:by_project", "aiinfn:accelerator_hours:by_project:1h"} <= recorded
@@ -77,7 +77,7 @@ def test_accounting_series_feed_the_dashboards(report: PlanReport) -> None:
         kubernetes_validate.validate(cm, versions.KUBERNETES, strict=True)
 
 
-def test_certificates_come_from_the_sites_issuer(report: PlanReport) -> None:
+def test_certificates_come_from_the_sites_issuer(report: Preview) -> None:
     (issuer,) = _objects(report, "ClusterIssuer")
     assert issuer["metadata"]["name"] == services.CLUSTER_ISSUER
     if report.env.services.tls.acme_email:
@@ -90,7 +90,7 @@ def test_certificates_come_from_the_sites_issuer(report: PlanReport) -> None:
         assert annotations["cert-manager.io/cluster-issuer"] == issuer["metadata"]["name"]
 
 
-def test_juicefs_storage_class_and_secret(report: PlanReport) -> None:
+def test_juicefs_storage_class_and_secret(report: Preview) -> None:
     jfs = report.env.storage.juicefs
     classes = [o for o in _objects(report, "StorageClass") if o["provisioner"] == "csi.juicefs.com"]
     if jfs is None or not jfs.enabled:
@@ -104,7 +104,7 @@ def test_juicefs_storage_class_and_secret(report: PlanReport) -> None:
     assert is_secret(secret.inputs["stringData"])
 
 
-def test_harbor_stores_in_s3_without_redirects_and_keeps_its_database(report: PlanReport) -> None:
+def test_harbor_stores_in_s3_without_redirects_and_keeps_its_database(report: Preview) -> None:
     release = _release(report, "harbor")
     if report.env.services.harbor is None:
         assert release is None
@@ -123,7 +123,7 @@ def test_harbor_stores_in_s3_without_redirects_and_keeps_its_database(report: Pl
     assert release.inputs["version"] == versions.CHARTS["harbor"][2]
 
 
-def test_every_kubernetes_secret_holds_only_pulumi_secrets(report: PlanReport) -> None:
+def test_every_kubernetes_secret_holds_only_pulumi_secrets(report: Preview) -> None:
     for s in report.run.by_type("kubernetes:core/v1:Secret"):
         assert is_secret(s.inputs["stringData"]), s.name
     doc = json.dumps(report.document())
@@ -133,7 +133,7 @@ def test_every_kubernetes_secret_holds_only_pulumi_secrets(report: PlanReport) -
     YAML(typ="safe", pure=True).load(report.artifacts["k8s/values/kueue.yaml"])
 
 
-def test_harbor_bootstrap_job_runs_the_tested_program_with_least_access(report: PlanReport) -> None:
+def test_harbor_bootstrap_job_runs_the_tested_program_with_least_access(report: Preview) -> None:
     from importlib import resources
 
     objs = services.harbor_bootstrap_objects(report.plan)

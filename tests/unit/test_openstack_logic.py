@@ -13,7 +13,7 @@ import requests
 from keystoneauth1 import exceptions as ks
 from openstack import exceptions as sdk
 
-from aiinfn import plan as planmod
+from aiinfn import preview
 from aiinfn.openstack import connect as osconnect
 from aiinfn.openstack import inventory as inv
 from aiinfn.openstack import preflight as pf
@@ -23,19 +23,19 @@ from aiinfn.render import site_vars as render_site_vars
 
 
 @pytest.fixture(scope="module")
-def cnaf() -> planmod.PlanReport:
-    return planmod.build("cnaf")
+def cnaf() -> preview.Preview:
+    return preview.build("cnaf")
 
 
 @pytest.fixture(scope="module")
-def recas() -> planmod.PlanReport:
-    return planmod.build("recas")
+def recas() -> preview.Preview:
+    return preview.build("recas")
 
 
 # --------------------------------------------------------------------------- what the plan needs
 
 
-def test_requirements_count_what_the_plan_adds(cnaf: planmod.PlanReport) -> None:
+def test_requirements_count_what_the_plan_adds(cnaf: preview.Preview) -> None:
     req = requirements(cnaf)
     env = cnaf.env
     nodes = cnaf.plan.nodes
@@ -54,7 +54,7 @@ def test_requirements_count_what_the_plan_adds(cnaf: planmod.PlanReport) -> None
     assert req.keypair is not None and req.keypair[0] == "aiinfn-cnaf"
 
 
-def test_needs_add_the_ports_neutron_makes_and_the_server_group(cnaf: planmod.PlanReport) -> None:
+def test_needs_add_the_ports_neutron_makes_and_the_server_group(cnaf: preview.Preview) -> None:
     need = pf.needs(cnaf)
     nodes = cnaf.plan.nodes
     # one port per node, one for the router interface, one for DHCP on the node subnet
@@ -71,7 +71,7 @@ def test_needs_add_the_ports_neutron_makes_and_the_server_group(cnaf: planmod.Pl
     assert gpu.aliases == {"a100-80gb": 4} and gpu.alias_spec == "a100-80gb:4" and gpu.managed
 
 
-def test_existing_flavors_are_expected_not_created(recas: planmod.PlanReport) -> None:
+def test_existing_flavors_are_expected_not_created(recas: preview.Preview) -> None:
     need = pf.needs(recas)
     assert need.flavors and not any(f.managed for f in need.flavors) and not need.manage_flavors
     t4 = next(f for f in need.flavors if f.name == "large.gpu.t4x2")
@@ -250,7 +250,7 @@ def test_a_closed_port_fails_fast_with_the_endpoint(tmp_path: Path, monkeypatch:
 # --------------------------------------------------------------------------- dynamic inventory
 
 
-def _servers_from_plan(report: planmod.PlanReport) -> list[inv.FoundServer]:
+def _servers_from_plan(report: preview.Preview) -> list[inv.FoundServer]:
     """Servers as Nova would list them: the metadata the plan assigns, the port's fixed IP on the site
     network, a floating IP, and an address on another network listed first."""
     ips = {e["name"]: e["fixed_ip"] for e in report.run.stack_outputs["inventory"]}
@@ -270,13 +270,13 @@ def _servers_from_plan(report: planmod.PlanReport) -> list[inv.FoundServer]:
 
 @pytest.mark.parametrize("env", ["cnaf", "recas", "hackathon-example"])
 def test_expected_tags_are_what_the_stacks_assign(env: str) -> None:
-    report = planmod.build(env)
+    report = preview.build(env)
     registered = {r.inputs["name"]: r.inputs["metadata"] for r in report.run.by_type(
         "openstack:compute/instance:Instance")}
     assert {n.name: inv.expected_tags(report.plan, n) for n in report.plan.nodes} == registered
 
 
-def test_dynamic_inventory_equals_the_planned_one(cnaf: planmod.PlanReport) -> None:
+def test_dynamic_inventory_equals_the_planned_one(cnaf: preview.Preview) -> None:
     found = inv.build(cnaf.plan, _servers_from_plan(cnaf))
     ips = {e["name"]: e["fixed_ip"] for e in cnaf.run.stack_outputs["inventory"]}
     assert found.groups == inventory_groups(cnaf.plan) == found.tag_groups
@@ -285,7 +285,7 @@ def test_dynamic_inventory_equals_the_planned_one(cnaf: planmod.PlanReport) -> N
     assert found.notes() == []
 
 
-def test_ansible_list_is_the_yaml_inventory(cnaf: planmod.PlanReport) -> None:
+def test_ansible_list_is_the_yaml_inventory(cnaf: preview.Preview) -> None:
     found = inv.build(cnaf.plan, _servers_from_plan(cnaf))
     doc = found.ansible_list()
     assert doc["all"]["vars"] == render_site_vars(cnaf.plan)
@@ -297,7 +297,7 @@ def test_ansible_list_is_the_yaml_inventory(cnaf: planmod.PlanReport) -> None:
     assert found.host("not-a-node") == {}
 
 
-def test_grouping_from_tags_alone_is_the_plans(cnaf: planmod.PlanReport, recas: planmod.PlanReport) -> None:
+def test_grouping_from_tags_alone_is_the_plans(cnaf: preview.Preview, recas: preview.Preview) -> None:
     for report in (cnaf, recas):
         found = {s.name: s.metadata for s in _servers_from_plan(report)}
         tags = {n.name: found[n.name] for n in report.plan.nodes}  # in the plan's order, as build() passes them
@@ -311,7 +311,7 @@ def test_fixed_ip_prefers_the_site_network() -> None:
     assert inv.fixed_ip({"b": [{"addr": "192.0.2.1", "version": 4, "OS-EXT-IPS:type": "floating"}]}) is None
 
 
-def test_strays_drift_duplicates_and_missing_nodes_are_reported_not_guessed(cnaf: planmod.PlanReport) -> None:
+def test_strays_drift_duplicates_and_missing_nodes_are_reported_not_guessed(cnaf: preview.Preview) -> None:
     servers = [s for s in _servers_from_plan(cnaf) if s.name != "gpu-t4-02"]
     servers.append(inv.FoundServer("gpu-t4-99", {"aiinfn:site": "cnaf"}))
     drifted = next(s for s in servers if s.name == "k8s-agent-01")
@@ -328,7 +328,7 @@ def test_strays_drift_duplicates_and_missing_nodes_are_reported_not_guessed(cnaf
     assert len(found.notes()) == 4 and all("\n" not in n for n in found.notes())
 
 
-def test_servers_without_an_address_or_not_active_are_listed_with_a_note(cnaf: planmod.PlanReport) -> None:
+def test_servers_without_an_address_or_not_active_are_listed_with_a_note(cnaf: preview.Preview) -> None:
     servers = _servers_from_plan(cnaf)
     first = servers[0]
     servers[0] = inv.FoundServer(first.name, first.metadata, {}, status="ERROR")

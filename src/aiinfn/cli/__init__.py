@@ -69,16 +69,16 @@ def plan(
     stack: Annotated[str | None, typer.Option(help="stack name (default: the environment's name)")] = None,
 ) -> None:
     """Plan offline (Pulumi mock runtime): resource tree, capacity, and build/<env>/ artifacts."""
-    from .. import plan as planmod
+    from .. import preview
 
     if output is OutputFormat.json:
-        report = planmod.build(env, stack=stack)
-        planmod.write(report, build_dir)
+        report = preview.build(env, stack=stack)
+        preview.write(report, build_dir)
         sys.stdout.write(json.dumps(report.document(), indent=2) + "\n")
         return
     with err.status(f"planning {env} offline ..."):
-        report = planmod.build(env, stack=stack)
-        where = planmod.write(report, build_dir)
+        report = preview.build(env, stack=stack)
+        where = preview.write(report, build_dir)
     _print_tree(report)
     _print_capacity(report)
     s = report.summary()
@@ -210,8 +210,8 @@ def up(
     name = stack or environment.name
     st = auto.create_or_select_stack(stack_name=name, work_dir=str(project_root()))
     st.set_config("aiinfn:environment", auto.ConfigValue(str(path)))
-    preview = st.preview(on_output=out.print)
-    out.print(preview.change_summary)
+    changes = st.preview(on_output=out.print)
+    out.print(changes.change_summary)
     if not yes and not typer.confirm(f"apply these changes to stack {name!r}?"):
         raise typer.Exit(1)
     result = st.up(on_output=out.print)

@@ -53,7 +53,7 @@ def preflight(
     PCI alias) and quotas on top of current usage, each with its remedy.
     """
     from ..openstack import preflight as pf
-    from ..plan import build
+    from ..preview import build
 
     if output is TableOrJson.json:
         result = pf.preflight(env, cloud, timeout=timeout)

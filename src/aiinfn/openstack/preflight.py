@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from ..plan import PlanReport
+from ..preview import Preview
 from .connect import find, first_line, http_status, keystone_cause
 from .requirements import Requirements, requirements
 
@@ -153,7 +153,7 @@ def quota_check(name: str, limit: int, used: int, need: int, label: str | None =
     )
 
 
-def needs(report: PlanReport) -> Needs:
+def needs(report: Preview) -> Needs:
     """What the plan needs from the project: counts from the registrations, names from the environment."""
     env = report.env
     regs = report.run.registrations
@@ -508,12 +508,12 @@ class Result:
 
 
 def preflight(env: str, cloud: str | None = None, *, timeout: float | None = None,
-              report: PlanReport | None = None) -> Result:
+              report: Preview | None = None) -> Result:
     """Plan ``env`` offline, connect to ``cloud`` (default: site.cloud) and run every check."""
-    from .. import plan as planmod
+    from .. import preview
     from .connect import DEFAULT_TIMEOUT, connect
 
-    report = report or planmod.build(env)
+    report = report or preview.build(env)
     need = needs(report)
     name = cloud or report.env.site.cloud
     limit = timeout or DEFAULT_TIMEOUT

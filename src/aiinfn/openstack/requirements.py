@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..plan import PlanReport
+from ..preview import Preview
 
 #: Registration types -> the quota they consume (one each).
 COUNTED = {
@@ -63,7 +63,7 @@ class Requirements:
         return self.counts.get(name, 0)
 
 
-def requirements(report: PlanReport) -> Requirements:
+def requirements(report: Preview) -> Requirements:
     env = report.env
     regs = report.run.registrations
     counts = Counter(COUNTED[r.type] for r in regs if r.type in COUNTED)

@@ -27,7 +27,7 @@ from openstack_world import (
     write_clouds,
 )
 
-from aiinfn import plan as planmod
+from aiinfn import preview
 from aiinfn.openstack import preflight as pf
 from aiinfn.openstack.connect import find
 
@@ -82,7 +82,7 @@ def world(admin: Any, control_plane: ControlPlane, tmp_path_factory: pytest.Temp
         ident.assign_project_role_to_user(project, user, find(ident.find_role, role))
     ident.assign_project_role_to_user(project, find(ident.find_user, "admin"), find(ident.find_role, "admin"))
     clouds = tmp_path_factory.mktemp("openstack") / "clouds.yaml"
-    report = planmod.build(ENV_FILE)
+    report = preview.build(ENV_FILE)
     with silent_endpoint() as silent:
         closed = free_port()
         write_clouds(clouds, control_plane.clouds_yaml, name, name, password, closed, silent)

@@ -19,7 +19,7 @@ from typing import Any
 
 from openstack_fixture import KEYSTONE, PASSWORD, REGION
 
-from aiinfn import plan as planmod
+from aiinfn import preview
 from aiinfn.openstack import preflight as pf
 from aiinfn.openstack.connect import find
 
@@ -127,7 +127,7 @@ class World:
     project: Any
     user: Any
     clouds_yaml: Path
-    report: planmod.PlanReport
+    report: preview.Preview
     needs: pf.Needs
     silent_port: int
     closed_port: int
@@ -260,7 +260,7 @@ def delete_servers(conn: Any, servers: list[Any]) -> None:
 
 
 @contextlib.contextmanager
-def boot_plan(conn: Any, report: planmod.PlanReport) -> Iterator[dict[str, Any]]:
+def boot_plan(conn: Any, report: preview.Preview) -> Iterator[dict[str, Any]]:
     """Make the plan's compute part from its registrations, as `pulumi up` would, and remove it afterwards.
 
     Network and subnet, one port per node with the plan's fixed IP, the keypair, the server group and

@@ -29,7 +29,7 @@ from openstack_world import (
     set_extra_spec,
 )
 
-from aiinfn import plan as planmod
+from aiinfn import preview
 from aiinfn.openstack import connect as osconnect
 from aiinfn.openstack import preflight as pf
 from aiinfn.openstack.connect import find
@@ -218,7 +218,7 @@ def test_a_flavor_unlike_the_plans_fails_naming_the_difference(
 
 def test_flavors_the_plan_creates_need_the_right_to_create_them(prepared: World, tmp_path: Path) -> None:
     env = variant(tmp_path, "managed", {"site": {"manage_flavors": True}})
-    needs = pf.needs(planmod.build(env))
+    needs = pf.needs(preview.build(env))
     for spec in needs.flavors:  # the plan makes them: none may exist yet
         prepared.admin.compute.delete_flavor(find(prepared.admin.compute.find_flavor, spec.name))
     as_member = failed(run_checks(prepared, needs))
@@ -249,7 +249,7 @@ def test_flavors_the_plan_creates_need_the_right_to_create_them(prepared: World,
 def test_a_name_the_cloud_lacks_fails_with_its_remedy(
     prepared: World, tmp_path: Path, overrides: dict[str, Any], check: str, detail: str, remedy: str
 ) -> None:
-    needs = pf.needs(planmod.build(variant(tmp_path, "broken", overrides)))
+    needs = pf.needs(preview.build(variant(tmp_path, "broken", overrides)))
     bad = failed(run_checks(prepared, needs))
     assert check in bad, bad
     assert bad[check].detail.startswith(detail) and remedy in bad[check].remedy
@@ -270,7 +270,7 @@ def test_a_network_that_is_not_external_is_refused(prepared: World, tmp_path: Pa
     # shared by the admin: visible to the project without using its network quota
     net = prepared.admin.network.create_network(name="internal-only", is_shared=True)
     try:
-        needs = pf.needs(planmod.build(variant(tmp_path, "internal", {"site": {"external_network": "internal-only"}})))
+        needs = pf.needs(preview.build(variant(tmp_path, "internal", {"site": {"external_network": "internal-only"}})))
         bad = failed(run_checks(prepared, needs))
         assert list(bad) == ["network internal-only"]
         assert bad["network internal-only"].detail == "exists but is not external (router:external is false)"

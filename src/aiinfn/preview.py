@@ -39,7 +39,7 @@ def stack_secrets(root: Path, stack: str) -> set[str] | None:
 
 
 @dataclass
-class PlanReport:
+class Preview:
     env: Environment
     env_file: Path
     stack: str
@@ -145,7 +145,7 @@ class PlanReport:
         }
 
 
-def build(ref: str | Path, *, stack: str | None = None, root: Path | None = None) -> PlanReport:
+def build(ref: str | Path, *, stack: str | None = None, root: Path | None = None) -> Preview:
     root = root or project_root()
     env_file = resolve(ref, root)
     env = load(env_file, root=root)
@@ -169,10 +169,10 @@ def build(ref: str | Path, *, stack: str | None = None, root: Path | None = None
     addresses = {e["name"]: e["fixed_ip"] for e in run.stack_outputs.get("inventory", [])}
     declared = stack_secrets(root, stack)
     missing = [k for k in refs if declared is not None and k not in declared]
-    return PlanReport(env, env_file, stack, plan, run, artifacts(plan, addresses), missing)
+    return Preview(env, env_file, stack, plan, run, artifacts(plan, addresses), missing)
 
 
-def write(report: PlanReport, build_dir: Path) -> Path:
+def write(report: Preview, build_dir: Path) -> Path:
     """Write build/<env>/: plan.json and every artifact (the directory is replaced whole)."""
     out = build_dir / report.env.name
     if out.exists():
