@@ -1,4 +1,4 @@
-"""Benchmark: `site.yml` and `add-node.yml` on real local test hosts (tests/integration/hosts/).
+"""Benchmark: `site.yml` and `add-node.yml` on real local test hosts (tests/support/hosts/).
 
 For clusters of 1, 3 and 10 hosts (one RKE2 server, the rest agents; sizes with --sizes) it times, through
 aiinfn's ansible-runner wrapper (what `aiinfn bootstrap` runs):
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration" / "hosts"))
+sys.path.insert(0, str(ROOT / "tests" / "support" / "hosts"))
 
 import hostlib  # noqa: E402
 import site_bench  # noqa: E402

@@ -1,6 +1,6 @@
 """Benchmark: `aiinfn preflight` and `aiinfn inventory` against the local OpenStack control plane.
 
-For sites of 10 and 50 nodes (the integration tests' environment, tests/integration/openstack/
+For sites of 10 and 50 nodes (the integration tests' environment, tests/support/openstack/
 fixture-env.yaml, with a larger agent pool), it boots the plan's servers in a project of its own (as the
 integration tests do: from the plan's registrations, ACTIVE on the fake compute hosts), sets every quota
 to exactly usage plus what the plan adds, and times as fresh processes, what an operator waits for:
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "tests" / "integration" / "openstack"
+FIXTURE = ROOT / "tests" / "support" / "openstack"
 # This file is named openstack.py and Python puts its directory first on sys.path, where it would
 # shadow openstacksdk's `openstack` package: take it off, and add the control plane's helpers.
 sys.path[:] = [str(FIXTURE)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]

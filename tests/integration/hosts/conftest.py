@@ -16,9 +16,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import hostlib
-import image
 import pytest
+
+#: The test-host machinery (tests/support/hosts: fixtures, not tests), importable by its module names.
+SUPPORT = Path(__file__).resolve().parents[2] / "support" / "hosts"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+import hostlib  # noqa: E402 - found through SUPPORT, set just above
+import image  # noqa: E402 - found through SUPPORT, set just above
 
 # ansible-runner starts ansible-playbook by name: the virtualenv's bin directory must be on PATH
 _BIN = str(Path(sys.executable).parent)

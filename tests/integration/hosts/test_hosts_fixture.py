@@ -20,7 +20,8 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-HERE = Path(__file__).resolve().parent
+#: Where hostlib lives (tests/support/hosts), for the process that crashes below.
+SUPPORT = Path(hostlib.__file__).resolve().parent
 StartHosts = Callable[..., hostlib.Hosts]
 
 
@@ -164,13 +165,13 @@ def test_a_crashed_run_is_cleaned_up_by_the_next(host_image: Path) -> None:
     prefix = hostlib.default_prefix()
     crash = textwrap.dedent(f"""\
         import os, sys
-        sys.path.insert(0, {str(HERE)!r})
+        sys.path.insert(0, {str(SUPPORT)!r})
         import hostlib
         hostlib.start_hosts(["crash-1", "crash-2"], prefix={prefix!r}, net={hostlib.default_net()!r})
         os._exit(3)
         """)
     res = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(HERE)})
+                         env={**os.environ, "PYTHONPATH": str(SUPPORT)})
     assert res.returncode == 3, res.stderr
     assert len(hostlib._namespaces(prefix)) == 3  # two hosts and the hub were left running
     hostlib.cleanup_stale(prefix)

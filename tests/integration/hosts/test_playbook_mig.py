@@ -14,7 +14,7 @@ from pathlib import Path
 
 import hostlib
 import pytest
-from gpu_standins import gpu_site_inventory, install_gpus
+from gpu_standins import FAKE_SMI, gpu_site_inventory, install_gpus
 from rke2_standin import build_release
 
 from aiinfn import versions
@@ -33,8 +33,7 @@ def test_nodes_are_relaid_one_at_a_time_and_only_when_needed(test_hosts: Callabl
     hosts = test_hosts(["srv-1", "gpu-1", "gpu-2", "gpu-3"])
     for name in ("gpu-1", "gpu-2", "gpu-3"):
         install_gpus(hosts, name, "A100-80GB", 2)
-        hosts.path(name, "/usr/bin/nvidia-smi").write_text(
-            (Path(__file__).parent / "gpu_standins.py").read_text().split("FAKE_SMI = r'''", 1)[1].split("'''", 1)[0])
+        hosts.path(name, "/usr/bin/nvidia-smi").write_text(FAKE_SMI)
         hosts.path(name, "/usr/bin/nvidia-smi").chmod(0o755)
     config = make_plan(load("cnaf")).mig_parted_config()
     wanted = {"gpu-1": "aiinfn-a100-80gb-1g.10gbx7", "gpu-2": "all-disabled", "gpu-3": "aiinfn-a100-80gb-1g.10gbx7"}

@@ -9,14 +9,25 @@ and removes it at the end; leftovers of a session that died are removed at the s
 from __future__ import annotations
 
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from openstack_fixture import ADMIN_CLOUD, ControlPlane, exclusive
-from openstack_world import (
+
+from aiinfn import preview
+from aiinfn.openstack import preflight as pf
+from aiinfn.openstack.connect import find
+
+#: The control-plane fixture (tests/support/openstack: fixtures, not tests), importable by its module names.
+SUPPORT = Path(__file__).resolve().parents[2] / "support" / "openstack"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+from openstack_fixture import ADMIN_CLOUD, ControlPlane, exclusive  # noqa: E402 - found through SUPPORT
+from openstack_world import (  # noqa: E402 - found through SUPPORT
     ENV_FILE,
     PROJECT_PREFIX,
     World,
@@ -26,10 +37,6 @@ from openstack_world import (
     silent_endpoint,
     write_clouds,
 )
-
-from aiinfn import preview
-from aiinfn.openstack import preflight as pf
-from aiinfn.openstack.connect import find
 
 #: Fixture timings, shown at the end of the session.
 TIMINGS: dict[str, float] = {}

@@ -12,7 +12,7 @@ exactly those process groups (TERM, then KILL after a grace period), newest firs
 (databases, Fernet keys, images) survives ``down()``, so the next start is warm (about 35 s instead of
 76 s); ``down(purge=True)`` deletes it.
 
-Command line (as root): ``python tests/integration/openstack/openstack_fixture.py up|down|purge``;
+Command line (as root): ``python tests/support/openstack/openstack_fixture.py up|down|purge``;
 then ``OS_CLIENT_CONFIG_FILE=<state>/clouds.yaml`` gives the cloud ``aiinfn-fixture-admin``.
 """
 

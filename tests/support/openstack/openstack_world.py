@@ -1,5 +1,5 @@
 """The integration tests' view of the local cloud: their project, its clouds.yaml entries, and how the cloud
-is prepared to match tests/integration/openstack/fixture-env.yaml (image, external network, flavors made
+is prepared to match tests/support/openstack/fixture-env.yaml (image, external network, flavors made
 by the admin with ``pci_passthrough:alias`` for the fixture's A100s, and quotas at exactly current usage
 plus what the plan adds, so that one unit less of anything fails).
 """

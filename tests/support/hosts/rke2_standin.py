@@ -59,7 +59,7 @@ print("stand-in kubectl: unsupported " + " ".join(args), file=sys.stderr); sys.e
 '''
 
 RKE2 = r'''#!/usr/bin/python3
-# stand-in for RKE2 (aiinfn tests): see tests/integration/hosts/rke2_standin.py
+# stand-in for RKE2 (aiinfn tests): see tests/support/hosts/rke2_standin.py
 import json, os, socket, socketserver, sys, threading, time
 VERSION = "@VERSION@"
 KUBECTL = @KUBECTL@

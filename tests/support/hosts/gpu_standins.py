@@ -26,7 +26,7 @@ from aiinfn.catalogue import accelerators as cat
 from aiinfn.catalogue import mig
 
 FAKE_SMI = r'''#!/usr/bin/python3
-# fake nvidia-smi (aiinfn tests): see tests/integration/hosts/gpu_standins.py
+# fake nvidia-smi (aiinfn tests): see tests/support/hosts/gpu_standins.py
 import json, os, sys
 STATE = "/var/lib/fake-nvidia/state.json"
 args = sys.argv[1:]

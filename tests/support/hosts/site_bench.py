@@ -1,5 +1,5 @@
 """A whole site on test hosts, as `aiinfn bootstrap` would see it: the inventory aiinfn renders from an
-environment (tests/integration/hosts/site-env.yaml by default), with the test hosts' addresses and SSH
+environment (site-env.yaml beside this file by default), with the test hosts' addresses and SSH
 settings, the stand-in artifacts, NVIDIA packages and GPUs, and the few switches of what the test hosts cannot
 do (load kernel modules, apply sysctl live, mount block devices or NFS, start the kernel NFS server, reload udev).
 
