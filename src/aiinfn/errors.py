@@ -54,3 +54,8 @@ class ToolMissingError(AiinfnError):
     """An external program the command needs (pulumi, ansible-playbook ...) is not installed."""
 
     exit_code = 4
+
+
+def an(word: str) -> str:
+    """``word`` with its indefinite article (``an event``, ``a site``), for messages."""
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word

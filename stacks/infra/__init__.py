@@ -12,7 +12,7 @@ import pulumi_random as random
 from aiinfn.config.models import Role
 from aiinfn.planning import Plan
 
-from .compute import Flavors, NodeInstance, NodeInstanceArgs
+from .compute import Flavors, Node, NodeArgs
 from .network import SiteNetwork, SiteNetworkArgs
 from .security import SecurityGroups, SecurityGroupsArgs
 from .storage import StatefulVolumes, StatefulVolumesArgs
@@ -60,11 +60,11 @@ class Infra(pulumi.ComponentResource):
 
         image = openstack.images.get_image_output(name=env.site.image, most_recent=True)
         ingress_node = next((n.name for n in plan.nodes if n.ingress), None)
-        self.nodes: dict[str, NodeInstance] = {}
+        self.nodes: dict[str, Node] = {}
         for node in plan.nodes:
-            self.nodes[node.name] = NodeInstance(
+            self.nodes[node.name] = Node(
                 f"{name}-{node.name}",
-                NodeInstanceArgs(
+                NodeArgs(
                     plan=plan,
                     node=node,
                     network_id=self.network.network_id,

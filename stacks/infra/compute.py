@@ -8,8 +8,10 @@ from typing import Any
 import pulumi
 import pulumi_openstack as openstack
 
+from aiinfn.catalogue.accelerators import pci_alias_spec
+from aiinfn.planning import Node as PlannedNode
 from aiinfn.planning import Plan
-from aiinfn.planning.nodes import Node
+from aiinfn.planning.nodes import server_metadata, site_tags
 from aiinfn.render import cloud_init, node_facts
 
 #: Changing these on a running node must not recreate it: image and user data only apply to new
@@ -17,16 +19,12 @@ from aiinfn.render import cloud_init, node_facts
 IMMUTABLE_AFTER_BOOT = ["userData", "blockDevices", "imageId", "imageName"]
 
 
-def pci_alias_spec(plan: Plan, accelerators: dict[str, int]) -> str:
-    """Nova's ``pci_passthrough:alias`` value: ``alias:count[,alias:count]``."""
-    return ",".join(f"{plan.env.site.alias_for(m)}:{c}" for m, c in sorted(accelerators.items()))
-
-
 def flavor_extra_specs(plan: Plan, flavor_name: str) -> dict[str, str]:
     flavor = plan.env.flavors[flavor_name]
     specs = dict(flavor.extra_specs)
-    if flavor.accelerators:
-        specs["pci_passthrough:alias"] = pci_alias_spec(plan, flavor.accelerators)
+    alias = pci_alias_spec(plan.env.pci_aliases(flavor_name))
+    if alias:
+        specs["pci_passthrough:alias"] = alias
     return specs
 
 
@@ -59,9 +57,9 @@ class Flavors(pulumi.ComponentResource):
 
 
 @dataclass(frozen=True)
-class NodeInstanceArgs:
+class NodeArgs:
     plan: Plan
-    node: Node
+    node: PlannedNode
     network_id: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
     image_id: pulumi.Input[str]
@@ -72,19 +70,7 @@ class NodeInstanceArgs:
     floating_ip_pool: str | None = None
 
 
-def node_metadata(plan: Plan, node: Node) -> dict[str, str]:
-    """Tags the dynamic inventory finds nodes by (Nova metadata values are strings)."""
-    accel = f"{node.accelerator}:{node.accelerator_count}" if node.accelerator else "none"
-    return {
-        "aiinfn:site": plan.env.site.name,
-        "aiinfn:pool": node.pool,
-        "aiinfn:role": node.role.value,
-        "aiinfn:accelerators": accel,
-        "aiinfn:mig-config": node.mig_config or "none",
-    }
-
-
-class NodeInstance(pulumi.ComponentResource):
+class Node(pulumi.ComponentResource):
     """One VM: its port, instance (boot volume from the image), data volumes and floating IP."""
 
     instance_id: pulumi.Output[str]
@@ -92,7 +78,7 @@ class NodeInstance(pulumi.ComponentResource):
     floating_ip: pulumi.Output[str] | None
     inventory_entry: pulumi.Output[dict[str, Any]]
 
-    def __init__(self, name: str, args: NodeInstanceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: NodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aiinfn:infra:Node", name, None, opts)
         plan, node = args.plan, args.node
         env = plan.env
@@ -107,7 +93,7 @@ class NodeInstance(pulumi.ComponentResource):
             fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id)],
             security_group_ids=args.security_group_ids,
             admin_state_up=True,
-            tags=[f"aiinfn:site={env.site.name}", f"aiinfn:node={node.name}"],
+            tags=site_tags(env, node=node.name),
             opts=child,
         )
         volume_type = pool.volume_type or env.site.volume_type
@@ -130,7 +116,7 @@ class NodeInstance(pulumi.ComponentResource):
                 )
             ],
             user_data=cloud_init(plan, node),
-            metadata=node_metadata(plan, node),
+            metadata=server_metadata(env, node),
             scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=args.server_group_id)]
             if args.server_group_id is not None
             else None,
@@ -157,7 +143,7 @@ class NodeInstance(pulumi.ComponentResource):
                 f"{name}-fip",
                 pool=args.floating_ip_pool,
                 description=f"aiinfn {env.site.name} {node.name}",
-                tags=[f"aiinfn:site={env.site.name}"],
+                tags=site_tags(env),
                 opts=child,
             )
             openstack.networking.FloatingIpAssociate(

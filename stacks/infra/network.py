@@ -8,6 +8,7 @@ import pulumi
 import pulumi_openstack as openstack
 
 from aiinfn.config.models import Environment
+from aiinfn.planning.nodes import site_tags
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class SiteNetwork(pulumi.ComponentResource):
                 name=f"aiinfn-{env.site.name}",
                 admin_state_up=True,
                 mtu=net.mtu,
-                tags=[f"aiinfn:site={env.site.name}"],
+                tags=site_tags(env),
                 opts=child,
             )
             subnet_res = openstack.networking.Subnet(
@@ -49,7 +50,7 @@ class SiteNetwork(pulumi.ComponentResource):
                 ip_version=4,
                 enable_dhcp=True,
                 dns_nameservers=[str(a) for a in env.site.dns_nameservers],
-                tags=[f"aiinfn:site={env.site.name}"],
+                tags=site_tags(env),
                 opts=child,
             )
             router = openstack.networking.Router(
@@ -57,7 +58,7 @@ class SiteNetwork(pulumi.ComponentResource):
                 name=f"aiinfn-{env.site.name}",
                 admin_state_up=True,
                 external_network_id=external.id,
-                tags=[f"aiinfn:site={env.site.name}"],
+                tags=site_tags(env),
                 opts=child,
             )
             openstack.networking.RouterInterface(

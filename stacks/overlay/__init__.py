@@ -1,13 +1,22 @@
-"""The Kubernetes overlay: what researchers use, deployed onto the bootstrapped cluster.
+"""The one registrar of service bundles: every item of every bundle becomes a Pulumi resource.
 
-This first part installs the GPU Operator (MIG manager fed our mig-parted config), Kueue with the
-queues derived from real capacity, and the projects' namespaces, access and network policies. The
-objects come from aiinfn.planning.kueue as plain manifests; this module only registers them.
+Shared by every scope (a site's overlay, an event's objects, the federation's). What a service
+contains is decided by its module in ``aiinfn.services``; this component only turns items into
+resources, with one set of rules:
+
+* every item is ``<name>-<key>``, a child of this component, on the cluster of ``kubeconfig``;
+* an item waits for the items it names in ``after``, for the item that creates its namespace, and
+  (custom resources) for the release that installs its CRDs;
+* Secrets are filled from Pulumi config secrets or generated credentials and stay secret outputs;
+* node addresses inside values and manifests are the infrastructure's outputs;
+* stateful objects (``Manifest.protect``) are protected and retained on delete.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any
 
 import pulumi
@@ -15,26 +24,31 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from aiinfn import versions
-from aiinfn.planning import Plan, jupyterhub, monitoring, services
-from aiinfn.planning.kueue import kueue_objects, project_objects
-from aiinfn.planning.overlay import (
-    GPU_OPERATOR_NAMESPACE,
-    KUEUE_NAMESPACE,
-    NFS_NAMESPACE,
-    gpu_operator_values,
-    kueue_values,
-    mig_configmap,
-    nfs_provisioner_values,
-    platform_namespaces,
+from aiinfn.services.bundle import (
+    AnyItem,
+    Bundle,
+    ConfigSecret,
+    Generated,
+    Manifest,
+    RandomBytes,
+    RandomPassword,
+    Release,
+    Secret,
+    late_values,
+    resolve,
 )
 
+#: The pulumi-kubernetes provider version resources are registered with (what its SDK classes use).
+PROVIDER_VERSION = version("pulumi_kubernetes")
 
-def release_args(chart: str, namespace: str, values: pulumi.Input[dict[str, Any]]) -> dict[str, Any]:
-    repo, name, version = versions.CHARTS[chart]
+
+def release_args(chart: str, namespace: str, values: pulumi.Input[Mapping[str, Any]]) -> dict[str, Any]:
+    """A pinned chart (versions.CHARTS) as helm.v3.Release arguments: atomic, cleaned up on failure."""
+    repo, name, pinned = versions.CHARTS[chart]
     args: dict[str, Any] = {
         "name": chart,
         "chart": name if not repo.startswith("oci://") else f"{repo}/{name}",
-        "version": version,
+        "version": pinned,
         "namespace": namespace,
         "create_namespace": False,
         "atomic": True,
@@ -48,279 +62,145 @@ def release_args(chart: str, namespace: str, values: pulumi.Input[dict[str, Any]
 
 @dataclass(frozen=True)
 class OverlayArgs:
-    plan: Plan
+    bundles: list[Bundle]
     kubeconfig: pulumi.Input[str]
-    #: fixed IP of the NFS node (None when the environment has no platform filesystem)
-    nfs_server: pulumi.Input[str] | None
-    #: every Pulumi config secret the environment names (name -> secret Output)
-    secrets: dict[str, pulumi.Output[str]]
-    #: fixed IPs of the nodes outside the cluster that Prometheus scrapes (monitoring.scraped_nodes)
-    addresses: dict[str, pulumi.Output[str]]
+    #: every Pulumi config secret the bundles name (name -> secret Output)
+    secrets: Mapping[str, pulumi.Output[str]]
+    #: fixed IPs of the nodes the bundles' values name (node -> address)
+    addresses: Mapping[str, pulumi.Input[str]]
 
 
 class Overlay(pulumi.ComponentResource):
     def __init__(self, name: str, args: OverlayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aiinfn:overlay:Overlay", name, None, opts)
-        plan = args.plan
-        provider = k8s.Provider(
+        self._name = name
+        self._args = args
+        self._provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=args.kubeconfig,
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=provider)
-
-        def after(*deps: pulumi.Resource) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=list(deps)))
-
-        namespaces = {
-            obj["metadata"]["name"]: k8s.core.v1.Namespace(
-                f"{name}-ns-{obj['metadata']['name']}", metadata=obj["metadata"], opts=on_cluster
-            )
-            for obj in platform_namespaces()
+        items = [i for b in args.bundles for i in b.items]
+        self._namespaces = {
+            str(i.manifest["metadata"]["name"]): i.key
+            for i in items
+            if isinstance(i, Manifest) and i.kind == "Namespace"
         }
-
-        cm = mig_configmap(plan)
-        mig_config = k8s.core.v1.ConfigMap(
-            f"{name}-mig-parted-config",
-            metadata=cm["metadata"],
-            data=cm["data"],
-            opts=after(namespaces[GPU_OPERATOR_NAMESPACE]),
-        )
-        gpu_operator = k8s.helm.v3.Release(
-            f"{name}-gpu-operator",
-            **release_args("gpu-operator", GPU_OPERATOR_NAMESPACE, gpu_operator_values(plan)),
-            opts=after(mig_config),
-        )
-        kueue = k8s.helm.v3.Release(
-            f"{name}-kueue",
-            **release_args("kueue", KUEUE_NAMESPACE, kueue_values()),
-            opts=after(namespaces[KUEUE_NAMESPACE]),
+        self._crds = {g: i.key for i in items if isinstance(i, Release) for g in i.crd_groups}
+        self.resources: dict[str, pulumi.Resource] = {}
+        releases: dict[str, pulumi.Output[Any]] = {}
+        for item in _in_order(items, self._waits_for):
+            res = self._register(item)
+            self.resources[item.key] = res
+            if isinstance(item, Release) and isinstance(res, k8s.helm.v3.Release):
+                releases[item.chart] = res.status
+        self.register_outputs(
+            {
+                "releases": releases,
+                "services": {b.service: sorted(i.key for i in b.items) for b in args.bundles},
+            }
         )
 
-        releases: dict[str, pulumi.Output[Any]] = {"gpu-operator": gpu_operator.status, "kueue": kueue.status}
-        env = plan.env
-        storage_class = env.storage.nfs.storage_class if env.storage.nfs else None
-        nfs = None
-        if env.storage.nfs is not None and args.nfs_server is not None:
-            nfs = k8s.helm.v3.Release(
-                f"{name}-nfs-provisioner",
-                **release_args(
-                    "nfs-subdir-external-provisioner",
-                    NFS_NAMESPACE,
-                    pulumi.Output.from_input(args.nfs_server).apply(lambda ip: nfs_provisioner_values(plan, ip)),
-                ),
-                opts=after(namespaces[NFS_NAMESPACE]),
-            )
-            releases["nfs-subdir-external-provisioner"] = nfs.status
-        if env.services.jupyterhub is not None and storage_class is not None and nfs is not None:
-            hub_opts = after(namespaces[jupyterhub.NAMESPACE], nfs)
-            releases["jupyterhub"] = self._jupyterhub(name, args, storage_class, hub_opts)
+    def _waits_for(self, item: AnyItem) -> list[str]:
+        deps = list(item.after)
+        if isinstance(item, Manifest | Release | Secret):
+            ns = item.namespace
+            if ns and ns in self._namespaces and self._namespaces[ns] != item.key:
+                deps.append(self._namespaces[ns])
+        if isinstance(item, Manifest) and item.api_group in self._crds:
+            deps.append(self._crds[item.api_group])
+        return list(dict.fromkeys(deps))
 
-        releases.update(self._services(name, args, namespaces, after, storage_class))
-
-        created: dict[str, pulumi.Resource] = {f"namespace-{ns}": res for ns, res in namespaces.items()}
-        for obj in project_objects(plan):
-            created[_key(obj)] = _register(f"{name}-{_key(obj)}", obj, on_cluster, created)
-        after_kueue = after(kueue)
-        for obj in kueue_objects(plan):
-            created[_key(obj)] = _register(f"{name}-{_key(obj)}", obj, after_kueue, created)
-
-        self.register_outputs({"releases": releases, "objects": sorted(k for k in created if k not in namespaces)})
-
-    def _jupyterhub(
-        self, name: str, args: OverlayArgs, storage_class: str, opts: pulumi.ResourceOptions
-    ) -> pulumi.Output[Any]:
-        """The hub: its OAuth client secret as a Secret, its database on a protected claim, the chart."""
-        secret = k8s.core.v1.Secret(
-            f"{name}-iam-oauth",
-            metadata={"name": jupyterhub.OAUTH_SECRET, "namespace": jupyterhub.NAMESPACE},
-            string_data={
-                jupyterhub.OAUTH_SECRET_KEY: pulumi.Output.secret(args.secrets[args.plan.env.iam.client_secret])
-            },
-            type="Opaque",
-            opts=opts,
+    def _opts(self, item: AnyItem, **extra: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(
+            parent=self,
+            provider=self._provider,
+            depends_on=[self.resources[d] for d in self._waits_for(item)],
+            **extra,
         )
-        deps: list[pulumi.Resource] = [secret]
-        s3 = args.plan.env.storage.s3
-        if jupyterhub.mount_script(args.plan) is not None and s3 is not None and s3.client_secret:
-            key = random.RandomBytes(f"{name}-hub-crypt-key", length=32, opts=pulumi.ResourceOptions(parent=self))
-            for secret_name, data in (
-                (jupyterhub.CRYPT_SECRET, {"key": key.hex}),
-                (jupyterhub.STSWIRE_SECRET, {jupyterhub.STSWIRE_SECRET_KEY: args.secrets[s3.client_secret]}),
-            ):
-                deps.append(
-                    k8s.core.v1.Secret(
-                        f"{name}-{secret_name}",
-                        metadata={"name": secret_name, "namespace": jupyterhub.NAMESPACE},
-                        string_data=pulumi.Output.secret(data),
-                        type="Opaque",
-                        opts=opts,
-                    )
-                )
-        claim = jupyterhub.hub_db_claim(storage_class)
-        db = k8s.core.v1.PersistentVolumeClaim(
-            f"{name}-hub-db",
-            metadata=claim["metadata"],
-            spec=claim["spec"],
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True, retain_on_delete=True)),
-        )
-        hub = k8s.helm.v3.Release(
-            f"{name}-jupyterhub",
-            **release_args("jupyterhub", jupyterhub.NAMESPACE, jupyterhub.values(args.plan, storage_class)),
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[*deps, db])),
-        )
-        return hub.status
 
-    def _services(
-        self,
-        name: str,
-        args: OverlayArgs,
-        namespaces: dict[str, k8s.core.v1.Namespace],
-        after: Any,
-        storage_class: str | None,
-    ) -> dict[str, pulumi.Output[Any]]:
-        """TLS, monitoring and accounting, JuiceFS and Harbor."""
-        plan, env = args.plan, args.plan.env
-        out: dict[str, pulumi.Output[Any]] = {}
+    def _late(self, value: Mapping[str, Any]) -> pulumi.Input[Mapping[str, Any]]:
+        """``value`` with its node addresses filled in (an Output when it has any)."""
+        nodes = sorted({a.node for a in late_values(value)})
+        if not nodes:
+            return value
+        known = {n: self._args.addresses[n] for n in nodes}
+        return pulumi.Output.all(**known).apply(lambda a: resolve(value, a))
 
-        def secret(key: str, ns: str, data: dict[str, pulumi.Input[str]], deps: list[pulumi.Resource]) -> Any:
+    def _secret_value(self, value: str | ConfigSecret | Generated) -> pulumi.Input[str]:
+        if isinstance(value, ConfigSecret):
+            return self._args.secrets[value.name]
+        if isinstance(value, Generated):
+            return getattr(self.resources[value.key], value.output)  # type: ignore[no-any-return]
+        return value
+
+    def _register(self, item: AnyItem) -> pulumi.Resource:
+        name = f"{self._name}-{item.key}"
+        if isinstance(item, RandomPassword):
+            return random.RandomPassword(name, length=item.length, special=item.special,
+                                         opts=pulumi.ResourceOptions(parent=self))
+        if isinstance(item, RandomBytes):
+            return random.RandomBytes(name, length=item.length, opts=pulumi.ResourceOptions(parent=self))
+        if isinstance(item, Secret):
+            data = {k: self._secret_value(v) for k, v in item.data.items()}
             return k8s.core.v1.Secret(
-                f"{name}-{key}",
-                metadata={"name": key, "namespace": ns},
+                name,
+                metadata={"name": item.name, "namespace": item.namespace},
                 string_data=pulumi.Output.secret(data),
                 type="Opaque",
-                opts=after(namespaces[ns], *deps),
+                opts=self._opts(item),
             )
-
-        cert_manager = k8s.helm.v3.Release(
-            f"{name}-cert-manager",
-            **release_args("cert-manager", services.CERT_MANAGER_NAMESPACE, services.cert_manager_values()),
-            opts=after(namespaces[services.CERT_MANAGER_NAMESPACE]),
-        )
-        out["cert-manager"] = cert_manager.status
-        issuer = services.cluster_issuer(plan)
-        KubernetesObject(f"{name}-clusterissuer-{issuer['metadata']['name']}", issuer, after(cert_manager))
-
-        grafana_password = random.RandomPassword(f"{name}-grafana-admin-password", length=32, special=False,
-                                                 opts=pulumi.ResourceOptions(parent=self))
-        grafana = secret(monitoring.GRAFANA_ADMIN_SECRET, monitoring.NAMESPACE,
-                         {"admin-user": "admin", "admin-password": grafana_password.result}, [])
-        targets = pulumi.Output.all(**args.addresses).apply(lambda a: monitoring.exporter_targets(a, plan))
-        prometheus = k8s.helm.v3.Release(
-            f"{name}-kube-prometheus-stack",
-            **release_args(
-                "kube-prometheus-stack",
-                monitoring.NAMESPACE,
-                targets.apply(lambda t: monitoring.values(plan, storage_class, t)),
-            ),
-            opts=after(namespaces[monitoring.NAMESPACE], grafana),
-        )
-        out["kube-prometheus-stack"] = prometheus.status
-        for obj in monitoring.manifests(plan):
-            KubernetesObject(f"{name}-{_key(obj)}", obj, after(prometheus))
-
-        jfs_class = services.juicefs_storage_class(plan)
-        if jfs_class is not None and env.storage.juicefs is not None and env.storage.s3 is not None:
-            jfs = env.storage.juicefs
-            jfs_secret = secret(services.JUICEFS_SECRET, services.JUICEFS_NAMESPACE, {
-                "name": f"aiinfn-{env.site.name}",
-                "metaurl": args.secrets[jfs.metadata_url_secret],
-                "storage": "s3",
-                "bucket": jfs.bucket,
-                "access-key": args.secrets[jfs.access_key_secret],
-                "secret-key": args.secrets[jfs.secret_key_secret],
-            }, [])
-            driver = k8s.helm.v3.Release(
-                f"{name}-juicefs-csi-driver",
-                **release_args("juicefs-csi-driver", services.JUICEFS_NAMESPACE, services.juicefs_values()),
-                opts=after(namespaces[services.JUICEFS_NAMESPACE]),
+        if isinstance(item, Release):
+            return k8s.helm.v3.Release(
+                name, **release_args(item.chart, item.namespace, self._late(item.values)), opts=self._opts(item)
             )
-            out["juicefs-csi-driver"] = driver.status
-            k8s.storage.v1.StorageClass(
-                f"{name}-storageclass-{jfs.storage_class}",
-                metadata=jfs_class["metadata"],
-                provisioner=jfs_class["provisioner"],
-                reclaim_policy=jfs_class["reclaimPolicy"],
-                allow_volume_expansion=jfs_class["allowVolumeExpansion"],
-                parameters=jfs_class["parameters"],
-                opts=after(driver, jfs_secret),
-            )
-
-        harbor_values = services.harbor_values(plan)
-        harbor = env.services.harbor
-        if harbor_values is not None and harbor is not None and storage_class is not None:
-            deps: list[pulumi.Resource] = [secret(services.HARBOR_ADMIN_SECRET, services.HARBOR_NAMESPACE, {
-                "HARBOR_ADMIN_PASSWORD": args.secrets[harbor.admin_password_secret]}, [])]
-            if harbor.s3_access_key_secret and harbor.s3_secret_key_secret:
-                deps.append(secret(services.HARBOR_S3_SECRET, services.HARBOR_NAMESPACE, {
-                    "REGISTRY_STORAGE_S3_ACCESSKEY": args.secrets[harbor.s3_access_key_secret],
-                    "REGISTRY_STORAGE_S3_SECRETKEY": args.secrets[harbor.s3_secret_key_secret],
-                }, []))
-            claim = services.harbor_db_claim(plan, storage_class)
-            assert claim is not None
-            deps.append(k8s.core.v1.PersistentVolumeClaim(
-                f"{name}-harbor-database",
-                metadata=claim["metadata"],
-                spec=claim["spec"],
-                opts=pulumi.ResourceOptions.merge(
-                    after(namespaces[services.HARBOR_NAMESPACE]),
-                    pulumi.ResourceOptions(protect=True, retain_on_delete=True),
-                ),
-            ))
-            release = k8s.helm.v3.Release(
-                f"{name}-harbor",
-                **release_args("harbor", services.HARBOR_NAMESPACE, harbor_values),
-                opts=after(namespaces[services.HARBOR_NAMESPACE], cert_manager, *deps),
-            )
-            out["harbor"] = release.status
-            for obj in services.harbor_bootstrap_objects(plan):
-                _register(f"{name}-{_key(obj)}", obj, after(release), {})
-        return out
+        extra = {"protect": True, "retain_on_delete": True} if item.protect else {}
+        return KubernetesObject(name, self._late(item.manifest), self._opts(item, **extra), item.manifest)
 
 
-def _key(obj: dict[str, Any]) -> str:
-    """A stable resource name part: kind, namespace and name (``localqueue-theory-default``)."""
-    meta = obj["metadata"]
-    parts = [obj["kind"].lower(), meta.get("namespace", ""), meta["name"]]
-    return "-".join(p for p in parts if p)
+def _in_order(items: list[AnyItem], waits_for: Any) -> list[AnyItem]:
+    """Items so that each comes after what it waits for (stable: bundle order otherwise)."""
+    keys = {i.key: i for i in items}
+    done: set[str] = set()
+    out: list[AnyItem] = []
+
+    def visit(item: AnyItem, path: tuple[str, ...]) -> None:
+        if item.key in done:
+            return
+        if item.key in path:
+            raise pulumi.RunError(f"overlay items wait for each other: {' -> '.join((*path, item.key))}")
+        for dep in waits_for(item):
+            visit(keys[dep], (*path, item.key))
+        done.add(item.key)
+        out.append(item)
+
+    for item in items:
+        visit(item, ())
+    return out
 
 
-def _register(
-    name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions, created: dict[str, pulumi.Resource]
-) -> pulumi.Resource:
-    ns = obj["metadata"].get("namespace")
-    deps = [created[f"namespace-{ns}"]] if ns and f"namespace-{ns}" in created else []
-    opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=deps))
-    kind = obj["kind"]
-    if kind == "Namespace":
-        return k8s.core.v1.Namespace(name, metadata=obj["metadata"], opts=opts)
-    if kind == "RoleBinding":
-        return k8s.rbac.v1.RoleBinding(
-            name, metadata=obj["metadata"], role_ref=obj["roleRef"], subjects=obj["subjects"], opts=opts
-        )
-    if kind == "ClusterRoleBinding":
-        return k8s.rbac.v1.ClusterRoleBinding(
-            name, metadata=obj["metadata"], role_ref=obj["roleRef"], subjects=obj["subjects"], opts=opts
-        )
-    if kind in ("ServiceAccount", "Role", "ConfigMap", "Job"):
-        return KubernetesObject(name, obj, opts)
-    if kind == "NetworkPolicy":
-        return k8s.networking.v1.NetworkPolicy(name, metadata=obj["metadata"], spec=obj["spec"], opts=opts)
-    return KubernetesObject(name, obj, opts)
+def type_token(api_version: str, kind: str) -> str:
+    """The provider's type token of a Kubernetes kind (the core group is ``core/v1``)."""
+    return f"kubernetes:{'core/' + api_version if '/' not in api_version else api_version}:{kind}"
 
 
 class KubernetesObject(pulumi.CustomResource):
-    """A custom resource with every top-level field of its manifest.
+    """A Kubernetes object registered with every top-level field of its manifest.
 
-    pulumi_kubernetes' CustomResource class only carries `spec`; Kueue's WorkloadPriorityClass has
-    `value` and `description` at the top level, so the object is registered whole, with the same
-    type token (`kubernetes:<apiVersion>:<kind>`) and provider version the SDK class would use.
+    pulumi_kubernetes' CustomResource class only carries ``spec``; Kueue's WorkloadPriorityClass has
+    ``value`` and ``description`` at the top level, so every object is registered whole, with the type
+    token and provider version the SDK's own classes use.
     """
 
-    def __init__(self, name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
-        from pulumi_kubernetes import _utilities
-
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(version=_utilities.get_version()))
-        super().__init__(f"kubernetes:{manifest['apiVersion']}:{manifest['kind']}", name, dict(manifest), opts)
-
+    def __init__(
+        self,
+        name: str,
+        manifest: pulumi.Input[Mapping[str, Any]],
+        opts: pulumi.ResourceOptions,
+        shape: Mapping[str, Any],
+    ) -> None:
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(version=PROVIDER_VERSION))
+        props = manifest if isinstance(manifest, Mapping) else {k: pulumi.Output.from_input(manifest).apply(
+            lambda m, k=k: m[k]) for k in shape}
+        super().__init__(type_token(str(shape["apiVersion"]), str(shape["kind"])), name, dict(props), opts)

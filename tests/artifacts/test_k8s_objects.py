@@ -19,12 +19,23 @@ import pytest
 from ruamel.yaml import YAML
 
 from aiinfn import versions
-from aiinfn.config import list_environments, load
+from aiinfn.config.loader import list_environments, load
 from aiinfn.planning import make_plan
-from aiinfn.planning.kueue import kueue_objects, project_objects
-from aiinfn.planning.overlay import mig_configmap
+from aiinfn.services import gpu_operator, jupyterhub, kueue, projects
 
-SHIPPED = list_environments()
+SHIPPED = list_environments(kind="site")
+
+
+def kueue_objects(plan: Any) -> list[dict[str, Any]]:
+    return kueue.objects(plan, jupyterhub.NAMESPACE)
+
+
+def project_objects(plan: Any) -> list[dict[str, Any]]:
+    return projects.objects(plan)
+
+
+def mig_configmap(plan: Any) -> dict[str, Any]:
+    return gpu_operator.mig_configmap(plan)
 
 
 @pytest.fixture(scope="module")

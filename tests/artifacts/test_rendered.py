@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from aiinfn import preview
-from aiinfn import versions
+from aiinfn import preview, versions
 from aiinfn.catalogue import accelerators as cat
 from aiinfn.catalogue import mig
-from aiinfn.config import list_environments
-from aiinfn.planning.nodes import MIG_CONFIG_LABEL
+from aiinfn.config.loader import list_environments
+from aiinfn.planning.labels import MIG_CONFIG_LABEL
 
-SHIPPED = list_environments()
+SHIPPED = list_environments(kind="site")
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
@@ -93,7 +92,7 @@ def test_mig_parted_config_holds_every_node_layout(built: tuple[Path, preview.Pr
     assert doc["version"] == "v1"
     configs = doc["mig-configs"]
     for n in report.plan.nodes:
-        if n.accelerator is None or cat.model(n.accelerator).kind is not cat.Kind.GPU:
+        if n.accelerator is None or cat.model(n.accelerator).device_class is not cat.DeviceClass.GPU:
             continue
         label = n.labels[MIG_CONFIG_LABEL]
         assert label in configs, f"{n.name} is labelled {label} but the config has no such entry"

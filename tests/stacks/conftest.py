@@ -17,9 +17,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from aiinfn import preview
-from aiinfn.config import list_environments
+from aiinfn.config.loader import list_environments
 
-SHIPPED = list_environments()
+SHIPPED = list_environments(kind="site")
 
 
 def write_env(directory: Path, name: str, data: dict[str, Any]) -> Path:

@@ -11,12 +11,12 @@ import re
 import pytest
 
 from aiinfn.catalogue import accelerators as cat
-from aiinfn.config import list_environments
+from aiinfn.config.loader import list_environments
 from aiinfn.config.models import Role
 from aiinfn.offline import SECRET, is_secret, unwrap
 from aiinfn.preview import OFFLINE_SECRET, Preview
 
-SHIPPED = list_environments()
+SHIPPED = list_environments(kind="site")
 
 NOVA_ALIAS_RE = re.compile(r"^[A-Za-z0-9_-]+:[1-9][0-9]*(,[A-Za-z0-9_-]+:[1-9][0-9]*)*$")
 INSTANCE = "openstack:compute/instance:Instance"

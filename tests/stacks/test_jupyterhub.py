@@ -22,12 +22,12 @@ from oauthenticator.generic import GenericOAuthenticator
 from ruamel.yaml import YAML
 from traitlets.config import Config
 
-from aiinfn.config import list_environments
+from aiinfn.config.loader import list_environments
 from aiinfn.offline import is_secret, unwrap
 from aiinfn.preview import OFFLINE_SECRET, Preview
-from aiinfn.planning import jupyterhub
+from aiinfn.services import jupyterhub
 
-HUB_ENVS = [e for e in list_environments()]
+HUB_ENVS = list_environments(kind="site")
 
 
 def _merge(a: Any, b: Any) -> Any:
@@ -150,8 +150,6 @@ def test_homes_on_nfs_tmp_on_scratch_culling_and_placeholders(hub: Any) -> None:
     assert {"name": "scratch", "mountPath": "/tmp"} in su["storage"]["extraVolumeMounts"]
     assert values["cull"]["enabled"] and values["cull"]["timeout"] == report.env.services.jupyterhub.cull_idle_seconds
     expected = report.env.services.jupyterhub.user_placeholders
-    if report.env.event is not None and report.env.event.placeholders is not None:
-        expected = max(expected, report.env.event.placeholders)
     assert values["scheduling"]["userPlaceholder"]["replicas"] == expected
 
 

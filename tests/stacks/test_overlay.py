@@ -12,19 +12,25 @@ import pytest
 from ruamel.yaml import YAML
 
 from aiinfn import versions
-from aiinfn.config import list_environments
+from aiinfn.config.loader import list_environments
 from aiinfn.offline import is_secret, redact
 from aiinfn.preview import Preview
-from aiinfn.planning.kueue import (
-    INTERACTIVE_QUEUE,
-    PRIORITIES,
-    flavor_name,
-    kueue_objects,
-    project_objects,
-    reserved_kinds,
-)
+from aiinfn.services import jupyterhub, kueue, projects
+from aiinfn.services.kueue import INTERACTIVE_QUEUE, PRIORITIES, flavor_name
 
-SHIPPED = list_environments()
+SHIPPED = list_environments(kind="site")
+
+
+def kueue_objects(plan: Any) -> list[dict[str, Any]]:
+    return kueue.objects(plan, jupyterhub.NAMESPACE)
+
+
+def project_objects(plan: Any) -> list[dict[str, Any]]:
+    return projects.objects(plan)
+
+
+def reserved_kinds(plan: Any) -> dict[str, str]:
+    return plan.reserved_kinds()
 
 
 @pytest.fixture(params=SHIPPED)
@@ -143,7 +149,7 @@ def test_registered_objects_are_the_planned_ones(report: Preview) -> None:
         key = (inputs["kind"], inputs["metadata"].get("namespace"), inputs["metadata"]["name"])
         assert inputs == planned[key]
     docs = list(YAML(typ="safe", pure=True).load_all(report.artifacts["k8s/kueue.yaml"]))
-    assert len(docs) == len(planned)
+    assert [d for d in docs if d["kind"] != "Namespace"] == list(planned.values())
 
 
 def test_gpu_operator_gets_our_mig_config_and_charts_are_pinned(report: Preview) -> None:

@@ -15,12 +15,12 @@ import pytest
 from ruamel.yaml import YAML
 
 from aiinfn import versions
-from aiinfn.config import list_environments
+from aiinfn.config.loader import list_environments
 from aiinfn.offline import is_secret, redact
 from aiinfn.preview import OFFLINE_SECRET, Preview
-from aiinfn.planning import monitoring, services
+from aiinfn.services import harbor, juicefs, monitoring, tls
 
-SHIPPED = list_environments()
+SHIPPED = list_environments(kind="site")
 
 
 @pytest.fixture(params=SHIPPED)
@@ -79,7 +79,7 @@ def test_accounting_series_feed_the_dashboards(report: Preview) -> None:
 
 def test_certificates_come_from_the_sites_issuer(report: Preview) -> None:
     (issuer,) = _objects(report, "ClusterIssuer")
-    assert issuer["metadata"]["name"] == services.CLUSTER_ISSUER
+    assert issuer["metadata"]["name"] == tls.CLUSTER_ISSUER
     if report.env.services.tls.acme_email:
         assert issuer["spec"]["acme"]["email"] == report.env.services.tls.acme_email
     else:
@@ -100,7 +100,7 @@ def test_juicefs_storage_class_and_secret(report: Preview) -> None:
     kubernetes_validate.validate(sc, versions.KUBERNETES, strict=True)
     assert sc["metadata"]["name"] == jfs.storage_class and sc["reclaimPolicy"] == "Retain"
     (secret,) = [r for r in report.run.by_type("kubernetes:core/v1:Secret")
-                 if r.inputs["metadata"]["name"] == services.JUICEFS_SECRET]
+                 if r.inputs["metadata"]["name"] == juicefs.SECRET]
     assert is_secret(secret.inputs["stringData"])
 
 
@@ -115,10 +115,10 @@ def test_harbor_stores_in_s3_without_redirects_and_keeps_its_database(report: Pr
     if report.env.services.harbor.s3_bucket:
         storage = values["persistence"]["imageChartStorage"]
         assert storage["type"] == "s3" and storage["disableredirect"] is True
-        assert storage["s3"]["existingSecret"] == services.HARBOR_S3_SECRET
-    assert values["persistence"]["persistentVolumeClaim"]["database"]["existingClaim"] == services.HARBOR_DB_CLAIM
+        assert storage["s3"]["existingSecret"] == harbor.S3_SECRET
+    assert values["persistence"]["persistentVolumeClaim"]["database"]["existingClaim"] == harbor.DB_CLAIM
     (pvc,) = [r for r in report.run.by_type("kubernetes:core/v1:PersistentVolumeClaim")
-              if r.inputs["metadata"]["name"] == services.HARBOR_DB_CLAIM]
+              if r.inputs["metadata"]["name"] == harbor.DB_CLAIM]
     assert pvc.protect and pvc.retain_on_delete
     assert release.inputs["version"] == versions.CHARTS["harbor"][2]
 
@@ -133,18 +133,18 @@ def test_every_kubernetes_secret_holds_only_pulumi_secrets(report: Preview) -> N
     YAML(typ="safe", pure=True).load(report.artifacts["k8s/values/kueue.yaml"])
 
 
-def test_harbor_bootstrap_job_runs_the_tested_program_with_least_access(report: Preview) -> None:
+def test_harbor_setup_job_runs_the_tested_program_with_least_access(report: Preview) -> None:
     from importlib import resources
 
-    objs = services.harbor_bootstrap_objects(report.plan)
     if report.env.services.harbor is None:
-        assert objs == []
+        assert not [r for r in report.run.registrations if r.type == "kubernetes:batch/v1:Job"]
         return
+    objs = harbor.setup_objects()
     for obj in objs:
         kubernetes_validate.validate(obj, versions.KUBERNETES, strict=True)
     by_kind = {o["kind"]: o for o in objs}
-    program = resources.files("aiinfn.jobs").joinpath("harbor_bootstrap.py").read_text()
-    assert by_kind["ConfigMap"]["data"]["harbor_bootstrap.py"] == program
+    program = resources.files("aiinfn.jobs").joinpath("harbor_setup.py").read_text()
+    assert by_kind["ConfigMap"]["data"]["harbor_setup.py"] == program
     assert by_kind["Role"]["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
                                          "verbs": ["get", "create", "update"]}]
     container = by_kind["Job"]["spec"]["template"]["spec"]["containers"][0]

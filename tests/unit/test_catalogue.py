@@ -8,7 +8,7 @@ import re
 import pytest
 
 from aiinfn.catalogue import accelerators as cat
-from aiinfn.catalogue.accelerators import Kind
+from aiinfn.catalogue.accelerators import DeviceClass
 
 HEX4 = re.compile(r"^[0-9a-f]{4}$")
 PROFILE_NAME = re.compile(r"^(?P<compute>[1-9][0-9]*)g\.(?P<gb>[1-9][0-9]*)gb(?P<me>\+me)?$")
@@ -34,7 +34,7 @@ def test_pci_ids_are_four_lowercase_hex_digits(m: cat.AcceleratorModel) -> None:
 @pytest.mark.parametrize("m", MODELS, ids=lambda m: m.name)
 def test_vendor_is_nvidia_for_gpus_and_xilinx_for_fpgas(m: cat.AcceleratorModel) -> None:
     assert m.vendor_id in VENDORS
-    assert m.vendor_id == {Kind.GPU: "10de", Kind.FPGA: "10ee"}[m.kind]
+    assert m.vendor_id == {DeviceClass.GPU: "10de", DeviceClass.FPGA: "10ee"}[m.device_class]
     assert not m.mig_capable or m.vendor_id == "10de"  # MIG is NVIDIA's
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from aiinfn.config import list_environments, load
+from aiinfn.config.loader import list_environments, load
 from aiinfn.errors import ConfigError
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"

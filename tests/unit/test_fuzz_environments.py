@@ -34,8 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from aiinfn.config import load
-from aiinfn.config.loader import layer
+from aiinfn.config.loader import layer, load
 from aiinfn.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,6 +14,7 @@ from keystoneauth1 import exceptions as ks
 from openstack import exceptions as sdk
 
 from aiinfn import preview
+from aiinfn.catalogue.accelerators import pci_alias_spec
 from aiinfn.openstack import connect as osconnect
 from aiinfn.openstack import inventory as inv
 from aiinfn.openstack import preflight as pf
@@ -117,7 +118,7 @@ def test_microversions_compare_numerically() -> None:
 )
 def test_alias_specs_parse_as_nova_reads_them(spec: str | None, parsed: dict[str, int]) -> None:
     assert pf.parse_alias(spec) == parsed
-    assert pf.alias_spec(parsed) == (",".join(f"{a}:{c}" for a, c in sorted(parsed.items())) or None)
+    assert pci_alias_spec(parsed) == (",".join(f"{a}:{c}" for a, c in sorted(parsed.items())) or None)
 
 
 @pytest.mark.parametrize(
@@ -268,7 +269,7 @@ def _servers_from_plan(report: preview.Preview) -> list[inv.FoundServer]:
     return out
 
 
-@pytest.mark.parametrize("env", ["cnaf", "recas", "hackathon-example"])
+@pytest.mark.parametrize("env", ["cnaf", "recas", "example"])
 def test_expected_tags_are_what_the_stacks_assign(env: str) -> None:
     report = preview.build(env)
     registered = {r.inputs["name"]: r.inputs["metadata"] for r in report.run.by_type(

@@ -10,11 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from aiinfn.config import load
-from aiinfn.config.loader import layer
+from aiinfn.config.loader import layer, load
+from aiinfn.config.models import Event
 from aiinfn.errors import ConfigError
 from aiinfn.planning import make_plan
 from aiinfn.planning.capacity import KindCapacity, make_kind
+from aiinfn.planning.events import make_event_plan
 from aiinfn.planning.quotas import project_quotas, unassigned
 
 
@@ -75,12 +76,15 @@ def test_nominal_quotas_never_exceed_capacity(shares: list[float], units: int) -
 
 
 def test_event_takes_kinds_in_order_of_preference() -> None:
-    plan = make_plan(load("hackathon-example"))
-    ev = plan.event
-    assert ev is not None and ev.participants == 30
+    event = load("hackathon-example")
+    assert isinstance(event, Event)
+    plans = {name: make_plan(env) for name, env in event.site_environments().items()}
+    event_plan = make_event_plan(event, plans)
+    ev = event_plan.allocations["cnaf"]
+    assert ev.participants == 30
     assert ev.units == {"A100-80GB/1g.10gb": 28, "T4": 2}
     assert ev.remaining == {"A100-80GB/1g.10gb": 0, "T4": 6}
-    assert ev.shortfall == 0
+    assert event_plan.shortfall == 0
 
 
 def test_hosts_must_hold_every_vm(root: Path, tmp_path: Path) -> None:

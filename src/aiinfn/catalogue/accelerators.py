@@ -7,11 +7,14 @@ overlay its Kubernetes resource names.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 
-class Kind(StrEnum):
+class DeviceClass(StrEnum):
+    """What a model is: a GPU or an FPGA (the label ``aiinfn.infn.it/accelerator-kind``)."""
+
     GPU = "gpu"
     FPGA = "fpga"
 
@@ -59,7 +62,7 @@ class AcceleratorModel:
     """A GPU or FPGA model as passed through to a VM."""
 
     name: str
-    kind: Kind
+    device_class: DeviceClass
     vendor_id: str
     device_ids: tuple[str, ...]
     memory_gb: int
@@ -132,30 +135,30 @@ MODELS: dict[str, AcceleratorModel] = {
     m.name: m
     for m in (
         AcceleratorModel(
-            "T4", Kind.GPU, "10de", ("1eb8",), 16, "t4", "nvidia.com/gpu", "Tesla-T4",
+            "T4", DeviceClass.GPU, "10de", ("1eb8",), 16, "t4", "nvidia.com/gpu", "Tesla-T4",
             aliases=("Tesla-T4",),
         ),
         AcceleratorModel(
-            "RTX5000", Kind.GPU, "10de", ("1eb0",), 16, "rtx5000", "nvidia.com/gpu", "Quadro-RTX-5000",
+            "RTX5000", DeviceClass.GPU, "10de", ("1eb0",), 16, "rtx5000", "nvidia.com/gpu", "Quadro-RTX-5000",
             aliases=("Quadro-RTX-5000", "RTX-5000"),
         ),
         AcceleratorModel(
-            "A30", Kind.GPU, "10de", ("20b7",), 24, "a30", "nvidia.com/gpu", "NVIDIA-A30", mig=_a30(),
+            "A30", DeviceClass.GPU, "10de", ("20b7",), 24, "a30", "nvidia.com/gpu", "NVIDIA-A30", mig=_a30(),
         ),
         AcceleratorModel(
-            "A100-40GB", Kind.GPU, "10de", ("20f1", "20b0", "20b1"), 40, "a100-40gb", "nvidia.com/gpu",
+            "A100-40GB", DeviceClass.GPU, "10de", ("20f1", "20b0", "20b1"), 40, "a100-40gb", "nvidia.com/gpu",
             "NVIDIA-A100-PCIE-40GB", mig=_seven_slice(5),
         ),
         AcceleratorModel(
-            "A100-80GB", Kind.GPU, "10de", ("20b5", "20b2"), 80, "a100-80gb", "nvidia.com/gpu",
+            "A100-80GB", DeviceClass.GPU, "10de", ("20b5", "20b2"), 80, "a100-80gb", "nvidia.com/gpu",
             "NVIDIA-A100-80GB-PCIe", mig=_seven_slice(10),
         ),
         AcceleratorModel(
-            "H100-80GB", Kind.GPU, "10de", ("2331", "2330"), 80, "h100-80gb", "nvidia.com/gpu",
+            "H100-80GB", DeviceClass.GPU, "10de", ("2331", "2330"), 80, "h100-80gb", "nvidia.com/gpu",
             "NVIDIA-H100-PCIe", mig=_seven_slice(10),
         ),
         AcceleratorModel(
-            "V70", Kind.FPGA, "10ee", ("5094",), 16, "alveo-v70", "amd.com/xilinx-v70", "Alveo-V70",
+            "V70", DeviceClass.FPGA, "10ee", ("5094",), 16, "alveo-v70", "amd.com/xilinx-v70", "Alveo-V70",
             aliases=("Alveo-V70",),
             notes="PCI device ID to be confirmed on the host with `lspci -nn -d 10ee:`; the site's "
             "Nova alias is authoritative.",
@@ -176,3 +179,12 @@ def model(name: str) -> AcceleratorModel:
 
 def model_names() -> list[str]:
     return list(MODELS)
+
+
+def pci_alias_spec(aliases: Mapping[str, int]) -> str | None:
+    """Nova's ``pci_passthrough:alias`` flavor extra spec: ``alias:count[,alias:count]``, sorted by alias.
+
+    The one writer of the format: the stacks put it on the flavors they manage, preflight compares a
+    site's flavors with it. None when there is nothing to pass through.
+    """
+    return ",".join(f"{alias}:{count}" for alias, count in sorted(aliases.items())) or None

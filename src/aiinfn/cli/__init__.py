@@ -7,7 +7,6 @@ Every failure is one line on stderr naming the file, field or resource, with a n
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -22,6 +21,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from ..errors import AiinfnError, ToolMissingError
+from ..serialize import json_dump
 
 app = typer.Typer(
     name="aiinfn",
@@ -44,13 +44,17 @@ class OutputFormat(StrEnum):
 @app.command()
 def validate(env: EnvArg) -> None:
     """Check an environment file (schema and cross-field rules) without planning."""
-    from ..config import load, resolve
-    from ..config.loader import display
+    from ..config.loader import display, load, resolve
+    from ..config.models import Environment
 
     path = resolve(env)
     environment = load(path)
-    nodes = sum(1 for _ in _nodes(environment))
-    out.print(f"[green]ok[/green] {display(path)}: environment {environment.name!r}, {nodes} nodes")
+    if isinstance(environment, Environment):
+        nodes = sum(1 for _ in _nodes(environment))
+        what = f"site {environment.name!r}, {nodes} nodes"
+    else:
+        what = f"{environment.kind} {environment.name!r} over {', '.join(environment.site_environments())}"
+    out.print(f"[green]ok[/green] {display(path)}: {what}")
 
 
 def _nodes(environment: Any) -> Any:
@@ -67,32 +71,49 @@ def plan(
     ] = OutputFormat.table,
     build_dir: Annotated[Path, typer.Option(help="where build/<env>/ is written")] = Path("build"),
     stack: Annotated[str | None, typer.Option(help="stack name (default: the environment's name)")] = None,
+    site: Annotated[
+        str | None, typer.Option(help="for an event: plan only its stack at this site (default: every site)")
+    ] = None,
 ) -> None:
-    """Plan offline (Pulumi mock runtime): resource tree, capacity, and build/<env>/ artifacts."""
+    """Plan offline (Pulumi mock runtime): resource tree, capacity, and build/<env>/ artifacts.
+
+    A site plans its own stack; an event plans its stack at each of its sites (build/<event>-<site>/);
+    a federation plans the federation stack.
+    """
     from .. import preview
 
+    sites: list[str | None] = [site] if site else [*preview.event_sites(env)] or [None]
+    if stack is not None and len(sites) > 1:
+        raise typer.BadParameter("--stack names one stack: add --site for an event over several sites")
     if output is OutputFormat.json:
-        report = preview.build(env, stack=stack)
-        preview.write(report, build_dir)
-        sys.stdout.write(json.dumps(report.document(), indent=2) + "\n")
+        docs = []
+        for s in sites:
+            report = preview.build(env, stack=stack, site=s)
+            preview.write(report, build_dir)
+            docs.append(report.document())
+        sys.stdout.write(json_dump(docs[0] if len(docs) == 1 else docs) + "\n")
         return
-    with err.status(f"planning {env} offline ..."):
-        report = preview.build(env, stack=stack)
-        where = preview.write(report, build_dir)
-    _print_tree(report)
-    _print_capacity(report)
-    s = report.summary()
-    out.print(
-        f"\n[bold]{s['resources']}[/bold] resources ({s['custom_resources']} cloud resources, "
-        f"{s['components']} components), {s['nodes']} nodes, {len(s['protected'])} protected; "
-        f"artifacts in [cyan]{where}[/cyan]"
-    )
-    if report.missing_secrets:
-        keys = ", ".join(report.missing_secrets)
-        err.print(
-            f"[yellow]note[/yellow]: stack {report.stack!r} does not set {keys}; before `pulumi up` run "
-            f"`pulumi config set --secret aiinfn:<name> ...` for each"
+    for s in sites:
+        with err.status(f"planning {env}{f' at {s}' if s else ''} offline ..."):
+            report = preview.build(env, stack=stack, site=s)
+            where = preview.write(report, build_dir)
+        _print_tree(report)
+        if report.scope == "site":
+            _print_capacity(report)
+        elif report.scope == "event":
+            _print_event(report)
+        summary = report.summary()
+        out.print(
+            f"\n[bold]{summary['resources']}[/bold] resources ({summary['custom_resources']} cloud resources, "
+            f"{summary['components']} components), {summary['nodes']} nodes, {len(summary['protected'])} protected; "
+            f"artifacts in [cyan]{where}[/cyan]"
         )
+        if report.missing_secrets:
+            keys = ", ".join(report.missing_secrets)
+            err.print(
+                f"[yellow]note[/yellow]: stack {report.stack!r} does not set {keys}; before `pulumi up` run "
+                f"`pulumi config set --secret aiinfn:<name> ...` for each"
+            )
 
 
 def _print_tree(report: Any) -> None:
@@ -125,7 +146,9 @@ def _print_tree(report: Any) -> None:
         for c in comps:
             add(node, c)
 
-    tree = Tree(f"[bold]stack {report.stack}[/bold] ({report.env.name}, site {report.env.site.name})")
+    where = (f"site {report.plan.env.site.name}" if report.scope != "federation"
+             else f"sites {', '.join(report.env.site_environments())}")
+    tree = Tree(f"[bold]stack {report.stack}[/bold] ({report.scope} {report.env.name}, {where})")
     for r in sorted(roots, key=lambda r: (r.custom, r.name)):
         add(tree, r)
     out.print(tree)
@@ -148,19 +171,23 @@ def _print_capacity(report: Any) -> None:
         )
     out.print(table)
     _print_queues(report)
-    ev = report.plan.event
-    if ev is not None:
-        kinds = ", ".join(f"{n}x {k}" for k, n in ev.units.items()) or "no accelerators"
-        out.print(
-            f"event [bold]{ev.event}[/bold]: {ev.participants} participants -> {kinds}; "
-            f"{ev.cpu:g} CPU, {ev.memory_gb:g} GB; {ev.placeholders} placeholders; namespace {ev.namespace}"
-        )
+
+
+def _print_event(report: Any) -> None:
+    ev = report.event()
+    kinds = ", ".join(f"{n}x {k}" for k, n in ev["units"].items()) or "no accelerators"
+    out.print(
+        f"event [bold]{ev['name']}[/bold] at {ev['site']}: {ev['participants']} participants -> {kinds}; "
+        f"{ev['cpu']:g} CPU, {ev['memory_gb']:g} GB; {ev['placeholders']} placeholders; namespace {ev['namespace']}"
+    )
+    if ev["shortfall"]:
+        err.print(f"[yellow]note[/yellow]: {ev['shortfall']} participants get no accelerator at any site")
 
 
 def _print_queues(report: Any) -> None:
     """Kueue queues with their guaranteed units, and the JupyterHub profiles with who sees them."""
-    from ..planning import jupyterhub
-    from ..planning.kueue import INTERACTIVE_QUEUE, PRIORITIES
+    from ..services import jupyterhub
+    from ..services.kueue import INTERACTIVE_QUEUE, PRIORITIES
 
     env = report.env
     if env.projects:
@@ -182,11 +209,13 @@ def _print_queues(report: Any) -> None:
 
 @app.command("list")
 def list_envs() -> None:
-    """List the shipped environments."""
-    from ..config import list_environments
+    """List the shipped environments, sorted, with what each is (site, event, federation)."""
+    from ..config.loader import environment_kinds
 
-    for name in list_environments():
-        out.print(name)
+    kinds = environment_kinds()
+    width = max((len(n) for n in kinds), default=0)
+    for name in sorted(kinds):
+        out.print(f"{name:<{width}}  {kinds[name]}", highlight=False)
 
 
 @app.command()
@@ -196,10 +225,10 @@ def up(
     yes: Annotated[bool, typer.Option("--yes", help="apply without asking after the preview")] = False,
 ) -> None:
     """Validate, then preview and apply the stack with the Pulumi Automation API (needs the pulumi CLI)."""
-    from ..config import load, project_root, resolve
+    from ..config.loader import load_site, project_root, resolve
 
     path = resolve(env)
-    environment = load(path)  # validate before anything changes
+    environment = load_site(path, purpose="`aiinfn up`")  # validate before anything changes
     if shutil.which("pulumi") is None:
         raise ToolMissingError(
             "the pulumi CLI is not installed: install it (https://www.pulumi.com/docs/install/) to run "
@@ -219,8 +248,9 @@ def up(
 
 
 def _register_live_commands() -> None:
-    from . import bootstrap, openstack
+    from . import bootstrap, diff, openstack
 
+    diff.register(app)
     openstack.register(app)
     bootstrap.register(app)
 

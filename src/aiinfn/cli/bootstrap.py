@@ -1,6 +1,6 @@
 """``aiinfn bootstrap``: run the Ansible playbooks on a site's nodes, with progress per host and a summary.
 
-Everything that can be checked before a host is touched is checked first (aiinfn.ansible.bootstrap):
+Everything that can be checked before a host is touched is checked first (aiinfn.ansible.checks):
 the environment, the playbook, the limit of add-node / remove-node, the inventory and every secret. A
 failed run exits 1 and names, per failure, the host, the task and the message.
 """
@@ -87,12 +87,12 @@ def bootstrap(
     = None,
 ) -> None:
     """Bootstrap a site's nodes with the Ansible playbooks (site, add-node, remove-node, mig, backup-restore)."""
-    from ..ansible import bootstrap as bs
+    from ..ansible import checks as bs
     from ..ansible.runner import run_playbook
-    from ..config import load
+    from ..config.loader import load_site
     from ..planning import make_plan
 
-    environment = load(env)
+    environment = load_site(env, purpose="bootstrap")
     plan = make_plan(environment)
     book = bs.check_playbook(playbook)
     bs.check_limit(plan, playbook, limit)

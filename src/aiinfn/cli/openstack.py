@@ -52,16 +52,18 @@ def preflight(
     Compute microversion, image, networks, availability zone, volume types, keypair, flavors (vCPUs, RAM,
     PCI alias) and quotas on top of current usage, each with its remedy.
     """
+    from ..config.loader import load_site
     from ..openstack import preflight as pf
     from ..preview import build
 
+    load_site(env, purpose="preflight")
     if output is TableOrJson.json:
         result = pf.preflight(env, cloud, timeout=timeout)
         sys.stdout.write(json.dumps(result.document(), indent=2) + "\n")
     else:
         with err.status(f"planning {env} offline ..."):
             report = build(env)
-        with err.status(f"checking cloud {cloud or report.env.site.cloud} ..."):
+        with err.status(f"checking cloud {cloud or report.plan.env.site.cloud} ..."):
             result = pf.preflight(env, cloud, timeout=timeout, report=report)
         table = Table(title=f"preflight {result.environment} on cloud {result.cloud}", title_justify="left")
         for col in ("check", "status", "detail", "remedy"):

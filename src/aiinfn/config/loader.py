@@ -1,7 +1,9 @@
 """Load an environment: read YAML, layer ``extends:`` files, validate, attribute every error to a file.
 
-``load(ref)`` returns a validated ``Environment`` or raises ``ConfigError`` with one line naming the
-file, the field path and the fix. Nothing else escapes for any input.
+``load(ref)`` returns a validated environment (a site ``Environment``, an ``Event`` or a ``Federation``,
+told apart by the file's ``kind``) or raises ``ConfigError`` with one line naming the file, the field
+path and the fix. Nothing else escapes for any input. ``load_site(ref)`` also refuses anything but a
+site, for the commands that only make sense on one.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
-import json
 import re
 from collections.abc import Iterator
 from functools import lru_cache
@@ -23,10 +24,10 @@ from ruamel.yaml.constructor import ConstructorError, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
-from ..errors import ConfigError
-from .models import Environment
-
-PathT = tuple[str | int, ...]
+from ..errors import ConfigError, an
+from . import validate
+from .models import AnyEnvironment, Environment, Event, Federation
+from .paths import PathT, format_path, parse_path
 
 #: Keys that hold secret values when they appear anywhere in an environment file.
 SECRET_KEY_RE = re.compile(
@@ -73,8 +74,11 @@ def resolve(ref: str | Path, root: Path | None = None) -> Path:
     raise ConfigError(f"no environment named {str(ref)!r} under {root / 'environments'}{extra}")
 
 
-def list_environments(root: Path | None = None) -> list[str]:
-    """Names of the shipped, plannable environments (mixins such as base.yaml excluded)."""
+def list_environments(root: Path | None = None, kind: str | None = None) -> list[str]:
+    """Names of the shipped, plannable environments (mixins such as base.yaml excluded), of ``kind``
+    (``site``, ``event``, ``federation``) or of every kind."""
+    if kind is not None:
+        return [n for n, k in environment_kinds(root).items() if k == kind]
     root = root or project_root()
     out: list[str] = []
     envdir = root / "environments"
@@ -386,22 +390,6 @@ def layer(path: Path, _stack: tuple[Path, ...] = ()) -> Layered:
 # --------------------------------------------------------------------------- validation errors
 
 
-PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_/:+-]+$")
-
-
-def format_path(loc: PathT) -> str:
-    """``("node_pools", "a100", "mig", 0)`` -> ``node_pools.a100.mig[0]``; odd keys are quoted."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif PLAIN_KEY_RE.match(str(part)):
-            out += ("." if out else "") + str(part)
-        else:
-            out += f"[{json.dumps(str(part))}]"
-    return out
-
-
 def _unwrap(t: Any) -> Any:
     """Strip Annotated[...] and Optional[...] down to the core type."""
     while True:
@@ -417,9 +405,9 @@ def _unwrap(t: Any) -> Any:
             return t
 
 
-def _model_at(loc: PathT) -> type[BaseModel] | None:
+def _model_at(loc: PathT, root: type[BaseModel]) -> type[BaseModel] | None:
     """The pydantic model that owns the last element of ``loc`` (for 'did you mean' hints)."""
-    current: Any = Environment
+    current: Any = root
     for part in loc[:-1]:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
@@ -437,7 +425,7 @@ def _model_at(loc: PathT) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: dict[str, Any], root: type[BaseModel]) -> str:
     typ = err["type"]
     loc = err["loc"]
     inp = err.get("input")
@@ -446,7 +434,7 @@ def _describe(err: dict[str, Any]) -> str:
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
     if typ in ("extra_forbidden", "invalid_key"):  # invalid_key: a field name that is not text (`0:`)
-        model = _model_at(loc)
+        model = _model_at(loc, root)
         field = str(loc[-1])
         known = sorted(model.model_fields) if model else []
         close = difflib.get_close_matches(field, known, n=1)
@@ -503,23 +491,26 @@ def _data_loc(data: Any, loc: PathT) -> PathT:
     return tuple(out)
 
 
-def _pydantic_error(e: ValidationError, layered: Layered, top: Path) -> ConfigError:
+def _pydantic_error(e: ValidationError, layered: Layered, top: Path, root: type[BaseModel]) -> ConfigError:
     errors = e.errors(include_url=False)
     first = errors[0]
     # pydantic ends the location of a bad mapping key with "[key]": the key itself is the field
     loc: PathT = _data_loc(layered.data, tuple(p for p in first["loc"] if p != "[key]"))
     file = layered.file_for(loc) or top
     extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    message = _describe(dict(first))
+    message = _describe(dict(first), root)
     if first["loc"][-1:] == ("[key]",) and first["type"] == "string_type":
         message = f"key {_short(first.get('input'))} is not text: quote it"
-    return ConfigError(message + extra, file=display(file), path=format_path(loc))
+    return ConfigError(message + extra, file=display(file), path=format_path(loc) or None)
 
 
 #: Validated environments by file, with a digest of every file of their extends chain (content,
 #: not mtime: timestamps are too coarse for files rewritten in a loop). `aiinfn plan` and the program
 #: it runs then parse and validate the same files once, not twice.
-_CACHE: dict[tuple[Path, bool], tuple[tuple[tuple[Path, str], ...], Environment]] = {}
+_CACHE: dict[tuple[Path, bool], tuple[tuple[tuple[Path, str], ...], AnyEnvironment]] = {}
+
+#: The model of each `kind` of environment file.
+KINDS: dict[str, type[BaseModel]] = {"site": Environment, "event": Event, "federation": Federation}
 
 
 def _signature(files: list[Path]) -> tuple[tuple[Path, str], ...] | None:
@@ -529,7 +520,7 @@ def _signature(files: list[Path]) -> tuple[tuple[Path, str], ...] | None:
         return None
 
 
-def load(ref: str | Path, *, root: Path | None = None, semantic: bool = True) -> Environment:
+def load(ref: str | Path, *, root: Path | None = None, semantic: bool = True) -> AnyEnvironment:
     """Load, layer and validate environment ``ref`` (a name under environments/ or a path)."""
     path = resolve(ref, root)
     key = (path.resolve(), semantic)
@@ -537,38 +528,105 @@ def load(ref: str | Path, *, root: Path | None = None, semantic: bool = True) ->
     if cached is not None and _signature([f for f, _ in cached[0]]) == cached[0]:
         return cached[1]
     layered = layer(path)
-    env = _validate(layered, path, semantic)
-    sig = _signature(layered.files)
+    env = _validate(layered, path, semantic, root)
+    files = list(layered.files)
+    if not isinstance(env, Environment):
+        for site in env.site_environments().values():
+            files.extend(_files_of(site))
+    sig = _signature(files)
     if sig is not None:
         _CACHE[key] = (sig, env)
     return env
 
 
-def _validate(layered: Layered, path: Path, semantic: bool) -> Environment:
-    from .validate import check  # local: validate imports planning, which imports models
-
-    try:
-        env = Environment.model_validate(layered.data)
-    except ValidationError as e:
-        raise _pydantic_error(e, layered, path) from None
-    except (RecursionError, OverflowError) as e:  # pathological input
-        raise ConfigError(f"cannot be validated ({type(e).__name__})", file=display(path)) from None
-    if semantic:
-        try:
-            check(env)
-        except ConfigError as e:
-            loc = tuple(_parse_path(e.path)) if e.path else ()
-            related = tuple(tuple(_parse_path(r)) for r in e.related)
-            file = layered.file_for(loc, related) or path
-            raise e.with_file(display(file)) from None
+def load_site(ref: str | Path, *, root: Path | None = None, purpose: str = "this command") -> Environment:
+    """``load``, refusing an event or a federation file: ``purpose`` works on a site only."""
+    env = load(ref, root=root)
+    if not isinstance(env, Environment):
+        raise ConfigError(
+            f"is {an(env.kind)} file, and {purpose} works on a site: give a site environment "
+            f"(one of {', '.join(sorted(n for n, k in environment_kinds(root).items() if k == 'site'))})",
+            file=display(resolve(ref, root)),
+        )
     return env
 
 
-def _parse_path(p: str) -> Iterator[str | int]:
-    for part in re.finditer(r'([^.\[\]"]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]', p):
-        if part.group(2) is not None:
-            yield int(part.group(2))
-        elif part.group(3) is not None:
-            yield json.loads(part.group(3))
-        else:
-            yield part.group(1)
+def kind_of(data: dict[str, Any], name: str) -> str:
+    """The `kind` a file's merged data declares (``site`` when it says none)."""
+    kind = data.get("kind", "site")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ConfigError(
+            f"{_short(kind)} is not a kind of environment (valid: {', '.join(KINDS)})", file=name, path="kind"
+        )
+    return str(kind)
+
+
+def _validate(layered: Layered, path: Path, semantic: bool, root: Path | None) -> AnyEnvironment:
+    kind = kind_of(layered.data, display(layered.file_for(("kind",)) or path))
+    model = KINDS[kind]
+    try:
+        env: AnyEnvironment = model.model_validate(layered.data)  # type: ignore[assignment]
+    except ValidationError as e:
+        raise _pydantic_error(e, layered, path, model) from None
+    except (RecursionError, OverflowError) as e:  # pathological input
+        raise ConfigError(f"cannot be validated ({type(e).__name__})", file=display(path)) from None
+    try:
+        if isinstance(env, Event | Federation):
+            sites = _members(env, path, root)
+            env._sites = sites
+            if semantic:
+                if isinstance(env, Event):
+                    validate.check_event(env, sites)
+                else:
+                    validate.check_federation(env, sites)
+        elif semantic:
+            validate.check(env)
+    except ConfigError as e:
+        if e.file:
+            raise
+        loc = tuple(parse_path(e.path)) if e.path else ()
+        related = tuple(tuple(parse_path(r)) for r in e.related)
+        file = layered.file_for(loc, related) or path
+        raise e.with_file(display(file)) from None
+    return env
+
+
+def _members(env: Event | Federation, path: Path, root: Path | None) -> dict[str, Environment]:
+    """The site environments an event or a federation names, each loaded and validated in full."""
+    out: dict[str, Environment] = {}
+    for i, ref in enumerate(env.sites):
+        where = f"sites[{i}]"
+        looks_like_path = ref.endswith((".yaml", ".yml")) or "/" in ref
+        target: str | Path = (path.parent / ref) if looks_like_path else ref
+        try:
+            site = load(target, root=root)
+        except ConfigError as e:
+            if e.file is None or "not found" in e.message or "no environment named" in e.message:
+                raise ConfigError(e.message, path=where) from None
+            raise
+        if not isinstance(site, Environment):
+            raise ConfigError(f"{ref!r} is {an(site.kind)} file, not a site", path=where)
+        if site.name in out:
+            raise ConfigError(f"site {site.name!r} is listed twice", path=where)
+        out[site.name] = site
+    return out
+
+
+def _files_of(site: Environment) -> list[Path]:
+    """The files a cached site environment was read from."""
+    for sig, env in _CACHE.values():
+        if env is site:
+            return [f for f, _ in sig]
+    return []
+
+
+def environment_kinds(root: Path | None = None) -> dict[str, str]:
+    """Shipped environment name -> its kind (``site``, ``event``, ``federation``; ``example`` files
+    are sites too), read from each file's own ``kind`` (or its extends chain's)."""
+    out: dict[str, str] = {}
+    for name in list_environments(root):
+        try:
+            out[name] = kind_of(layer(resolve(name, root)).data, name)
+        except ConfigError:
+            out[name] = "broken"
+    return out

@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     model_validator,
 )
@@ -507,28 +508,13 @@ class ParticipantShare(Model):
     )
 
 
-class Event(Model):
-    name: DnsLabel
-    participants: int = Field(ge=1, le=500)
-    iam_group: IamGroup
-    starts: dt.date
-    ends: dt.date
-    image: NonEmptyStr
-    per_participant: ParticipantShare = ParticipantShare()
-    placeholders: int | None = Field(None, ge=0, le=1000, description="warm placeholder pods (default: participants)")
-    prepull: bool = True
-
-    @model_validator(mode="after")
-    def _dates(self) -> Event:
-        if self.ends < self.starts:
-            raise ValueError(f"ends ({self.ends}) is before starts ({self.starts})")
-        return self
-
-
 # --------------------------------------------------------------------------- the environment
 
 
 class Environment(Model):
+    """A site: its OpenStack project, the cluster on it and the services the cluster runs."""
+
+    kind: Literal["site"] = Field("site", description="what the file describes: a site (the default)")
     name: DnsLabel
     description: str = ""
     site: Site
@@ -541,4 +527,71 @@ class Environment(Model):
     iam: Iam
     projects: dict[DnsLabel, Project] = Field(default_factory=dict)
     services: Services = Services()
-    event: Event | None = None
+
+    def pci_aliases(self, flavor: str) -> dict[str, int]:
+        """Nova PCI alias -> device count that flavor ``flavor`` passes through (the site's aliases)."""
+        return {self.site.alias_for(m): c for m, c in self.flavors[flavor].accelerators.items()}
+
+
+# --------------------------------------------------------------------------- events and federations
+
+
+class Event(Model):
+    """A hackathon or school: participants of an IAM group on the sites it draws on, for a window.
+
+    An event holds only the event: it names its sites and can change nothing of them (their stacks,
+    security settings and queues stay theirs). Its stack per site registers only the event's objects.
+    """
+
+    kind: Literal["event"] = Field(description="`event`: this file describes an event, not a site")
+    name: DnsLabel = Field(description="the event's name; its namespace at each site is event-<name>")
+    description: str = ""
+    sites: list[NonEmptyStr] = Field(
+        min_length=1, description="site environments the event runs on (names under environments/, or paths)"
+    )
+    participants: int = Field(ge=1, le=500)
+    iam_group: IamGroup = Field(description="the participants' IAM group")
+    tutors_group: IamGroup | None = Field(None, description="the tutors' IAM group (admins of the event)")
+    starts: dt.date
+    ends: dt.date
+    image: NonEmptyStr = Field(description="the one image participants run, the same at every site")
+    per_participant: ParticipantShare = ParticipantShare()
+    placeholders: int | None = Field(None, ge=0, le=1000, description="warm placeholder pods (default: participants)")
+    prepull: bool = True
+
+    @model_validator(mode="after")
+    def _dates(self) -> Event:
+        if self.ends < self.starts:
+            raise ValueError(f"ends ({self.ends}) is before starts ({self.starts})")
+        return self
+
+    #: the member sites, loaded and validated (set by the loader)
+    _sites: dict[str, Environment] = PrivateAttr(default_factory=dict)
+
+    @property
+    def namespace(self) -> str:
+        return f"event-{self.name}"
+
+    def site_environments(self) -> dict[str, Environment]:
+        """Site name -> its validated environment, in the order the file lists them."""
+        return dict(self._sites)
+
+
+class Federation(Model):
+    """Sites run as one platform: what ties them (filled by the federation's services)."""
+
+    kind: Literal["federation"] = Field(description="`federation`: this file ties sites together")
+    name: DnsLabel
+    description: str = ""
+    sites: list[NonEmptyStr] = Field(min_length=2, description="member site environments")
+    manager: NonEmptyStr = Field(description="the member site that dispatches federated batch work")
+
+    _sites: dict[str, Environment] = PrivateAttr(default_factory=dict)
+
+    def site_environments(self) -> dict[str, Environment]:
+        """Site name -> its validated environment, in the order the file lists them."""
+        return dict(self._sites)
+
+
+#: What an environment file can describe, told apart by its `kind`.
+AnyEnvironment = Environment | Event | Federation

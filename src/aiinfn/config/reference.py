@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from .models import Environment
+from .models import Environment, Event, Federation
 
 _VALIDATED = {
     "_dns_label": "DNS label",
@@ -91,13 +91,22 @@ def render() -> str:
         "# Environment reference",
         "",
         "Generated from `src/aiinfn/config/models.py` by `python -m aiinfn.config.reference`; do not edit.",
-        "An environment is one YAML file under `environments/` (a site or an event). `extends:` names",
-        "files (relative to this one) layered underneath: mappings merge key by key, lists and scalars",
-        "are replaced. Fields named `*_secret` hold the *name* of a Pulumi config secret, never a value.",
+        "An environment is one YAML file under `environments/`; its `kind` says what it describes: a site",
+        "(the default), an event (`kind: event`, which names the sites it runs on and holds only the",
+        "event) or a federation (`kind: federation`). `extends:` names files (relative to this one) layered",
+        "underneath: mappings merge key by key, lists and scalars are replaced. Fields named `*_secret`",
+        "hold the *name* of a Pulumi config secret, never a value.",
         "",
     ]
     seen: set[type[BaseModel]] = set()
-    queue: list[tuple[str, type[BaseModel]]] = [("", Environment)]
+    for title, top in (("Site", Environment), ("Event", Event), ("Federation", Federation)):
+        lines += [f"# {title} files", ""]
+        _render_tree(top, lines, seen)
+    return "\n".join(lines)
+
+
+def _render_tree(top: type[BaseModel], lines: list[str], seen: set[type[BaseModel]]) -> None:
+    queue: list[tuple[str, type[BaseModel]]] = [("", top)]
     while queue:
         path, model = queue.pop(0)
         if model in seen:
@@ -106,7 +115,7 @@ def render() -> str:
         title = path or "(top level)"
         lines += [f"## `{title}` ({model.__name__})", ""]
         doc = (model.__doc__ or "").strip().splitlines()
-        if doc and model is not Environment:
+        if doc:
             lines += [doc[0], ""]
         lines += ["| field | type | default | description |", "|---|---|---|---|"]
         for name, f in model.model_fields.items():
@@ -126,7 +135,6 @@ def render() -> str:
                     child += "[]"
                 queue.append((child, sub))
         lines.append("")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,8 +12,10 @@ from collections import Counter
 from ..catalogue import accelerators as cat
 from ..catalogue import mig
 from ..errors import ConfigError
-from .loader import format_path
-from .models import Environment, Role
+from ..planning.capacity import capacity, fit_on_hosts, installed_accelerators, requested_accelerators
+from ..planning.nodes import inventory, pool_node_names
+from .models import Environment, Event, Federation, Role
+from .paths import format_path
 
 MAX_SERVERS = 7
 
@@ -41,8 +43,6 @@ def _check_network(env: Environment) -> None:
 
 def _check_pools(env: Environment) -> None:
     seen: dict[str, str] = {}
-    from ..planning.nodes import pool_node_names
-
     for pool_name, pool in env.node_pools.items():
         base = f"node_pools.{pool_name}"
         names = pool_node_names(pool_name, pool)
@@ -79,11 +79,11 @@ def _check_pools(env: Environment) -> None:
             model = cat.model(accel.model)
             if pool.role not in (Role.GPU, Role.FPGA):
                 _fail(f"{base}.role", f"pool has accelerators, so its role must be gpu or fpga, not {pool.role.value}")
-            expected = Role.GPU if model.kind is cat.Kind.GPU else Role.FPGA
+            expected = Role.GPU if model.device_class is cat.DeviceClass.GPU else Role.FPGA
             if pool.role is not expected:
                 _fail(
                     f"{base}.role",
-                    f"{model.name} is a {model.kind.value}: the pool's role must be {expected.value}",
+                    f"{model.name} is a {model.device_class.value}: the pool's role must be {expected.value}",
                     f"{base}.accelerators",
                 )
             carried = flavor.accelerators.get(model.name, 0)
@@ -169,9 +169,6 @@ def _check_site(env: Environment) -> None:
         for model in f.accelerators:
             if model not in cat.MODELS:  # pragma: no cover - the model validator already refuses it
                 _fail(format_path(("flavors", name, "accelerators")), f"unknown accelerator {model!r}")
-    from ..planning.capacity import fit_on_hosts, installed_accelerators, requested_accelerators
-    from ..planning.nodes import inventory
-
     if not env.site.hosts:
         return
     nodes = inventory(env)
@@ -201,9 +198,6 @@ def _check_site(env: Environment) -> None:
 
 
 def _check_projects(env: Environment) -> None:
-    from ..planning.capacity import capacity
-    from ..planning.nodes import inventory
-
     caps = capacity(env, inventory(env))
     totals: dict[str, list[tuple[str, float]]] = {}
     namespaces: dict[str, str] = {}
@@ -233,30 +227,6 @@ def _check_projects(env: Environment) -> None:
                 f"({caps[kind].units} units = 1.0): lower them",
                 *(f"projects.{n}.shares" for n, _ in items),
             )
-    if env.event is not None:
-        ev = env.event
-        ns = f"event-{ev.name}"
-        if ns in namespaces:
-            _fail("event.name", f"namespace {ns!r} is already a project's namespace")
-        available = 0
-        for i, kind in enumerate(ev.per_participant.accelerators):
-            if kind not in caps:
-                _fail(
-                    f"event.per_participant.accelerators[{i}]",
-                    f"the cluster offers no {kind!r} (kinds offered: {', '.join(caps) or 'none'})",
-                    "node_pools",
-                    "kubernetes.mig_strategy",
-                )
-            available += caps[kind].units
-        if ev.per_participant.accelerators and ev.participants > available:
-            kinds = " + ".join(f"{caps[k].units}x {k}" for k in ev.per_participant.accelerators)
-            _fail(
-                "event.participants",
-                f"{ev.participants} participants need one accelerator each but the cluster has {available} "
-                f"({kinds}): lower participants or add kinds to per_participant.accelerators",
-                "event.per_participant.accelerators",
-                "node_pools",
-            )
 
 
 def _check_services(env: Environment) -> None:
@@ -283,3 +253,42 @@ def check(env: Environment) -> None:
     _check_site(env)
     _check_projects(env)
     _check_services(env)
+
+
+def check_event(event: Event, sites: dict[str, Environment]) -> None:
+    """An event fits the sites it draws on: its kinds exist there, its participants fit."""
+    caps = {name: capacity(env, inventory(env)) for name, env in sites.items()}
+    for name, env in sites.items():
+        taken = {p.namespace or p_name for p_name, p in env.projects.items()}
+        if event.namespace in taken:
+            _fail("name", f"namespace {event.namespace!r} is already a project's namespace at site {name!r}")
+    offered: dict[str, int] = {}
+    for site_caps in caps.values():
+        for kind, cap in site_caps.items():
+            offered[kind] = offered.get(kind, 0) + cap.units
+    available = 0
+    for i, kind in enumerate(event.per_participant.accelerators):
+        if kind not in offered:
+            _fail(
+                f"per_participant.accelerators[{i}]",
+                f"no site of the event offers {kind!r} (kinds offered: {', '.join(sorted(offered)) or 'none'})",
+                "sites",
+            )
+        available += offered[kind]
+    if event.per_participant.accelerators and event.participants > available:
+        kinds = " + ".join(f"{offered[k]}x {k}" for k in event.per_participant.accelerators)
+        _fail(
+            "participants",
+            f"{event.participants} participants need one accelerator each but the event's sites have {available} "
+            f"({kinds}): lower participants or add kinds to per_participant.accelerators",
+            "per_participant.accelerators",
+            "sites",
+        )
+
+
+def check_federation(federation: Federation, sites: dict[str, Environment]) -> None:
+    """A federation names its manager among its members."""
+    names = list(sites)
+    if federation.manager not in names:
+        _fail("manager", f"{federation.manager!r} is not one of the federation's sites ({', '.join(names)})",
+              "sites")

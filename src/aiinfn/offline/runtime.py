@@ -67,8 +67,14 @@ class Registration:
 class PlanMocks(pmocks.Mocks):
     """Mocked engine answers: IDs and outputs derived from names; invokes answered per token."""
 
-    def __init__(self, node_cidr: str = "10.0.0.0/16") -> None:
+    def __init__(
+        self, node_cidr: str = "10.0.0.0/16", stack_references: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> None:
         self.node_cidr = ipaddress.IPv4Network(node_cidr)
+        #: outputs of the stacks a program reads (fully qualified stack name -> outputs)
+        self.stack_references = dict(stack_references or {})
+        #: the stacks the program read, in order
+        self.read_stacks: list[str] = []
         self.invokes: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
 
@@ -83,6 +89,16 @@ class PlanMocks(pmocks.Mocks):
     def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = dict(args.inputs)
         name, typ = args.name, args.typ
+        if typ == "pulumi:pulumi:StackReference":
+            target = str(args.inputs.get("name") or args.resource_id or name)
+            if target not in self.stack_references:
+                raise PlanError(f"the program reads stack {target!r}, which the offline plan does not know")
+            with self._lock:
+                self.read_stacks.append(target)
+            outputs = dict(self.stack_references[target])
+            secret = sorted(k for k, v in outputs.items() if is_secret(v))
+            plain = {k: (v["value"] if is_secret(v) else v) for k, v in outputs.items()}
+            return target, {"name": target, "outputs": plain, "secretOutputNames": secret}
         rid = f"{name}-{_digest('id', typ, name) % 16**8:08x}"
         if typ == "openstack:networking/port:Port":
             outputs["allFixedIps"] = [self.fixed_ip(name)]
@@ -218,6 +234,7 @@ def run_program(
     secret_keys: list[str] | None = None,
     node_cidr: str = "10.0.0.0/16",
     preview: bool = False,
+    stack_references: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ProgramRun:
     """Run ``program`` (a ``__main__.py`` path, or a callable) under the mock runtime.
 
@@ -226,7 +243,7 @@ def run_program(
     message); anything else becomes a PlanError naming its type.
     """
     with _RUN_LOCK:
-        mocks = PlanMocks(node_cidr)
+        mocks = PlanMocks(node_cidr, stack_references)
         monitor = RecordingMonitor(mocks)
         pulumi.runtime.reset_options(project=project, stack=stack, preview=preview)
         pulumi.runtime.set_all_config(

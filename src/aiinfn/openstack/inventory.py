@@ -19,11 +19,9 @@ from typing import Any
 
 from ..config.models import Role
 from ..planning import Plan
-from ..planning.nodes import Node
+from ..planning.nodes import SITE_TAG, TAG_PREFIX, Node, server_metadata
 from ..render import ansible_inventory, host_vars, inventory_groups
 
-TAG_PREFIX = "aiinfn:"
-SITE_TAG = "aiinfn:site"
 #: Roles whose nodes join the Kubernetes cluster (group k8s_cluster), as Node.is_kubernetes_node.
 KUBERNETES_ROLES = frozenset({Role.SERVER.value, Role.AGENT.value, Role.GPU.value, Role.FPGA.value})
 
@@ -40,15 +38,8 @@ class FoundServer:
 
 
 def expected_tags(plan: Plan, node: Node) -> dict[str, str]:
-    """The metadata the stacks give ``node``'s server (stacks/infra/compute.py ``node_metadata``)."""
-    accel = f"{node.accelerator}:{node.accelerator_count}" if node.accelerator else "none"
-    return {
-        "aiinfn:site": plan.env.site.name,
-        "aiinfn:pool": node.pool,
-        "aiinfn:role": node.role.value,
-        "aiinfn:accelerators": accel,
-        "aiinfn:mig-config": node.mig_config or "none",
-    }
+    """The metadata the stacks give ``node``'s server (``planning.nodes.server_metadata``)."""
+    return server_metadata(plan.env, node)
 
 
 def site_network(plan: Plan) -> str:
@@ -79,10 +70,10 @@ def groups_from_tags(tags: dict[str, dict[str, str]]) -> dict[str, list[str]]:
         groups.setdefault(group.replace("-", "_").lower(), []).append(name)
 
     for name, md in tags.items():
-        role = md.get("aiinfn:role", "")
+        role = md.get(f"{TAG_PREFIX}role", "")
         add(f"role_{role}", name)
-        add(f"pool_{md.get('aiinfn:pool', '')}", name)
-        model = md.get("aiinfn:accelerators", "none").rpartition(":")[0]
+        add(f"pool_{md.get(f'{TAG_PREFIX}pool', '')}", name)
+        model = md.get(f"{TAG_PREFIX}accelerators", "none").rpartition(":")[0]
         if model:
             add(f"accel_{model}", name)
         if role in KUBERNETES_ROLES:
@@ -207,11 +198,11 @@ def site_servers(conn: Any, site: str) -> list[FoundServer]:
 
 def inventory(env: str, cloud: str | None = None, *, timeout: float | None = None) -> Inventory:
     """Load ``env``, plan its nodes (no Pulumi run needed), list the cloud's servers and match them."""
-    from ..config import load
+    from ..config.loader import load_site
     from ..planning import make_plan
     from .connect import DEFAULT_TIMEOUT, calling, connect
 
-    plan = make_plan(load(env))
+    plan = make_plan(load_site(env, purpose="the inventory"))
     name = cloud or plan.env.site.cloud
     limit = timeout or DEFAULT_TIMEOUT
     conn = connect(name, timeout=limit)

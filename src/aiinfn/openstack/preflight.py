@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ..catalogue.accelerators import pci_alias_spec
 from ..preview import Preview
 from .connect import find, first_line, http_status, keystone_cause
 from .requirements import Requirements, requirements
@@ -72,7 +73,7 @@ class FlavorSpec:
 
     @property
     def alias_spec(self) -> str | None:
-        return alias_spec(self.aliases)
+        return pci_alias_spec(self.aliases)
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,6 @@ def parse_alias(spec: str | None) -> dict[str, int]:
     return out
 
 
-def alias_spec(aliases: dict[str, int]) -> str | None:
-    """The ``pci_passthrough:alias`` value for ``aliases`` (sorted, as the stacks write it)."""
-    return ",".join(f"{a}:{c}" for a, c in sorted(aliases.items())) or None
-
-
 def parse_microversion(value: str | tuple[int, ...] | None) -> tuple[int, int] | None:
     """``"2.93"`` or keystoneauth's ``(2, 93)`` -> ``(2, 93)``; None when absent or unreadable."""
     if not value:
@@ -155,7 +151,7 @@ def quota_check(name: str, limit: int, used: int, need: int, label: str | None =
 
 def needs(report: Preview) -> Needs:
     """What the plan needs from the project: counts from the registrations, names from the environment."""
-    env = report.env
+    env = report.plan.env
     regs = report.run.registrations
     req = requirements(report)
     quotas = {name: req.quota(name) for name in QUOTAS}
@@ -193,7 +189,7 @@ def needs(report: Preview) -> Needs:
     flavors = []
     for f in req.flavors:
         declared = env.flavors[f.name]
-        aliases = {env.site.alias_for(m): c for m, c in declared.accelerators.items()}
+        aliases = env.pci_aliases(f.name)
         flavors.append(FlavorSpec(f.name, f.vcpus, f.ram_mb, declared.ephemeral_gb, aliases,
                                   dict(declared.extra_specs), f.managed))
     existing = (env.network.existing_network, str(env.network.cidr)) if env.network.existing_network else None
@@ -515,7 +511,7 @@ def preflight(env: str, cloud: str | None = None, *, timeout: float | None = Non
 
     report = report or preview.build(env)
     need = needs(report)
-    name = cloud or report.env.site.cloud
+    name = cloud or report.plan.env.site.cloud
     limit = timeout or DEFAULT_TIMEOUT
     conn = connect(name, timeout=limit)
     try:

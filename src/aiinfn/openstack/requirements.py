@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..catalogue.accelerators import pci_alias_spec
 from ..preview import Preview
 
 #: Registration types -> the quota they consume (one each).
@@ -64,7 +65,7 @@ class Requirements:
 
 
 def requirements(report: Preview) -> Requirements:
-    env = report.env
+    env = report.plan.env
     regs = report.run.registrations
     counts = Counter(COUNTED[r.type] for r in regs if r.type in COUNTED)
     counts["security_group_rules"] += DEFAULT_RULES_PER_GROUP * counts["security_groups"]
@@ -89,7 +90,7 @@ def requirements(report: Preview) -> Requirements:
     used = dict.fromkeys(p.flavor for p in env.node_pools.values())
     for name in used:
         f = env.flavors[name]
-        alias = ",".join(f"{env.site.alias_for(m)}:{c}" for m, c in sorted(f.accelerators.items())) or None
+        alias = pci_alias_spec(env.pci_aliases(name))
         flavors.append(FlavorNeed(name, f.vcpus, f.ram_gb * 1024, f.disk_gb, alias, env.site.manage_flavors))
     keypairs = [r for r in regs if r.type == "openstack:compute/keypair:Keypair"]
     return Requirements(

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..catalogue import accelerators as cat
 from ..catalogue import mig
-from ..config.models import Environment
+from ..config.models import Environment, Role
 from .capacity import HostFit, Kind, KindCapacity, capacity, fit_on_hosts
 from .nodes import Node, inventory
-from .quotas import EventAllocation, ProjectQuota, event_allocation, project_quotas, unassigned
+from .quotas import ProjectQuota, project_quotas, unassigned
+
+#: Share of a node kept for the system (kubelet, RKE2, CNI): 1 CPU and 10 % of memory.
+SYSTEM_RESERVED_CPU = 1
+SYSTEM_RESERVED_MEMORY = 0.10
 
 
 @dataclass(frozen=True)
@@ -20,13 +25,45 @@ class Plan:
     host_fit: HostFit
     quotas: list[ProjectQuota]
     shared_pool: dict[str, int]
-    event: EventAllocation | None
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
             if n.name == name:
                 return n
         raise KeyError(name)
+
+    def first(self, role: Role) -> Node | None:
+        """The first node of ``role`` in file order (the RKE2 server others join, the NFS node ...)."""
+        return next((n for n in self.nodes if n.role is role), None)
+
+    def schedulable(self) -> tuple[int, int]:
+        """CPU cores and memory (GiB) users' pods can get: agents and accelerator nodes, minus the
+        share each node keeps for the system (SYSTEM_RESERVED_CPU, SYSTEM_RESERVED_MEMORY)."""
+        cpu = 0
+        mem = 0
+        for n in self.nodes:
+            if n.role not in (Role.AGENT, Role.GPU, Role.FPGA):
+                continue
+            f = self.env.flavors[n.flavor]
+            cpu += max(f.vcpus - SYSTEM_RESERVED_CPU, 0)
+            mem += math.floor(f.ram_gb * (1 - SYSTEM_RESERVED_MEMORY))
+        return cpu, mem
+
+    def reserved_kinds(self) -> dict[str, str]:
+        """Kinds whose nodes are all reserved for one IAM group: kind -> group."""
+        out: dict[str, str] = {}
+        for key, cap in self.capacity.items():
+            groups = {self.node(n).reserved_for for n in cap.nodes}
+            only = next(iter(groups))
+            if len(groups) == 1 and only is not None:
+                out[key] = only
+        return out
+
+    def visible_kinds(self, group: str | None) -> dict[str, KindCapacity]:
+        """The kinds a queue of IAM group ``group`` may hold: all but those reserved for another group
+        (``None``: the whole cohort, which holds no reserved kind)."""
+        reserved = self.reserved_kinds()
+        return {k: c for k, c in self.capacity.items() if k not in reserved or reserved[k] == group}
 
     def mig_parted_config(self) -> dict[str, object]:
         """The mig-parted config file (``config.yaml`` of the MIG manager's ConfigMap).
@@ -57,7 +94,6 @@ def make_plan(env: Environment) -> Plan:
         host_fit=fit_on_hosts(env, nodes),
         quotas=quotas,
         shared_pool=unassigned(caps, quotas),
-        event=event_allocation(env, caps),
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..catalogue import accelerators as cat
 from ..config.models import Environment, Flavor
+from .labels import ACCELERATOR_LABEL, MIG_PROFILE_LABEL, mig_label_value
 from .nodes import Node
 
 
@@ -39,21 +40,13 @@ class KindCapacity:
     nodes: dict[str, int] = field(default_factory=dict)
 
 
-MIG_PROFILE_LABEL = "aiinfn.infn.it/mig-profile"
-
-
-def mig_label_value(profile: str) -> str:
-    """A MIG profile as a label value (``+`` is not allowed there: ``1g.10gb+me`` -> ``1g.10gb.me``)."""
-    return profile.replace("+", ".")
-
-
 def kind_key(model: str, profile: str | None) -> str:
     return f"{model}/{profile}" if profile else model
 
 
 def make_kind(model_name: str, profile: str | None, mig_strategy: str) -> Kind:
     m = cat.model(model_name)
-    labels = {"aiinfn.infn.it/accelerator": m.name}
+    labels = {ACCELERATOR_LABEL: m.name}
     if profile is None:
         return Kind(kind_key(m.name, None), m.name, None, m.memory_gb, m.resource, labels)
     assert m.mig is not None

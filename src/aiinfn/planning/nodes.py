@@ -6,22 +6,29 @@ Names come from the environment (explicit ``nodes:``) or from ``count:`` as ``<p
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from ..catalogue import accelerators as cat
 from ..catalogue import mig
 from ..config.models import Environment, NodePool, Role
+from .labels import (
+    ACCELERATOR_CLASS_LABEL,
+    ACCELERATOR_LABEL,
+    MIG_CONFIG_LABEL,
+    MIG_PROFILE_LABEL,
+    POOL_LABEL,
+    RESERVED_FOR_LABEL,
+    RESERVED_TAINT,
+    ROLE_LABEL,
+    SERVER_TAINT,
+    SITE_LABEL,
+    group_label_value,
+    mig_label_value,
+)
 
-LABEL_PREFIX = "aiinfn.infn.it"
-MIG_CONFIG_LABEL = "nvidia.com/mig.config"
-RESERVED_TAINT = "reserved"
-
-
-def group_label_value(group: str) -> str:
-    """An IAM group as a label/taint value: ``ai-infn/lhcb`` -> ``ai-infn.lhcb``."""
-    value = re.sub(r"[^A-Za-z0-9_.-]", ".", group).strip("._-")
-    return value[:63].rstrip("._-")
+#: Prefix of the Nova metadata keys (and Neutron tags) a site's resources carry.
+TAG_PREFIX = "aiinfn:"
+SITE_TAG = "aiinfn:site"
 
 
 @dataclass(frozen=True)
@@ -71,29 +78,27 @@ def _labels_and_taints(
     env: Environment, pool_name: str, pool: NodePool, config_name: str | None
 ) -> tuple[dict[str, str], tuple[NodeTaint, ...]]:
     labels = {
-        f"{LABEL_PREFIX}/site": env.site.name,
-        f"{LABEL_PREFIX}/pool": pool_name,
-        f"{LABEL_PREFIX}/role": pool.role.value,
+        SITE_LABEL: env.site.name,
+        POOL_LABEL: pool_name,
+        ROLE_LABEL: pool.role.value,
     }
     taints: list[NodeTaint] = []
     if pool.accelerators is not None:
         m = cat.model(pool.accelerators.model)
-        labels[f"{LABEL_PREFIX}/accelerator"] = m.name
-        labels[f"{LABEL_PREFIX}/accelerator-kind"] = m.kind.value
-        taints.append(NodeTaint(f"{LABEL_PREFIX}/accelerator", m.name, "NoSchedule"))
-        if m.kind is cat.Kind.GPU:
+        labels[ACCELERATOR_LABEL] = m.name
+        labels[ACCELERATOR_CLASS_LABEL] = m.device_class.value
+        taints.append(NodeTaint(ACCELERATOR_LABEL, m.name, "NoSchedule"))
+        if m.device_class is cat.DeviceClass.GPU:
             labels[MIG_CONFIG_LABEL] = config_name or "all-disabled"
             profiles = set(pool.mig or ())
             if env.kubernetes.mig_strategy == "single" and len(profiles) == 1:
-                from .capacity import MIG_PROFILE_LABEL, mig_label_value
-
                 labels[MIG_PROFILE_LABEL] = mig_label_value(profiles.pop())
     if pool.reserved_for:
         value = group_label_value(pool.reserved_for)
-        labels[f"{LABEL_PREFIX}/reserved-for"] = value
+        labels[RESERVED_FOR_LABEL] = value
         taints.append(NodeTaint(RESERVED_TAINT, value, "NoSchedule"))
     if pool.role is Role.SERVER:
-        taints.append(NodeTaint("CriticalAddonsOnly", "true", "NoExecute"))
+        taints.append(NodeTaint(*SERVER_TAINT))
     labels.update(pool.labels)
     taints.extend(NodeTaint(t.key, t.value, t.effect.value) for t in pool.taints)
     return labels, tuple(taints)
@@ -135,3 +140,24 @@ def inventory(env: Environment) -> list[Node]:
     for pool_name, pool in env.node_pools.items():
         out.extend(pool_nodes(env, pool_name, pool))
     return out
+
+
+def server_metadata(env: Environment, node: Node) -> dict[str, str]:
+    """The Nova metadata of ``node``'s server: what the dynamic inventory finds and groups it by.
+
+    The stacks write it and the dynamic inventory compares a server's metadata with it; Nova
+    metadata values are strings.
+    """
+    accel = f"{node.accelerator}:{node.accelerator_count}" if node.accelerator else "none"
+    return {
+        SITE_TAG: env.site.name,
+        f"{TAG_PREFIX}pool": node.pool,
+        f"{TAG_PREFIX}role": node.role.value,
+        f"{TAG_PREFIX}accelerators": accel,
+        f"{TAG_PREFIX}mig-config": node.mig_config or "none",
+    }
+
+
+def site_tags(env: Environment, **extra: str) -> list[str]:
+    """Neutron tags of a site's network resources (``aiinfn:site=<site>`` and ``aiinfn:<k>=<v>``)."""
+    return [f"{SITE_TAG}={env.site.name}", *(f"{TAG_PREFIX}{k}={v}" for k, v in extra.items())]

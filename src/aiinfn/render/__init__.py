@@ -1,7 +1,7 @@
 """Render templates/ with Jinja2 (StrictUndefined): cloud-init, mig-parted config, Ansible inventory.
 
 The stacks pass exactly these documents to the cloud (user data), and ``aiinfn plan`` writes the same
-ones under ``build/<env>/``, so what is reviewed is what is deployed.
+ones under ``build/<env>/`` (``render.artifacts``), so what is reviewed is what is deployed.
 """
 
 from __future__ import annotations
@@ -9,17 +9,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import lru_cache
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from ruamel.yaml import YAML
 
+from .. import versions
 from ..config.loader import project_root
 from ..config.models import Role
 from ..planning import Plan
 from ..planning.nodes import Node
+from ..serialize import yaml_dump
+from ..services import harbor
 
 ADMIN_USER = "aiinfn"
 #: First-boot packages per role (drivers and Kubernetes come later, from Ansible).
@@ -51,15 +52,6 @@ def _jinja(directory: str) -> jinja2.Environment:
 
 def render(template: str, **context: Any) -> str:
     return _jinja(str(templates_dir())).get_template(template).render(**context)
-
-
-def yaml_dump(data: Any) -> str:
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
-    buf = StringIO()
-    yaml.dump(data, buf)
-    return buf.getvalue()
 
 
 def node_facts(plan: Plan, node: Node) -> dict[str, Any]:
@@ -164,9 +156,6 @@ def host_vars(plan: Plan, node: Node, address: str | None) -> dict[str, Any]:
 def site_vars(plan: Plan) -> dict[str, Any]:
     """The inventory's ``all.vars``: what the playbooks map onto the roles' inputs. No secret is here:
     join token, passphrases and client secrets reach the playbooks as extra variables at run time."""
-    from .. import versions
-    from ..planning.services import harbor_host
-
     env = plan.env
     first = {role: next((n.name for n in plan.nodes if n.role is role), None) for role in Role}
     nfs = env.storage.nfs
@@ -193,7 +182,7 @@ def site_vars(plan: Plan) -> dict[str, Any]:
             "username_claim": env.iam.username_claim,
             "groups_claim": env.iam.groups_claim,
         },
-        "aiinfn_registry_mirror": harbor_host(plan),
+        "aiinfn_registry_mirror": harbor.host(plan),
         "aiinfn_nfs": {"server": first[Role.NFS], "export_path": nfs.export_path} if nfs else None,
         "aiinfn_backup": {
             "server": first[Role.BACKUP],
@@ -230,60 +219,3 @@ def ansible_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) ->
         groups=inventory_groups(plan),
         hosts=hosts,
     )
-
-
-def yaml_documents(docs: list[Any]) -> str:
-    return "---\n".join(yaml_dump(d) for d in docs)
-
-
-def kubernetes_artifacts(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Every Kubernetes object (Secrets aside: their values are secret) and every Helm values file the
-    overlay applies, exactly as stacks/overlay registers them."""
-    from ..planning import jupyterhub, monitoring, overlay, services
-    from ..planning.kueue import kueue_objects, project_objects
-
-    addresses = addresses or {}
-    out = {
-        "k8s/kueue.yaml": yaml_documents(kueue_objects(plan)),
-        "k8s/namespaces.yaml": yaml_documents(overlay.platform_namespaces()),
-        "k8s/projects.yaml": yaml_documents(project_objects(plan)),
-        "k8s/mig-parted-configmap.yaml": yaml_dump(overlay.mig_configmap(plan)),
-        "k8s/monitoring.yaml": yaml_documents(monitoring.manifests(plan)),
-        "k8s/values/gpu-operator.yaml": yaml_dump(overlay.gpu_operator_values(plan)),
-        "k8s/values/kueue.yaml": yaml_dump(overlay.kueue_values()),
-        "k8s/values/cert-manager.yaml": yaml_dump(services.cert_manager_values()),
-    }
-    nfs = plan.env.storage.nfs
-    storage_class = nfs.storage_class if nfs else None
-    targets = monitoring.exporter_targets(dict(addresses), plan)
-    out["k8s/values/kube-prometheus-stack.yaml"] = yaml_dump(monitoring.values(plan, storage_class, targets))
-    extra = [services.cluster_issuer(plan)]
-    jfs_class = services.juicefs_storage_class(plan)
-    if jfs_class is not None and plan.env.storage.s3 is not None:
-        extra.append(jfs_class)
-        out["k8s/values/juicefs-csi-driver.yaml"] = yaml_dump(services.juicefs_values())
-    nfs_node = next((n.name for n in plan.nodes if n.role is Role.NFS), None)
-    if nfs is not None and nfs_node is not None:
-        server = addresses.get(nfs_node, f"<fixed IP of {nfs_node}>")
-        out["k8s/values/nfs-subdir-external-provisioner.yaml"] = yaml_dump(overlay.nfs_provisioner_values(plan, server))
-        if plan.env.services.jupyterhub is not None:
-            out["k8s/values/jupyterhub.yaml"] = yaml_dump(jupyterhub.values(plan, nfs.storage_class))
-            extra.append(jupyterhub.hub_db_claim(nfs.storage_class))
-        harbor = services.harbor_values(plan)
-        if harbor is not None:
-            out["k8s/values/harbor.yaml"] = yaml_dump(harbor)
-            extra.extend(c for c in [services.harbor_db_claim(plan, nfs.storage_class)] if c is not None)
-            extra.extend(services.harbor_bootstrap_objects(plan))
-    out["k8s/services.yaml"] = yaml_documents(extra)
-    return out
-
-
-def artifacts(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Every rendered artifact of the plan, keyed by its path under build/<env>/."""
-    out: dict[str, str] = {}
-    for node in plan.nodes:
-        out[f"cloud-init/{node.name}.yaml"] = cloud_init(plan, node)
-    out["mig-parted/config.yaml"] = mig_parted(plan)
-    out["ansible/inventory.yaml"] = ansible_inventory(plan, addresses)
-    out.update(kubernetes_artifacts(plan, addresses))
-    return out

@@ -18,7 +18,7 @@ from gpu_standins import FAKE_SMI, gpu_site_inventory, install_gpus
 from rke2_standin import build_release
 
 from aiinfn import versions
-from aiinfn.config import load
+from aiinfn.config.loader import load
 from aiinfn.planning import make_plan
 
 pytestmark = pytest.mark.integration

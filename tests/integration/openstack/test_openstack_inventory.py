@@ -23,7 +23,7 @@ import pytest
 from openstack_fixture import COMPUTES
 from openstack_world import ENV_FILE, INSTANCE, MEMBER_CLOUD, World, boot_plan, delete_servers, wait_active
 
-from aiinfn.config import load
+from aiinfn.config.loader import load
 from aiinfn.openstack import connect as osconnect
 from aiinfn.openstack import inventory as inv
 from aiinfn.openstack.connect import find

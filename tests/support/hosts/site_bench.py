@@ -20,7 +20,7 @@ from ruamel.yaml import YAML
 from sts_wire_standin import build_release as build_sts_wire
 
 from aiinfn import versions
-from aiinfn.config import load
+from aiinfn.config.loader import load
 from aiinfn.planning import Plan, make_plan
 from aiinfn.render import ansible_inventory
 

@@ -23,10 +23,19 @@ from typing import Any
 
 from .. import versions
 from ..planning import Plan
-from .kueue import INTERACTIVE_QUEUE, reserved_kinds
-from .services import claim, tls_annotations
+from ..planning.labels import (
+    INTERACTIVE_LABEL,
+    PRIORITY_CLASS_LABEL,
+    QUEUE_NAME_LABEL,
+    ROLE_LABEL,
+    kind_tolerations,
+)
+from . import tls
+from .bundle import Bundle, ConfigSecret, Generated, Manifest, RandomBytes, Release, Secret, claim, namespace
+from .kueue import INTERACTIVE_QUEUE
 
 NAMESPACE = "jupyterhub"
+RELEASE = "jupyterhub"
 OAUTH_SECRET = "aiinfn-iam-oauth"
 OAUTH_SECRET_KEY = "client-secret"
 HUB_DB_CLAIM = "aiinfn-hub-db"
@@ -56,7 +65,7 @@ def allowed_groups(plan: Plan) -> dict[str, list[str] | None]:
     A kind reserved for a group is for that group only. A kind that projects hold shares of is also
     open to everyone (its shared pool is borrowable), except when it is reserved.
     """
-    reserved = reserved_kinds(plan)
+    reserved = plan.reserved_kinds()
     out: dict[str, list[str] | None] = {CPU_PROFILE: None}
     for key in plan.capacity:
         out[profile_slug(key)] = [reserved[key]] if key in reserved else None
@@ -82,24 +91,15 @@ def profiles(plan: Plan) -> list[dict[str, Any]]:
                 "cpu_limit": 4,
                 "mem_guarantee": "4G",
                 "mem_limit": "16G",
-                "node_selector": {"aiinfn.infn.it/role": "agent"},
+                "node_selector": {ROLE_LABEL: "agent"},
             },
             **({"profile_options": options} if options else {}),
         }
     ]
-    reserved = reserved_kinds(plan)
+    reserved = plan.reserved_kinds()
     for key, cap in plan.capacity.items():
         kind = cap.kind
-        tolerations = [
-            {"key": "aiinfn.infn.it/accelerator", "operator": "Equal", "value": kind.model, "effect": "NoSchedule"}
-        ]
-        if key in reserved:
-            from .nodes import RESERVED_TAINT, group_label_value
-
-            tolerations.append(
-                {"key": RESERVED_TAINT, "operator": "Equal", "value": group_label_value(reserved[key]),
-                 "effect": "NoSchedule"}
-            )
+        tolerations = kind_tolerations(kind.model, reserved.get(key))
         what = f"one {kind.profile} MIG slice of an {kind.model}" if kind.profile else f"one {kind.model}"
         out.append(
             {
@@ -192,8 +192,6 @@ def tokens_hook(plan: Plan) -> str:
 def login_groups(plan: Plan) -> list[str]:
     env = plan.env
     groups = [*env.iam.user_groups, *env.iam.admin_groups, *(p.iam_group for p in env.projects.values())]
-    if env.event is not None:
-        groups.append(env.event.iam_group)
     return list(dict.fromkeys(groups))
 
 
@@ -205,9 +203,7 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
     issuer = env.iam.issuer.rstrip("/")
     image, tag = _image(hub.default_image)
     placeholders = hub.user_placeholders
-    if env.event is not None and env.event.placeholders is not None:
-        placeholders = max(placeholders, env.event.placeholders)
-    prepull = hub.prepull or bool(env.event and env.event.prepull)
+    prepull = hub.prepull
     mount = mount_script(plan)
     s3 = env.storage.s3
     hub_env: dict[str, Any] = {
@@ -271,7 +267,7 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
         "ingress": {
             "enabled": True,
             "hosts": [host],
-            "annotations": tls_annotations(),
+            "annotations": tls.ingress_annotations(),
             "tls": [{"hosts": [host], "secretName": "jupyterhub-tls"}],
         },
         "singleuser": {
@@ -294,8 +290,8 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
             # Notebooks are Kueue workloads of the interactive queue, at interactive priority.
             "extraLabels": {
                 "hub.jupyter.org/network-access-hub": "true",
-                "kueue.x-k8s.io/queue-name": INTERACTIVE_QUEUE,
-                "kueue.x-k8s.io/priority-class": "interactive",
+                QUEUE_NAME_LABEL: INTERACTIVE_QUEUE,
+                PRIORITY_CLASS_LABEL: "interactive",
             },
             "cloudMetadata": {"blockWithIptables": True},
         },
@@ -312,3 +308,35 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
 def hub_db_claim(storage_class: str) -> dict[str, Any]:
     """The hub database's claim (the stack protects it: `protect`, `retain_on_delete`)."""
     return claim(HUB_DB_CLAIM, NAMESPACE, storage_class, 5)
+
+
+def uses_auth_state(plan: Plan) -> bool:
+    """The hub keeps users' IAM tokens (encrypted) when notebooks mount their buckets with sts-wire."""
+    s3 = plan.env.storage.s3
+    return mount_script(plan) is not None and s3 is not None and bool(s3.client_secret)
+
+
+def bundle(plan: Plan, storage_class: str | None, after: tuple[str, ...]) -> Bundle | None:
+    """The hub (zero-to-jupyterhub) with its OAuth secret, its protected database claim and, with
+    sts-wire, the auth-state key and the sts-wire client secret. ``after``: the platform filesystem."""
+    env = plan.env
+    if env.services.jupyterhub is None or storage_class is None:
+        return None
+    ns = f"ns-{NAMESPACE}"
+    deps = (ns, *after)
+    items: list[Any] = [
+        namespace(NAMESPACE, {INTERACTIVE_LABEL: "true"}),
+        Secret("iam-oauth", deps, name=OAUTH_SECRET, namespace=NAMESPACE,
+               data={OAUTH_SECRET_KEY: ConfigSecret(env.iam.client_secret)}),
+    ]
+    s3 = env.storage.s3
+    if uses_auth_state(plan) and s3 is not None and s3.client_secret:
+        items.append(RandomBytes("hub-crypt-key", length=32))
+        items.append(Secret(CRYPT_SECRET, deps, name=CRYPT_SECRET, namespace=NAMESPACE,
+                            data={"key": Generated("hub-crypt-key", "hex")}))
+        items.append(Secret(STSWIRE_SECRET, deps, name=STSWIRE_SECRET, namespace=NAMESPACE,
+                            data={STSWIRE_SECRET_KEY: ConfigSecret(s3.client_secret)}))
+    items.append(Manifest("hub-db", deps, hub_db_claim(storage_class), protect=True))
+    items.append(Release(RELEASE, (*deps, *(i.key for i in items[1:] if isinstance(i, Secret | Manifest))),
+                         chart="jupyterhub", namespace=NAMESPACE, values=values(plan, storage_class)))
+    return Bundle("jupyterhub", tuple(items))

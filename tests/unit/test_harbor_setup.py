@@ -1,4 +1,4 @@
-"""The Harbor bootstrap Job's program, run for real against local HTTP stand-ins.
+"""The Harbor setup Job's program, run for real against local HTTP stand-ins.
 
 Gap: no Harbor or Kubernetes API server can run here. The stand-ins below answer the handful of
 Harbor v2.0 and Kubernetes core/v1 endpoints the program calls, with the status codes those APIs
@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from aiinfn.jobs import harbor_bootstrap
+from aiinfn.jobs import harbor_setup
 
 PASSWORD = "test-admin-password"
 
@@ -133,7 +133,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[State]:
 
 
 def test_first_run_creates_projects_robot_and_secret(world: State) -> None:
-    assert harbor_bootstrap.main() == 0
+    assert harbor_setup.main() == 0
     assert {"environments", "apptainer"} <= world.projects
     (robot,) = world.robots
     assert robot["level"] == "system"
@@ -144,17 +144,17 @@ def test_first_run_creates_projects_robot_and_secret(world: State) -> None:
 
 
 def test_second_run_changes_nothing(world: State) -> None:
-    assert harbor_bootstrap.main() == 0
+    assert harbor_setup.main() == 0
     world.requests.clear()
-    assert harbor_bootstrap.main() == 0
+    assert harbor_setup.main() == 0
     assert all(method == "GET" for method, _ in world.requests), world.requests
     assert len(world.robots) == 1
 
 
 def test_lost_secret_gets_a_refreshed_robot_secret(world: State) -> None:
-    assert harbor_bootstrap.main() == 0
+    assert harbor_setup.main() == 0
     del world.secrets["harbor/aiinfn-harbor-robot-nodes"]
-    assert harbor_bootstrap.main() == 0
+    assert harbor_setup.main() == 0
     assert len(world.robots) == 1
     assert world.secrets["harbor/aiinfn-harbor-robot-nodes"]["stringData"]["password"] == "s2"
 
@@ -162,7 +162,7 @@ def test_lost_secret_gets_a_refreshed_robot_secret(world: State) -> None:
 def test_wrong_password_fails_in_one_line(world: State, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("HARBOR_ADMIN_PASSWORD", "wrong")
-    assert harbor_bootstrap.main() == 1
+    assert harbor_setup.main() == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "HTTP 401" in err and "/projects" in err
     assert world.robots == [] and world.secrets == {}
@@ -171,5 +171,5 @@ def test_wrong_password_fails_in_one_line(world: State, monkeypatch: pytest.Monk
 def test_missing_setting_is_named(world: State, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("HARBOR_ROBOT")
-    assert harbor_bootstrap.main() == 1
+    assert harbor_setup.main() == 1
     assert "HARBOR_ROBOT" in capsys.readouterr().err

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from aiinfn.ansible import bootstrap as bs
-from aiinfn.config import load
+from aiinfn.ansible import checks as bs
+from aiinfn.config.loader import load
 from aiinfn.planning import Plan, make_plan
 
 

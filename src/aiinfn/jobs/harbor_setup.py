@@ -1,4 +1,4 @@
-"""Harbor bootstrap, run in the cluster as a Kubernetes Job after the Harbor chart is up.
+"""Harbor setup, run in the cluster as a Kubernetes Job after the Harbor chart is up.
 
 Creates (idempotently) the private projects that hold the managed environments (OCI images and
 Apptainer images) and a system robot account that may pull from every project, and stores the
@@ -25,7 +25,7 @@ from typing import Any
 SA = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-class BootstrapError(Exception):
+class SetupError(Exception):
     pass
 
 
@@ -48,9 +48,9 @@ class Api:
         except urllib.error.HTTPError as e:
             status, raw = e.code, e.read()
         except (urllib.error.URLError, TimeoutError, OSError) as e:
-            raise BootstrapError(f"{method} {self.base}{path}: cannot connect ({e})") from None
+            raise SetupError(f"{method} {self.base}{path}: cannot connect ({e})") from None
         if status not in ok:
-            raise BootstrapError(f"{method} {self.base}{path}: HTTP {status} {raw[:200].decode(errors='replace')}")
+            raise SetupError(f"{method} {self.base}{path}: HTTP {status} {raw[:200].decode(errors='replace')}")
         return status, json.loads(raw) if raw else None
 
 
@@ -128,7 +128,7 @@ def main() -> int:
         env = {k: os.environ[k] for k in ("HARBOR_URL", "HARBOR_ADMIN_PASSWORD", "HARBOR_PROJECTS", "HARBOR_ROBOT",
                                           "TARGET_NAMESPACE", "TARGET_SECRET")}
     except KeyError as e:
-        print(f"harbor-bootstrap: environment variable {e.args[0]} is not set", file=sys.stderr)
+        print(f"harbor-setup: environment variable {e.args[0]} is not set", file=sys.stderr)
         return 1
     try:
         h = harbor(env["HARBOR_URL"], env["HARBOR_ADMIN_PASSWORD"])
@@ -136,8 +136,8 @@ def main() -> int:
             print(f"project {project}: {'created' if ensure_project(h, project) else 'present'}")
         done = ensure_robot(h, kubernetes(), env["HARBOR_ROBOT"], env["TARGET_NAMESPACE"], env["TARGET_SECRET"])
         print(f"robot {env['HARBOR_ROBOT']}: {done}")
-    except BootstrapError as e:
-        print(f"harbor-bootstrap: {e}", file=sys.stderr)
+    except SetupError as e:
+        print(f"harbor-setup: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -17,12 +17,16 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from ..config.models import Role
-from . import Plan
+from ..planning import Plan
+from ..planning.labels import ACCELERATOR_LABEL, MIG_PROFILE_LABEL, POOL_LABEL, PROJECT_LABEL
+from .bundle import Bundle, Generated, NodeAddress, RandomPassword, Release, Secret, manifests, namespace
 
 NAMESPACE = "monitoring"
+RELEASE = "kube-prometheus-stack"
 BACKUP_METRIC = "aiinfn_borg_last_success_timestamp_seconds"
 ACCELERATOR_RESOURCES = 'nvidia_com_gpu|nvidia_com_mig_.*|amd_com_.*'
 NODE_EXPORTER_PORT = 9100
@@ -30,7 +34,7 @@ GRAFANA_ADMIN_SECRET = "aiinfn-grafana-admin"
 RULE_LABELS = {"release": "kube-prometheus-stack"}
 
 
-def values(plan: Plan, storage_class: str | None, exporter_targets: list[str]) -> dict[str, Any]:
+def values(plan: Plan, storage_class: str | None, exporter_targets: list[NodeAddress]) -> dict[str, Any]:
     mon = plan.env.services.monitoring
     prom_spec: dict[str, Any] = {
         "retention": f"{mon.accounting_retention_days}d",
@@ -62,8 +66,8 @@ def values(plan: Plan, storage_class: str | None, exporter_targets: list[str]) -
         "prometheus": {"prometheusSpec": prom_spec},
         "kube-state-metrics": {
             "metricLabelsAllowlist": [
-                "nodes=[aiinfn.infn.it/mig-profile,aiinfn.infn.it/accelerator,aiinfn.infn.it/pool]",
-                "namespaces=[aiinfn.infn.it/project]",
+                f"nodes=[{MIG_PROFILE_LABEL},{ACCELERATOR_LABEL},{POOL_LABEL}]",
+                f"namespaces=[{PROJECT_LABEL}]",
             ]
         },
         "grafana": {
@@ -82,8 +86,19 @@ def scraped_nodes(plan: Plan) -> list[str]:
     return [n.name for n in plan.nodes if n.role in (Role.NFS, Role.BACKUP)]
 
 
-def exporter_targets(addresses: dict[str, str], plan: Plan) -> list[str]:
-    return [f"{addresses[n]}:{NODE_EXPORTER_PORT}" for n in scraped_nodes(plan) if n in addresses]
+def exporter_targets(plan: Plan) -> list[NodeAddress]:
+    """node-exporter of every scraped node, at its fixed IP."""
+    return [NodeAddress(n, NODE_EXPORTER_PORT) for n in scraped_nodes(plan)]
+
+
+def ksm_label(key: str) -> str:
+    """The name kube-state-metrics gives a Kubernetes label in ``kube_*_labels``
+    (``aiinfn.infn.it/mig-profile`` -> ``label_aiinfn_infn_it_mig_profile``)."""
+    return "label_" + re.sub(r"[^A-Za-z0-9_]", "_", key)
+
+
+ACC = ksm_label(ACCELERATOR_LABEL)
+MIG = ksm_label(MIG_PROFILE_LABEL)
 
 
 def _node_join(expr: str) -> str:
@@ -96,10 +111,10 @@ def accounting_rules() -> dict[str, Any]:
     running = 'max by (namespace, pod) (kube_pod_status_phase{phase="Running"}) == 1'
     requests = f'kube_pod_container_resource_requests{{resource=~"{ACCELERATOR_RESOURCES}"}}'
     allocated = (
-        "sum by (namespace, resource, label_aiinfn_infn_it_accelerator, label_aiinfn_infn_it_mig_profile) ("
+        f"sum by (namespace, resource, {ACC}, {MIG}) ("
         f"({_node_join(requests)}) * on (namespace, pod) group_left () ({running})"
-        " * on (node) group_left (label_aiinfn_infn_it_accelerator, label_aiinfn_infn_it_mig_profile)"
-        " max by (node, label_aiinfn_infn_it_accelerator, label_aiinfn_infn_it_mig_profile) (kube_node_labels))"
+        f" * on (node) group_left ({ACC}, {MIG})"
+        f" max by (node, {ACC}, {MIG}) (kube_node_labels))"
     )
     return _rule_set(
         "aiinfn-accounting",
@@ -180,8 +195,8 @@ def dashboards() -> dict[str, dict[str, Any]]:
 
     return {
         "aiinfn-projects.json": board("aiinfn-projects", "AI_INFN: accelerators per project", [
-            _panel("Accelerator units allocated", "sum by (namespace, label_aiinfn_infn_it_mig_profile, resource) "
-                   "(aiinfn:accelerator_allocated:by_project)", "{{namespace}} {{label_aiinfn_infn_it_mig_profile}}",
+            _panel("Accelerator units allocated", f"sum by (namespace, {MIG}, resource) "
+                   "(aiinfn:accelerator_allocated:by_project)", "{{namespace}} {{" + MIG + "}}",
                    "short", 0),
             _panel("Accelerator hours per day", "sum by (namespace) (sum_over_time("
                    "aiinfn:accelerator_hours:by_project:1h[1d:1h]))", "{{namespace}}", "h", 9),
@@ -219,9 +234,27 @@ def dashboard_configmaps() -> list[dict[str, Any]]:
     ]
 
 
-def manifests(plan: Plan) -> list[dict[str, Any]]:
+def objects(plan: Plan) -> list[dict[str, Any]]:
+    """Recording and alerting rules, then the dashboards."""
     rules = [accounting_rules()]
     backup = backup_rules(plan)
     if backup is not None:
         rules.append(backup)
     return [*rules, *dashboard_configmaps()]
+
+
+def bundle(plan: Plan, storage_class: str | None) -> Bundle:
+    """kube-prometheus-stack (its CRDs with it), Grafana's generated admin password, rules and dashboards."""
+    return Bundle(
+        "monitoring",
+        (
+            namespace(NAMESPACE),
+            RandomPassword("grafana-admin-password", length=32, special=False),
+            Secret(GRAFANA_ADMIN_SECRET, (f"ns-{NAMESPACE}",), name=GRAFANA_ADMIN_SECRET, namespace=NAMESPACE,
+                   data={"admin-user": "admin", "admin-password": Generated("grafana-admin-password")}),
+            Release(RELEASE, (f"ns-{NAMESPACE}", GRAFANA_ADMIN_SECRET), chart="kube-prometheus-stack",
+                    namespace=NAMESPACE, values=values(plan, storage_class, exporter_targets(plan)),
+                    crd_groups=("monitoring.coreos.com",)),
+            *manifests(*objects(plan), after=(RELEASE,)),
+        ),
+    )

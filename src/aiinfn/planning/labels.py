@@ -1,0 +1,79 @@
+"""Every label key, taint and toleration the platform sets or matches, in one place.
+
+Nodes carry them (RKE2 node labels and taints from the plan), Kueue ResourceFlavors match them,
+JupyterHub profiles select and tolerate them, and namespaces and queues are found by them. Writing
+one of these keys anywhere else is a bug: a typo there silently selects nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+#: Prefix of every label and taint key the platform owns.
+LABEL_PREFIX = "aiinfn.infn.it"
+SITE_LABEL = f"{LABEL_PREFIX}/site"
+POOL_LABEL = f"{LABEL_PREFIX}/pool"
+ROLE_LABEL = f"{LABEL_PREFIX}/role"
+#: The accelerator model a node carries (``A100-80GB``); also the key of the accelerator taint.
+ACCELERATOR_LABEL = f"{LABEL_PREFIX}/accelerator"
+#: ``gpu`` or ``fpga``.
+ACCELERATOR_CLASS_LABEL = f"{LABEL_PREFIX}/accelerator-kind"
+#: The MIG profile every GPU of the node is split into (single strategy), written as a label value.
+MIG_PROFILE_LABEL = f"{LABEL_PREFIX}/mig-profile"
+#: The IAM group a reserved node is for (as a label value).
+RESERVED_FOR_LABEL = f"{LABEL_PREFIX}/reserved-for"
+#: NVIDIA's MIG manager applies the mig-parted config this label names.
+MIG_CONFIG_LABEL = "nvidia.com/mig.config"
+#: Taint key of nodes reserved for one IAM group.
+RESERVED_TAINT = "reserved"
+#: RKE2 servers run only critical add-ons.
+SERVER_TAINT = ("CriticalAddonsOnly", "true", "NoExecute")
+#: Kueue ResourceFlavor label naming the accelerator kind it stands for.
+KIND_LABEL = f"{LABEL_PREFIX}/kind"
+#: Namespace and ClusterQueue label naming the project they belong to.
+PROJECT_LABEL = f"{LABEL_PREFIX}/project"
+#: Namespace label of an event's namespace (the event's name).
+EVENT_LABEL = f"{LABEL_PREFIX}/event"
+#: Namespace label that lets a namespace's pods use the interactive queue (the hub's namespace).
+INTERACTIVE_LABEL = f"{LABEL_PREFIX}/interactive"
+#: Keys no environment may set on a pool (the platform's own, and the scheduling taints above).
+RESERVED_KEY_PREFIXES = (f"{LABEL_PREFIX}/", "nvidia.com/", "node-role.kubernetes.io/", "kubernetes.io/",
+                         "k8s.io/", "node.kubernetes.io/")
+RESERVED_TAINT_KEYS = (RESERVED_TAINT, SERVER_TAINT[0])
+#: ConfigMaps in the hub's namespace the hub reads to learn of an event (``event``).
+HUB_REGISTRATION_LABEL = f"{LABEL_PREFIX}/hub-registration"
+#: Namespaces whose workloads Kueue manages.
+KUEUE_MANAGED_LABEL = "kueue.x-k8s.io/managed"
+#: Kueue's queue label on a workload's pods.
+QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
+
+
+def group_label_value(group: str) -> str:
+    """An IAM group as a label/taint value: ``ai-infn/lhcb`` -> ``ai-infn.lhcb``."""
+    value = re.sub(r"[^A-Za-z0-9_.-]", ".", group).strip("._-")
+    return value[:63].rstrip("._-")
+
+
+def mig_label_value(profile: str) -> str:
+    """A MIG profile as a label value (``+`` is not allowed there: ``1g.10gb+me`` -> ``1g.10gb.me``)."""
+    return profile.replace("+", ".")
+
+
+def accelerator_toleration(model: str) -> dict[str, Any]:
+    """Tolerates the taint every accelerator node carries (``aiinfn.infn.it/accelerator=<model>``)."""
+    return {"key": ACCELERATOR_LABEL, "operator": "Equal", "value": model, "effect": "NoSchedule"}
+
+
+def reserved_toleration(group: str) -> dict[str, Any]:
+    """Tolerates the taint of nodes reserved for IAM group ``group``."""
+    return {"key": RESERVED_TAINT, "operator": "Equal", "value": group_label_value(group), "effect": "NoSchedule"}
+
+
+def kind_tolerations(model: str, reserved_for: str | None) -> list[dict[str, Any]]:
+    """What a pod on a node of this accelerator kind must tolerate (the flavor and the profile agree)."""
+    out = [accelerator_toleration(model)]
+    if reserved_for is not None:
+        out.append(reserved_toleration(reserved_for))
+    return out

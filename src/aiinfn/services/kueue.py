@@ -1,0 +1,215 @@
+"""Kueue: the chart, one ResourceFlavor per accelerator kind, the cohort, its queues and priorities.
+
+Queueing model:
+* one ResourceFlavor per accelerator kind (node labels + the tolerations of its node taint), plus
+  `cpu` for CPU and memory;
+* one Cohort (`aiinfn`); its `interactive` ClusterQueue (notebooks, in the hub's namespace) owns what
+  no project is guaranteed (the shared pool, and all CPU and memory), so idle accelerators are
+  borrowed by anyone;
+* one ClusterQueue per project in that cohort, with nominal quota = floor(share x units), so the
+  sum over projects never exceeds capacity; projects may borrow unless `borrowing: false`;
+* accelerators reserved for an IAM group (`reserved_for`) appear only in that group's queues, and
+  their flavor tolerates the `reserved` taint;
+* WorkloadPriorityClasses `interactive` (1000) above `batch` (100): a pending notebook preempts
+  batch work that borrowed its quota (reclaimWithinCohort: Any) or that runs on idle project quota it
+  borrows (borrowWithinCohort: LowerPriority); project queues reclaim only from lower priorities,
+  so batch work never preempts a running notebook.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .. import versions
+from ..planning import KindCapacity, Plan
+from ..planning.labels import INTERACTIVE_LABEL, KIND_LABEL, PROJECT_LABEL, kind_tolerations
+from ..serialize import yaml_dump
+from .bundle import Bundle, Release, manifests, namespace
+
+NAMESPACE = "kueue-system"
+KUEUE_API = versions.KUEUE_API
+COHORT = "aiinfn"
+CPU_FLAVOR = "cpu"
+LOCAL_QUEUE = "default"
+INTERACTIVE_QUEUE = "interactive"
+PRIORITIES = {"interactive": 1000, "batch": 100}
+RELEASE = "kueue"
+
+
+def flavor_name(kind: str) -> str:
+    """``A100-80GB/1g.10gb`` -> ``a100-80gb-1g.10gb`` (a valid ResourceFlavor name)."""
+    return re.sub(r"[^a-z0-9.-]+", "-", kind.lower()).strip("-.")
+
+
+def values() -> dict[str, Any]:
+    return {
+        "enablePrometheus": True,
+        "managerConfig": {
+            "controllerManagerConfigYaml": yaml_dump(
+                {
+                    "apiVersion": "config.kueue.x-k8s.io/v1beta1",
+                    "kind": "Configuration",
+                    "manageJobsWithoutQueueName": False,
+                    "integrations": {"frameworks": ["batch/job", "pod", "jobset.x-k8s.io/jobset"]},
+                }
+            )
+        },
+    }
+
+
+def resource_flavors(plan: Plan) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"apiVersion": KUEUE_API, "kind": "ResourceFlavor", "metadata": {"name": CPU_FLAVOR}, "spec": {}}
+    ]
+    reserved = plan.reserved_kinds()
+    for key, cap in plan.capacity.items():
+        out.append(
+            {
+                "apiVersion": KUEUE_API,
+                "kind": "ResourceFlavor",
+                "metadata": {"name": flavor_name(key), "labels": {KIND_LABEL: flavor_name(key)}},
+                "spec": {
+                    "nodeLabels": dict(cap.kind.node_labels),
+                    "tolerations": kind_tolerations(cap.kind.model, reserved.get(key)),
+                },
+            }
+        )
+    return out
+
+
+def resource_groups(
+    caps: dict[str, KindCapacity], quota: dict[str, int], cpu: int, mem: int, borrowing: bool | None
+) -> list[dict[str, Any]]:
+    """resourceGroups: cpu+memory on the `cpu` flavor, then one group per accelerator resource."""
+
+    def entry(name: str, amount: int | str) -> dict[str, Any]:
+        e: dict[str, Any] = {"name": name, "nominalQuota": amount}
+        if borrowing is False:
+            e["borrowingLimit"] = 0
+        return e
+
+    groups: list[dict[str, Any]] = [
+        {
+            "coveredResources": ["cpu", "memory"],
+            "flavors": [{"name": CPU_FLAVOR, "resources": [entry("cpu", cpu), entry("memory", f"{mem}Gi")]}],
+        }
+    ]
+    by_resource: dict[str, list[str]] = {}
+    for key, cap in caps.items():
+        by_resource.setdefault(cap.kind.resource, []).append(key)
+    for resource, kinds in by_resource.items():
+        groups.append(
+            {
+                "coveredResources": [resource],
+                "flavors": [{"name": flavor_name(k), "resources": [entry(resource, quota.get(k, 0))]} for k in kinds],
+            }
+        )
+    return groups
+
+
+def cohort() -> dict[str, Any]:
+    return {"apiVersion": KUEUE_API, "kind": "Cohort", "metadata": {"name": COHORT}, "spec": {}}
+
+
+def interactive_queue(plan: Plan) -> dict[str, Any]:
+    """The ClusterQueue of notebooks: it owns the shared pool and all CPU and memory.
+
+    Batch work of any project may borrow what it leaves idle; a notebook that needs it back preempts
+    that batch work (reclaimWithinCohort), and may itself borrow idle project quota from lower
+    priority work. Project queues reclaim only from lower priorities, so a running notebook is never
+    preempted for batch work.
+    """
+    cpu, mem = plan.schedulable()
+    return {
+        "apiVersion": KUEUE_API,
+        "kind": "ClusterQueue",
+        "metadata": {"name": INTERACTIVE_QUEUE},
+        "spec": {
+            "cohortName": COHORT,
+            "namespaceSelector": {"matchLabels": {INTERACTIVE_LABEL: "true"}},
+            "queueingStrategy": "BestEffortFIFO",
+            "preemption": {
+                "withinClusterQueue": "Never",
+                "reclaimWithinCohort": "Any",
+                "borrowWithinCohort": {"policy": "LowerPriority", "maxPriorityThreshold": PRIORITIES["batch"]},
+            },
+            "resourceGroups": resource_groups(plan.visible_kinds(None), plan.shared_pool, cpu, mem, None),
+        },
+    }
+
+
+def local_queue(name: str, namespace: str, cluster_queue: str) -> dict[str, Any]:
+    return {
+        "apiVersion": KUEUE_API,
+        "kind": "LocalQueue",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"clusterQueue": cluster_queue},
+    }
+
+
+def project_queues(plan: Plan) -> list[dict[str, Any]]:
+    out = []
+    for q in plan.quotas:
+        out.append(
+            {
+                "apiVersion": KUEUE_API,
+                "kind": "ClusterQueue",
+                "metadata": {"name": q.project, "labels": {PROJECT_LABEL: q.project}},
+                "spec": {
+                    "cohortName": COHORT,
+                    "namespaceSelector": {"matchLabels": {PROJECT_LABEL: q.project}},
+                    "queueingStrategy": "BestEffortFIFO",
+                    "preemption": {
+                        "withinClusterQueue": "LowerPriority",
+                        "reclaimWithinCohort": "LowerPriority",
+                        "borrowWithinCohort": {
+                            "policy": "LowerPriority",
+                            "maxPriorityThreshold": PRIORITIES["batch"],
+                        },
+                    },
+                    "resourceGroups": resource_groups(plan.visible_kinds(q.iam_group), q.nominal, 0, 0, q.borrowing),
+                },
+            }
+        )
+    return out
+
+
+def priority_classes() -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": KUEUE_API,
+            "kind": "WorkloadPriorityClass",
+            "metadata": {"name": name},
+            "value": value,
+            "description": f"{name} workloads"
+            + (": notebooks and sessions, always admitted first" if name == "interactive" else ": preemptible"),
+        }
+        for name, value in PRIORITIES.items()
+    ]
+
+
+def objects(plan: Plan, interactive_namespace: str | None) -> list[dict[str, Any]]:
+    """Every Kueue object of the site: flavors, cohort, queues, local queues, priorities."""
+    return [
+        *resource_flavors(plan),
+        cohort(),
+        interactive_queue(plan),
+        *project_queues(plan),
+        *([local_queue(INTERACTIVE_QUEUE, interactive_namespace, INTERACTIVE_QUEUE)] if interactive_namespace else []),
+        *(local_queue(LOCAL_QUEUE, q.namespace, q.project) for q in plan.quotas),
+        *priority_classes(),
+    ]
+
+
+def bundle(plan: Plan, interactive_namespace: str | None) -> Bundle:
+    """The Kueue release and the site's queues (the interactive LocalQueue in ``interactive_namespace``)."""
+    return Bundle(
+        "kueue",
+        (
+            namespace(NAMESPACE),
+            Release(RELEASE, (f"ns-{NAMESPACE}",), chart="kueue", namespace=NAMESPACE, values=values(),
+                    crd_groups=("kueue.x-k8s.io",)),
+            *manifests(*objects(plan, interactive_namespace), after=(RELEASE,)),
+        ),
+    )

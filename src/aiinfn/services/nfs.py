@@ -1,0 +1,51 @@
+"""The platform filesystem as the default StorageClass: one directory per volume on the NFS export.
+
+Volumes are kept (Retain) and archived rather than deleted when their claim goes away: homes are
+user data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config.models import Role
+from ..planning import Plan
+from .bundle import Bundle, NodeAddress, Release, namespace
+
+NAMESPACE = "nfs-provisioner"
+RELEASE = "nfs-provisioner"
+
+
+def storage_class(plan: Plan) -> str | None:
+    """The platform StorageClass, or None when the site has no platform filesystem."""
+    nfs = plan.env.storage.nfs
+    return nfs.storage_class if nfs is not None and plan.first(Role.NFS) is not None else None
+
+
+def values(plan: Plan, server: str | NodeAddress) -> dict[str, Any]:
+    nfs = plan.env.storage.nfs
+    assert nfs is not None
+    return {
+        "nfs": {"server": server, "path": nfs.export_path, "mountOptions": ["nfsvers=4.2", "hard", "noatime"]},
+        "storageClass": {
+            "name": nfs.storage_class,
+            "defaultClass": True,
+            "reclaimPolicy": "Retain",
+            "archiveOnDelete": True,
+            "accessModes": "ReadWriteMany",
+        },
+    }
+
+
+def bundle(plan: Plan) -> Bundle | None:
+    node = plan.first(Role.NFS)
+    if storage_class(plan) is None or node is None:
+        return None
+    return Bundle(
+        "nfs",
+        (
+            namespace(NAMESPACE),
+            Release(RELEASE, (f"ns-{NAMESPACE}",), chart="nfs-subdir-external-provisioner", namespace=NAMESPACE,
+                    values=values(plan, NodeAddress(node.name))),
+        ),
+    )
