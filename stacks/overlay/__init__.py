@@ -144,13 +144,16 @@ class Overlay(pulumi.ComponentResource):
             return random.RandomBytes(name, length=item.length, opts=pulumi.ResourceOptions(parent=self))
         if isinstance(item, Secret):
             data = {k: self._secret_value(v) for k, v in item.data.items()}
-            return k8s.core.v1.Secret(
-                name,
-                metadata={"name": item.name, "namespace": item.namespace},
-                string_data=pulumi.Output.secret(data),
-                type="Opaque",
-                opts=self._opts(item),
-            )
+            manifest = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": item.name, "namespace": item.namespace},
+                "type": "Opaque",
+                "stringData": pulumi.Output.secret(data),
+            }
+            # as the SDK's Secret class: what the cluster returns is secret too
+            return KubernetesObject(name, manifest, self._opts(item, additional_secret_outputs=["data", "stringData"]),
+                                    manifest)
         if isinstance(item, Release):
             return k8s.helm.v3.Release(
                 name, **release_args(item.chart, item.namespace, self._late(item.values)), opts=self._opts(item)

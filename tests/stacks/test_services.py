@@ -126,6 +126,8 @@ def test_harbor_stores_in_s3_without_redirects_and_keeps_its_database(report: Pr
 def test_every_kubernetes_secret_holds_only_pulumi_secrets(report: Preview) -> None:
     for s in report.run.by_type("kubernetes:core/v1:Secret"):
         assert is_secret(s.inputs["stringData"]), s.name
+        # what the cluster returns stays secret too (as the SDK's own Secret class asks)
+        assert {"data", "stringData"} <= set(s.additional_secret_outputs), s.name
     doc = json.dumps(report.document())
     assert OFFLINE_SECRET not in doc
     for name, text in report.artifacts.items():

@@ -59,6 +59,8 @@ class Registration:
     depends_on: list[str]
     aliases: list[str]
     provider: str
+    #: outputs the engine keeps secret whatever the provider returns
+    additional_secret_outputs: list[str] = field(default_factory=list)
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
     registered_outputs: dict[str, Any] | None = None
@@ -185,6 +187,7 @@ class RecordingMonitor(pmocks.MockMonitor):
             depends_on=list(request.dependencies),
             aliases=[a.urn or a.spec.name for a in request.aliases] if request.aliases else list(request.aliasURNs),
             provider=request.provider,
+            additional_secret_outputs=list(request.additionalSecretOutputs),
             id=rid,
             outputs=state,
         )
