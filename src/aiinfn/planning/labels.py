@@ -45,6 +45,11 @@ RESERVED_TAINT_KEYS = (RESERVED_TAINT, SERVER_TAINT[0])
 HUB_REGISTRATION_LABEL = f"{LABEL_PREFIX}/hub-registration"
 #: Namespaces whose workloads Kueue manages.
 KUEUE_MANAGED_LABEL = "kueue.x-k8s.io/managed"
+#: Pod Security admission (the pinned Kubernetes' built-in admission plugin) reads these namespace labels.
+POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce"
+POD_SECURITY_ENFORCE_VERSION = "pod-security.kubernetes.io/enforce-version"
+POD_SECURITY_WARN = "pod-security.kubernetes.io/warn"
+POD_SECURITY_AUDIT = "pod-security.kubernetes.io/audit"
 #: Kueue's queue label on a workload's pods.
 QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
@@ -77,3 +82,14 @@ def kind_tolerations(model: str, reserved_for: str | None) -> list[dict[str, Any
     if reserved_for is not None:
         out.append(reserved_toleration(reserved_for))
     return out
+
+
+def pod_security(level: str, version: str) -> dict[str, str]:
+    """Namespace labels that enforce Pod Security ``level`` (``restricted``, ``baseline``, ``privileged``)
+    at Kubernetes ``version`` (``v1.33``), and warn and audit at ``restricted`` whatever is enforced."""
+    return {
+        POD_SECURITY_ENFORCE: level,
+        POD_SECURITY_ENFORCE_VERSION: version,
+        POD_SECURITY_WARN: "restricted",
+        POD_SECURITY_AUDIT: "restricted",
+    }

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from .. import versions
+from ..planning.labels import pod_security as pod_security_labels
 
 # --------------------------------------------------------------------------- late values
 
@@ -177,10 +180,19 @@ def manifests(*objs: Mapping[str, Any], after: tuple[str, ...] = ()) -> tuple[Ma
     return tuple(Manifest(object_key(o), after, o) for o in objs)
 
 
-def namespace(name: str, labels: Mapping[str, str] | None = None) -> Manifest:
-    """A namespace a service owns, keyed ``ns-<name>``."""
-    return Manifest(f"ns-{name}", (), {"apiVersion": "v1", "kind": "Namespace",
-                                       "metadata": {"name": name, "labels": dict(labels or {})}})
+PodSecurity = Literal["restricted", "baseline", "privileged"]
+
+
+def namespace_object(name: str, pod_security: PodSecurity, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A Namespace that enforces Pod Security level ``pod_security`` (and warns and audits at restricted)."""
+    all_labels = {**dict(labels or {}), **pod_security_labels(pod_security, f"v{versions.KUBERNETES}")}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": all_labels}}
+
+
+def namespace(name: str, pod_security: PodSecurity, labels: Mapping[str, str] | None = None) -> Manifest:
+    """A namespace a service owns, keyed ``ns-<name>``, at Pod Security level ``pod_security``: only what
+    the service's own pods need (``restricted`` unless they use host resources)."""
+    return Manifest(f"ns-{name}", (), namespace_object(name, pod_security, labels))
 
 
 def claim(name: str, namespace: str, storage_class: str, size_gb: int) -> dict[str, Any]:

@@ -28,15 +28,11 @@ from ..planning.labels import (
     kind_tolerations,
 )
 from . import jupyterhub, kueue, projects
-from .bundle import Bundle, Manifest, manifests
+from .bundle import Bundle, Manifest, manifests, namespace_object
 
 
 def namespace(event: Event) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": event.namespace, "labels": {EVENT_LABEL: event.name, KUEUE_MANAGED_LABEL: "true"}},
-    }
+    return namespace_object(event.namespace, "restricted", {EVENT_LABEL: event.name, KUEUE_MANAGED_LABEL: "true"})
 
 
 def cluster_queue(event: Event, plan: Plan, alloc: EventAllocation) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def bundle(plan: Plan) -> Bundle:
     return Bundle(
         "gpu-operator",
         (
-            namespace(NAMESPACE),
+            namespace(NAMESPACE, "privileged"),  # device plugin, DCGM exporter and MIG manager use the host
             Manifest("mig-parted-config", (f"ns-{NAMESPACE}",), mig_configmap(plan)),
             Release("gpu-operator", ("mig-parted-config",), chart="gpu-operator", namespace=NAMESPACE,
                     values=values(plan)),

@@ -152,7 +152,7 @@ def bundle(plan: Plan, storage_class: str | None) -> Bundle | None:
         return None
     ns = f"ns-{NAMESPACE}"
     items: list[Any] = [
-        namespace(NAMESPACE),
+        namespace(NAMESPACE, "baseline"),
         Secret(ADMIN_SECRET, (ns,), name=ADMIN_SECRET, namespace=NAMESPACE,
                data={"HARBOR_ADMIN_PASSWORD": ConfigSecret(h.admin_password_secret)}),
     ]

@@ -48,7 +48,7 @@ def bundle(plan: Plan) -> Bundle | None:
     return Bundle(
         "juicefs",
         (
-            namespace(NAMESPACE),
+            namespace(NAMESPACE, "privileged"),  # the CSI node plugin mounts on the host
             Secret(SECRET, (f"ns-{NAMESPACE}",), name=SECRET, namespace=NAMESPACE, data={
                 "name": f"aiinfn-{plan.env.site.name}",
                 "metaurl": ConfigSecret(jfs.metadata_url_secret),

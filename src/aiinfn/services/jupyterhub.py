@@ -325,7 +325,8 @@ def bundle(plan: Plan, storage_class: str | None, after: tuple[str, ...]) -> Bun
     ns = f"ns-{NAMESPACE}"
     deps = (ns, *after)
     items: list[Any] = [
-        namespace(NAMESPACE, {INTERACTIVE_LABEL: "true"}),
+        # notebooks still mount their bucket with FUSE (SYS_ADMIN) and /tmp from the host
+        namespace(NAMESPACE, "privileged", {INTERACTIVE_LABEL: "true"}),
         Secret("iam-oauth", deps, name=OAUTH_SECRET, namespace=NAMESPACE,
                data={OAUTH_SECRET_KEY: ConfigSecret(env.iam.client_secret)}),
     ]

@@ -207,7 +207,7 @@ def bundle(plan: Plan, interactive_namespace: str | None) -> Bundle:
     return Bundle(
         "kueue",
         (
-            namespace(NAMESPACE),
+            namespace(NAMESPACE, "baseline"),
             Release(RELEASE, (f"ns-{NAMESPACE}",), chart="kueue", namespace=NAMESPACE, values=values(),
                     crd_groups=("kueue.x-k8s.io",)),
             *manifests(*objects(plan, interactive_namespace), after=(RELEASE,)),

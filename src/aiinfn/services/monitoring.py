@@ -248,7 +248,7 @@ def bundle(plan: Plan, storage_class: str | None) -> Bundle:
     return Bundle(
         "monitoring",
         (
-            namespace(NAMESPACE),
+            namespace(NAMESPACE, "privileged"),  # node-exporter reads the host
             RandomPassword("grafana-admin-password", length=32, special=False),
             Secret(GRAFANA_ADMIN_SECRET, (f"ns-{NAMESPACE}",), name=GRAFANA_ADMIN_SECRET, namespace=NAMESPACE,
                    data={"admin-user": "admin", "admin-password": Generated("grafana-admin-password")}),

@@ -44,7 +44,8 @@ def bundle(plan: Plan) -> Bundle | None:
     return Bundle(
         "nfs",
         (
-            namespace(NAMESPACE),
+            # the provisioner mounts the NFS export: an nfs volume, which restricted forbids
+            namespace(NAMESPACE, "baseline"),
             Release(RELEASE, (f"ns-{NAMESPACE}",), chart="nfs-subdir-external-provisioner", namespace=NAMESPACE,
                     values=values(plan, NodeAddress(node.name))),
         ),

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..planning import Plan
 from ..planning.labels import KUEUE_MANAGED_LABEL, PROJECT_LABEL
-from .bundle import Bundle, manifests
+from .bundle import Bundle, manifests, namespace_object
 
 #: Prefix kube-apiserver gives IAM groups from the OIDC token (set by the rke2 role).
 OIDC_GROUPS_PREFIX = "oidc:"
@@ -27,13 +27,7 @@ def objects(plan: Plan) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for q in plan.quotas:
         ns = q.namespace
-        out.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": ns, "labels": {PROJECT_LABEL: q.project, KUEUE_MANAGED_LABEL: "true"}},
-            }
-        )
+        out.append(namespace_object(ns, "restricted", {PROJECT_LABEL: q.project, KUEUE_MANAGED_LABEL: "true"}))
         out.append(
             {
                 "apiVersion": RBAC_API,

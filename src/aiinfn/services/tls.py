@@ -47,7 +47,7 @@ def bundle(plan: Plan) -> Bundle:
     return Bundle(
         "tls",
         (
-            namespace(NAMESPACE),
+            namespace(NAMESPACE, "baseline"),
             Release(RELEASE, (f"ns-{NAMESPACE}",), chart="cert-manager", namespace=NAMESPACE, values=values(),
                     crd_groups=("cert-manager.io", "acme.cert-manager.io")),
             *manifests(cluster_issuer(plan), after=(RELEASE,)),
