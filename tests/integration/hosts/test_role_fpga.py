@@ -2,45 +2,29 @@
 and installed with dpkg; memlock limits, udev rules and hugepages; a tampered package refused.
 
 Real: copy, checksum, `apt deb=` install, files, the playbook's variable mapping. Stand-ins: the XRT package (a
-small .deb named and versioned like AMD's, built here: XRT itself needs an AMD sign-in), and the device: there is
+small .deb named and versioned like AMD's, xrt_standin.py: XRT itself needs an AMD sign-in), and the device: there is
 no Alveo card, so the device check (lspci -d 10ee:) is turned off (fpga_xrt_verify_device false) and udev, which
 does not run in the test hosts, is not reloaded (fpga_xrt_reload_udev false).
 """
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import hostlib
 import pytest
+from xrt_standin import build_release, package_name
 
 from aiinfn import versions
 
 pytestmark = pytest.mark.integration
 
-DEB = f"xrt_{versions.XRT}_12-amd64-xrt.deb"
+DEB = package_name(versions.XRT)
 
 
 def _release(artifacts: Path, tamper: bool = False) -> None:
-    d = artifacts / "xrt" / versions.XRT
-    root = artifacts / "build"
-    (root / "DEBIAN").mkdir(parents=True, exist_ok=True)
-    (root / "DEBIAN" / "control").write_text(
-        f"Package: xrt\nVersion: {versions.XRT}\nArchitecture: amd64\nMaintainer: aiinfn tests <t@example.org>\n"
-        "Description: aiinfn test stand-in of AMD XRT\n")
-    (root / "opt/xilinx/xrt/bin").mkdir(parents=True, exist_ok=True)
-    (root / "opt/xilinx/xrt/bin/xbutil").write_text("#!/bin/sh\necho 'XRT stand-in'\n")
-    d.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(d / DEB)], check=True,
-                   capture_output=True)
-    digest = hashlib.sha256((d / DEB).read_bytes()).hexdigest()
-    (d / "sha256sum.txt").write_text(f"{digest}  {DEB}\n")
-    if tamper:
-        with (d / DEB).open("ab") as f:
-            f.write(b"tampered")
+    build_release(artifacts, versions.XRT, tamper=tamper)
 
 
 def _run(hosts: hostlib.Hosts, tmp_path: Path, artifacts: Path) -> hostlib.PlaybookRun:
