@@ -8,7 +8,7 @@ ENV    ?= cnaf
 # Ansible content linted at the production profile (.ansible-lint).
 ANSIBLE_LINT_PATHS ?= roles playbooks
 
-.PHONY: demo test install install-test deps-debian lint docs bench bench-openstack bench-bootstrap clean
+.PHONY: demo test install install-test deps-debian lint molecule docs bench bench-openstack bench-bootstrap clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ lint: install-test
 
 test: install-test deps-debian lint
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# Only the roles' molecule scenarios (roles/*/molecule/default, on local test hosts; root), as `make test` runs them.
+molecule: install-test deps-debian
+	$(BIN)/pytest -p no:cacheprovider tests/integration/hosts/test_molecule.py $(PYTEST_ARGS)
 
 docs: install
 	$(BIN)/python -m aiinfn.config.reference > docs/environment-reference.md
