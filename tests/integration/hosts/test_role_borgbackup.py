@@ -29,7 +29,7 @@ from pathlib import Path
 import hostlib
 import pytest
 
-from aiinfn.planning.monitoring import BACKUP_METRIC
+from aiinfn.services.monitoring import BACKUP_METRIC
 
 pytestmark = pytest.mark.integration
 
