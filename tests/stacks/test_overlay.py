@@ -133,9 +133,14 @@ def test_every_project_has_namespace_queue_access_and_default_deny(report: Previ
         assert len(lq) == 1 and lq[0]["spec"]["clusterQueue"] == name
         rb = [o for o in objs if o["kind"] == "RoleBinding" and o["metadata"]["namespace"] == ns]
         assert rb and rb[0]["subjects"][0]["name"].endswith(project.iam_group)
+        # members get the project role, narrower than `edit` (tests/security/test_rbac.py says how)
+        assert [b["roleRef"] for b in rb] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                               "name": projects.MEMBER_ROLE}]
+        # every pod of the namespace isolated in both directions (allows are listed and judged in
+        # tests/security/test_reachability.py)
         deny = [o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == ns
-                and o["metadata"]["name"] == "default-deny-ingress"]
-        assert deny and deny[0]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+                and o["metadata"]["name"] == "default-deny"]
+        assert deny and deny[0]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
 def test_registered_objects_are_the_planned_ones(report: Preview) -> None:
@@ -149,7 +154,7 @@ def test_registered_objects_are_the_planned_ones(report: Preview) -> None:
         key = (inputs["kind"], inputs["metadata"].get("namespace"), inputs["metadata"]["name"])
         assert inputs == planned[key]
     docs = list(YAML(typ="safe", pure=True).load_all(report.artifacts["k8s/kueue.yaml"]))
-    assert [d for d in docs if d["kind"] != "Namespace"] == list(planned.values())
+    assert [d for d in docs if d["apiVersion"] == versions.KUEUE_API] == list(planned.values())
 
 
 def test_gpu_operator_gets_our_mig_config_and_charts_are_pinned(report: Preview) -> None:
@@ -219,7 +224,7 @@ def test_every_registered_kubernetes_object_is_in_build_k8s(report: Preview) -> 
 
 
 BUILTIN_GROUPS = ("v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1", "networking.k8s.io/v1",
-                  "storage.k8s.io/v1")
+                  "storage.k8s.io/v1", "admissionregistration.k8s.io/v1")
 
 
 def test_every_builtin_object_written_is_valid_for_the_pinned_kubernetes(report: Preview) -> None:

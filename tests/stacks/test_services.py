@@ -147,11 +147,18 @@ def test_harbor_setup_job_runs_the_tested_program_with_least_access(report: Prev
     by_kind = {o["kind"]: o for o in objs}
     program = resources.files("aiinfn.jobs").joinpath("harbor_setup.py").read_text()
     assert by_kind["ConfigMap"]["data"]["harbor_setup.py"] == program
-    assert by_kind["Role"]["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
-                                         "verbs": ["get", "create", "update"]}]
+    # it reads and updates only the robot's Secret; a create cannot be limited by name (RBAC), and
+    # it never lists, watches or deletes Secrets
+    assert by_kind["Role"]["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [harbor.ROBOT_SECRET],
+         "verbs": ["get", "update"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+    ]
     container = by_kind["Job"]["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
-    assert "value" not in env["HARBOR_ADMIN_PASSWORD"]  # from the Secret, never inline
+    assert "HARBOR_ADMIN_PASSWORD" not in env  # a file of its own Secret mount, never an environment value
+    admin = [v for v in by_kind["Job"]["spec"]["template"]["spec"]["volumes"] if v["name"] == "admin"]
+    assert admin[0]["secret"]["secretName"] == harbor.ADMIN_SECRET
     assert env["HARBOR_PROJECTS"]["value"] == "environments,apptainer"
     registered = [r for r in report.run.registrations if r.type == "kubernetes:batch/v1:Job"]
     assert [redact(r.inputs)["metadata"]["name"] for r in registered] == [by_kind["Job"]["metadata"]["name"]]

@@ -27,6 +27,8 @@ PASSWORD = "test-admin-password"
 class State:
     def __init__(self) -> None:
         self.projects: set[str] = {"library"}
+        self.registry_of: dict[str, int] = {}  # proxy-cache project -> registry endpoint id
+        self.registries: list[dict[str, Any]] = []
         self.robots: list[dict[str, Any]] = []
         self.secrets: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
@@ -64,11 +66,26 @@ def _server(state: State) -> ThreadingHTTPServer:
         def _harbor(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> None:
             if path == "/projects" and method == "GET":
                 name = query.get("name", [""])[0]
-                return self._reply(200, [{"name": p} for p in sorted(state.projects) if name in p])
+                return self._reply(200, [{"name": p, **({"registry_id": state.registry_of[p]}
+                                                        if p in state.registry_of else {})}
+                                         for p in sorted(state.projects) if name in p])
             if path == "/projects" and method == "POST":
                 if body["project_name"] in state.projects:
                     return self._reply(409)
+                if "registry_id" in body:
+                    if not any(r["id"] == body["registry_id"] for r in state.registries):
+                        return self._reply(400)
+                    state.registry_of[body["project_name"]] = body["registry_id"]
                 state.projects.add(body["project_name"])
+                return self._reply(201)
+            if path == "/registries" and method == "GET":
+                q = query.get("q", [""])[0]  # name=<name>: Harbor's exact-match query
+                name = q.removeprefix("name=")
+                return self._reply(200, [r for r in state.registries if not name or r["name"] == name])
+            if path == "/registries" and method == "POST":
+                if any(r["name"] == body["name"] for r in state.registries):
+                    return self._reply(409)
+                state.registries.append({**body, "id": len(state.registries) + 1})
                 return self._reply(201)
             if path == "/robots" and method == "GET":
                 return self._reply(200, [{"id": r["id"], "name": r["name"]} for r in state.robots])
@@ -112,6 +129,12 @@ def _server(state: State) -> ThreadingHTTPServer:
     return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 
 
+CACHES = [
+    {"project": "docker-io", "registry": "docker.io", "type": "docker-hub", "url": "https://hub.docker.com"},
+    {"project": "quay-io", "registry": "quay.io", "type": "quay", "url": "https://quay.io"},
+]
+
+
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[State]:
     state = State()
@@ -121,7 +144,11 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[State]:
     url = f"http://127.0.0.1:{server.server_address[1]}"
     token = tmp_path / "token"
     token.write_text("sa-token\n")
-    for k, v in {"HARBOR_URL": url, "HARBOR_ADMIN_PASSWORD": PASSWORD, "HARBOR_PROJECTS": "environments,apptainer",
+    password = tmp_path / "HARBOR_ADMIN_PASSWORD"  # the Job's Secret mount
+    password.write_text(PASSWORD + "\n")
+    monkeypatch.delenv("HARBOR_ADMIN_PASSWORD", raising=False)
+    for k, v in {"HARBOR_URL": url, "HARBOR_ADMIN_PASSWORD_FILE": str(password),
+                 "HARBOR_PROXY_CACHES": json.dumps(CACHES), "HARBOR_PROJECTS": "environments,apptainer",
                  "HARBOR_ROBOT": "nodes", "TARGET_NAMESPACE": "harbor", "TARGET_SECRET": "aiinfn-harbor-robot-nodes",
                  "KUBERNETES_API": url, "KUBE_TOKEN_FILE": str(token)}.items():
         monkeypatch.setenv(k, v)
@@ -159,9 +186,48 @@ def test_lost_secret_gets_a_refreshed_robot_secret(world: State) -> None:
     assert world.secrets["harbor/aiinfn-harbor-robot-nodes"]["stringData"]["password"] == "s2"
 
 
-def test_wrong_password_fails_in_one_line(world: State, monkeypatch: pytest.MonkeyPatch,
+def test_proxy_caches_are_created_once_with_their_endpoints(world: State) -> None:
+    """Nodes mirror public registries through Harbor: each proxy-cache project exists, is public and
+    proxies its own registry endpoint; a rerun creates no second endpoint or project."""
+    assert harbor_setup.main() == 0
+    endpoints = {r["name"]: r for r in world.registries}
+    assert {n: (r["type"], r["url"]) for n, r in endpoints.items()} == {
+        c["registry"]: (c["type"], c["url"]) for c in CACHES}
+    for c in CACHES:
+        assert world.registry_of[c["project"]] == endpoints[c["registry"]]["id"]
+    world.requests.clear()
+    assert harbor_setup.main() == 0
+    assert all(method == "GET" for method, _ in world.requests), world.requests
+    assert len(world.registries) == len(CACHES)
+
+
+def test_a_project_squatting_a_proxy_cache_name_is_refused(world: State, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plain project named like a proxy cache would silently serve whatever was pushed into it."""
+    world.projects.add("docker-io")
+    assert harbor_setup.main() == 1
+    err = capsys.readouterr().err
+    assert "docker-io" in err and "not a proxy cache" in err
+
+
+def test_the_job_spec_mounts_the_admin_password_and_names_every_proxy_cache() -> None:
+    """What the cluster runs is what these tests run: the proxy caches of the Job's environment are
+    the registries the nodes' mirror configuration rewrites (roles/rke2), and the password is a file."""
+    from aiinfn.services import harbor
+
+    job = next(o for o in harbor.setup_objects() if o["kind"] == "Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    caches = json.loads(env["HARBOR_PROXY_CACHES"])
+    assert {c["registry"] for c in caches} == {"docker.io", "quay.io", "ghcr.io", "registry.k8s.io", "nvcr.io"}
+    assert all(c["project"] == c["registry"].replace(".", "-") for c in caches)
+    assert "HARBOR_ADMIN_PASSWORD" not in env
+    mount = env["HARBOR_ADMIN_PASSWORD_FILE"].rsplit("/", 1)[0]
+    assert any(m["mountPath"] == mount for m in container["volumeMounts"])
+
+
+def test_wrong_password_fails_in_one_line(world: State, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("HARBOR_ADMIN_PASSWORD", "wrong")
+    (tmp_path / "HARBOR_ADMIN_PASSWORD").write_text("wrong")
     assert harbor_setup.main() == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "HTTP 401" in err and "/projects" in err

@@ -1,13 +1,17 @@
 """Harbor setup, run in the cluster as a Kubernetes Job after the Harbor chart is up.
 
 Creates (idempotently) the private projects that hold the managed environments (OCI images and
-Apptainer images) and a system robot account that may pull from every project, and stores the
-robot's name and secret in a Kubernetes Secret for the nodes' registry configuration. Standard
+Apptainer images), the proxy-cache projects through which the nodes mirror public registries (each
+with its registry endpoint), and a system robot account that may pull from every project, and stores
+the robot's name and secret in a Kubernetes Secret for the nodes' registry configuration. Standard
 library only: it runs in a plain Python image.
 
-Environment: HARBOR_URL, HARBOR_ADMIN_PASSWORD, HARBOR_PROJECTS (comma separated), HARBOR_ROBOT,
-TARGET_NAMESPACE, TARGET_SECRET; KUBERNETES_API (default: in-cluster), and the pod's service
-account token and CA (in-cluster paths, overridable with KUBE_TOKEN_FILE / KUBE_CA_FILE).
+Environment: HARBOR_URL, HARBOR_ADMIN_PASSWORD_FILE (a file of the Job's Secret mount) or
+HARBOR_ADMIN_PASSWORD, HARBOR_PROJECTS (comma separated), HARBOR_PROXY_CACHES (JSON: a list of
+``{"project", "registry", "type", "url"}``; optional), HARBOR_ROBOT, TARGET_NAMESPACE, TARGET_SECRET;
+KUBERNETES_API (default: in-cluster), and the pod's service account token and CA (in-cluster paths,
+overridable with KUBE_TOKEN_FILE / KUBE_CA_FILE). The only Kubernetes object it reads or writes is
+TARGET_SECRET.
 Exit code 0 when everything is in place, 1 with one line on stderr otherwise.
 """
 
@@ -78,6 +82,36 @@ def ensure_project(h: Api, name: str) -> bool:
     return True
 
 
+def ensure_registry(h: Api, name: str, kind: str, url: str) -> tuple[int, bool]:
+    """The id of Harbor's registry endpoint ``name`` (created now when the bool is True)."""
+    _, found = h.call("GET", f"/registries?q=name%3D{name}")
+    for r in found or []:
+        if r.get("name") == name:
+            return int(r["id"]), False
+    h.call("POST", "/registries", {"name": name, "type": kind, "url": url, "insecure": False}, ok=(201,))
+    _, found = h.call("GET", f"/registries?q=name%3D{name}")
+    for r in found or []:
+        if r.get("name") == name:
+            return int(r["id"]), True
+    raise SetupError(f"registry endpoint {name}: created but not listed by Harbor")
+
+
+def ensure_proxy_cache(h: Api, project: str, registry: str, kind: str, url: str) -> str:
+    """A public proxy-cache project ``project`` of ``registry``: ``present``, ``created``, or an error when
+    a project of that name exists but proxies another endpoint (or none)."""
+    rid, _ = ensure_registry(h, registry, kind, url)
+    _, found = h.call("GET", f"/projects?name={project}")
+    for p in found or []:
+        if p.get("name") == project:
+            if p.get("registry_id") != rid:
+                raise SetupError(f"project {project} exists but is not a proxy cache of {registry} "
+                                 f"(registry_id {p.get('registry_id')}, expected {rid})")
+            return "present"
+    h.call("POST", "/projects", {"project_name": project, "registry_id": rid, "metadata": {"public": "true"}},
+           ok=(201,))
+    return "created"
+
+
 ROBOT_PERMISSIONS = [
     {"kind": "project", "namespace": "*", "access": [{"resource": "repository", "action": "pull"}]}
 ]
@@ -123,17 +157,43 @@ def ensure_robot(h: Api, k: Api, robot: str, namespace: str, secret: str) -> str
     return action
 
 
+def admin_password() -> str:
+    """The admin password: the file HARBOR_ADMIN_PASSWORD_FILE names, else HARBOR_ADMIN_PASSWORD."""
+    path = os.environ.get("HARBOR_ADMIN_PASSWORD_FILE")
+    if path:
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError as e:
+            raise SetupError(f"HARBOR_ADMIN_PASSWORD_FILE {path}: cannot read ({e.strerror})") from None
+    if "HARBOR_ADMIN_PASSWORD" not in os.environ:
+        raise SetupError("environment variable HARBOR_ADMIN_PASSWORD_FILE (or HARBOR_ADMIN_PASSWORD) is not set")
+    return os.environ["HARBOR_ADMIN_PASSWORD"]
+
+
+def proxy_caches() -> list[dict[str, str]]:
+    raw = os.environ.get("HARBOR_PROXY_CACHES", "[]")
+    try:
+        caches = json.loads(raw)
+        return [{k: str(c[k]) for k in ("project", "registry", "type", "url")} for c in caches]
+    except (ValueError, KeyError, TypeError) as e:
+        raise SetupError(f"HARBOR_PROXY_CACHES: not a list of project/registry/type/url objects ({e})") from None
+
+
 def main() -> int:
     try:
-        env = {k: os.environ[k] for k in ("HARBOR_URL", "HARBOR_ADMIN_PASSWORD", "HARBOR_PROJECTS", "HARBOR_ROBOT",
+        env = {k: os.environ[k] for k in ("HARBOR_URL", "HARBOR_PROJECTS", "HARBOR_ROBOT",
                                           "TARGET_NAMESPACE", "TARGET_SECRET")}
     except KeyError as e:
         print(f"harbor-setup: environment variable {e.args[0]} is not set", file=sys.stderr)
         return 1
     try:
-        h = harbor(env["HARBOR_URL"], env["HARBOR_ADMIN_PASSWORD"])
+        h = harbor(env["HARBOR_URL"], admin_password())
         for project in [p.strip() for p in env["HARBOR_PROJECTS"].split(",") if p.strip()]:
             print(f"project {project}: {'created' if ensure_project(h, project) else 'present'}")
+        for c in proxy_caches():
+            print(f"proxy cache {c['project']} ({c['registry']}): "
+                  f"{ensure_proxy_cache(h, c['project'], c['registry'], c['type'], c['url'])}")
         done = ensure_robot(h, kubernetes(), env["HARBOR_ROBOT"], env["TARGET_NAMESPACE"], env["TARGET_SECRET"])
         print(f"robot {env['HARBOR_ROBOT']}: {done}")
     except SetupError as e:

@@ -41,6 +41,30 @@ INTERACTIVE_LABEL = f"{LABEL_PREFIX}/interactive"
 RESERVED_KEY_PREFIXES = (f"{LABEL_PREFIX}/", "nvidia.com/", "node-role.kubernetes.io/", "kubernetes.io/",
                          "k8s.io/", "node.kubernetes.io/")
 RESERVED_TAINT_KEYS = (RESERVED_TAINT, SERVER_TAINT[0])
+#: What the kubelet of the pinned Kubernetes (1.33) may set on its own Node through --node-labels (how RKE2's
+#: `node-label` reaches it): in the kubernetes.io and k8s.io namespaces (and their subdomains) only these keys
+#: and the keys under these namespaces (or their subdomains); any other key there stops the kubelet from
+#: starting (k8s.io/kubelet/pkg/apis/well_known_labels.go, cmd/kubelet/app/options ValidateKubeletFlags).
+KUBERNETES_LABEL_DOMAINS = ("kubernetes.io", "k8s.io")
+KUBELET_SELF_LABELS = frozenset({
+    "kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
+    "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type", "kubernetes.io/os", "kubernetes.io/arch",
+    "beta.kubernetes.io/os", "beta.kubernetes.io/arch",
+})
+KUBELET_SELF_LABEL_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
+
+
+def _in_domain(namespace: str, domain: str) -> bool:
+    return namespace == domain or namespace.endswith("." + domain)
+
+
+def kubelet_may_self_label(key: str) -> bool:
+    """Whether the kubelet accepts ``key`` in --node-labels (False: it refuses to start)."""
+    namespace = key.split("/", 1)[0] if "/" in key else ""
+    if not any(_in_domain(namespace, d) for d in KUBERNETES_LABEL_DOMAINS):
+        return True
+    return key in KUBELET_SELF_LABELS or any(_in_domain(namespace, d) for d in KUBELET_SELF_LABEL_NAMESPACES)
 #: ConfigMaps in the hub's namespace the hub reads to learn of an event (``event``).
 HUB_REGISTRATION_LABEL = f"{LABEL_PREFIX}/hub-registration"
 #: Namespaces whose workloads Kueue manages.
@@ -53,6 +77,17 @@ POD_SECURITY_AUDIT = "pod-security.kubernetes.io/audit"
 #: Kueue's queue label on a workload's pods.
 QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
+#: Namespace label of a project's namespace: its IAM group as a label value (``group_label_value``), the
+#: group whose reserved nodes the namespace's workloads may name.
+NAMESPACE_GROUP_LABEL = f"{LABEL_PREFIX}/group"
+#: Namespace label of every namespace a platform service owns (Prometheus scrapes monitors only there).
+PLATFORM_LABEL = f"{LABEL_PREFIX}/platform"
+#: Node label the kubelet sets to the node's name (node selectors and affinities may name a node by it).
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+#: Label every namespace carries with its own name (set by the API server).
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+#: Extended resources of accelerators: requests of these outside Kueue are refused in tenant namespaces.
+ACCELERATOR_RESOURCE_PREFIXES = ("nvidia.com/", "amd.com/", "xilinx.com/")
 
 
 def group_label_value(group: str) -> str:

@@ -8,7 +8,7 @@ a service contains is decided here and nowhere else.
 from __future__ import annotations
 
 from ..planning import Plan
-from . import gpu_operator, harbor, juicefs, jupyterhub, kueue, monitoring, nfs, projects, tls
+from . import gpu_operator, harbor, juicefs, jupyterhub, kueue, monitoring, nfs, policy, projects, tls
 from .bundle import Bundle, check
 
 
@@ -21,6 +21,7 @@ def site_bundles(plan: Plan) -> list[Bundle]:
         gpu_operator.bundle(plan),
         kueue.bundle(plan, jupyterhub.NAMESPACE if hub else None),
         projects.bundle(plan),
+        policy.bundle(plan),
         filesystem,
         hub,
         tls.bundle(plan),

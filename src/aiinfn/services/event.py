@@ -4,10 +4,16 @@ Registered by the event's own stack (scope ``event``), on the site's cluster, ne
 objects and never in place of one: every object here is named after the event, so creating or
 destroying the event's stack cannot touch anything the site's stack owns.
 
-* namespace ``event-<name>`` (labelled with the event), default-deny ingress but for itself;
+* namespace ``event-<name>`` (labelled with the event, Pod Security ``restricted``), isolated as a
+  tenant (services.network.tenant) but for the hub: its proxy and the hub reach the participants'
+  notebooks, which reach the hub's API;
 * a ClusterQueue ``event-<name>`` in the site's cohort holding the units the event is allocated at
   this site, and a LocalQueue ``default`` in the event's namespace;
-* the tutors' IAM group may manage the event's namespace (``edit``), participants may read it;
+* the tutors' IAM group gets what a project member gets (``aiinfn-project-member``), participants may
+  read the namespace (``view``);
+* the participants' profiles name the accelerator's node labels and no toleration: Kueue admits each
+  notebook on the event's flavor and adds that flavor's tolerations itself (services.policy refuses a
+  toleration of the platform's taints written into a tenant's pod);
 * a registration ConfigMap in the hub's namespace: the event's groups, window and profiles, which the
   site's hub reads to let participants log in during the window and show them the event's profiles.
 """
@@ -25,9 +31,8 @@ from ..planning.labels import (
     HUB_REGISTRATION_LABEL,
     KUEUE_MANAGED_LABEL,
     QUEUE_NAME_LABEL,
-    kind_tolerations,
 )
-from . import jupyterhub, kueue, projects
+from . import jupyterhub, kueue, network, projects
 from .bundle import Bundle, Manifest, manifests, namespace_object
 
 
@@ -57,7 +62,6 @@ def profiles(event: Event, plan: Plan, alloc: EventAllocation) -> list[dict[str,
     """The participants' profiles at this site: one per kind they are allocated here, in preference order."""
     share = event.per_participant
     out: list[dict[str, Any]] = []
-    reserved = plan.reserved_kinds()
     for key in share.accelerators:
         if not alloc.units.get(key):
             continue
@@ -70,7 +74,6 @@ def profiles(event: Event, plan: Plan, alloc: EventAllocation) -> list[dict[str,
                 "namespace": event.namespace,
                 "image": event.image,
                 "node_selector": dict(kind.node_labels),
-                "tolerations": kind_tolerations(kind.model, reserved.get(key)),
                 "extra_resource_limits": {kind.resource: "1"},
                 "extra_resource_guarantees": {kind.resource: "1"},
                 "cpu_guarantee": share.cpu,
@@ -133,27 +136,35 @@ def access(event: Event) -> list[dict[str, Any]]:
         }
     ]
     if event.tutors_group:
-        out.append({
-            "apiVersion": projects.RBAC_API,
-            "kind": "RoleBinding",
-            "metadata": {"name": "event-tutors", "namespace": ns},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
-            "subjects": [projects.group_subject(event.tutors_group)],
-        })
-    out.append({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": "default-deny-ingress", "namespace": ns},
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]},
-    })
+        out.append(projects.member_binding("event-tutors", ns, event.tutors_group))
     return out
+
+
+#: zero-to-jupyterhub's pod labels: the proxy and the hub (in the hub's namespace).
+HUB_PODS = {"app": "jupyterhub", "component": "hub"}
+PROXY_PODS = {"app": "jupyterhub", "component": "proxy"}
+NOTEBOOK_PORT = 8888
+HUB_API_PORT = 8081
+
+
+def network_policies(event: Event, plan: Plan) -> list[dict[str, Any]]:
+    """A tenant's isolation, plus the hub's path to the participants' notebooks and theirs to its API."""
+    ns = event.namespace
+    hub = jupyterhub.NAMESPACE
+    return [
+        *network.tenant(ns, network.Ranges.of(plan)),
+        network.policy("allow-hub", ns, ingress=[{
+            "from": [network.in_namespace(hub, PROXY_PODS), network.in_namespace(hub, HUB_PODS)],
+            "ports": network.tcp(NOTEBOOK_PORT),
+        }], egress=[{"to": [network.in_namespace(hub, HUB_PODS)], "ports": network.tcp(HUB_API_PORT)}]),
+    ]
 
 
 def bundle(event: Event, plan: Plan, alloc: EventAllocation) -> Bundle:
     """The event's objects at the site ``plan`` describes."""
     ns = namespace(event)
     items: list[Manifest] = [Manifest(f"ns-{event.namespace}", (), ns)]
-    items.extend(manifests(*access(event)))
+    items.extend(manifests(*access(event), *network_policies(event, plan)))
     items.extend(manifests(
         cluster_queue(event, plan, alloc),
         kueue.local_queue(kueue.LOCAL_QUEUE, event.namespace, event.namespace),

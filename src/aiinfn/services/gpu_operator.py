@@ -2,6 +2,11 @@
 
 Drivers and the container toolkit come from the nodes (the nvidia_driver role), so the operator's are
 off. Each GPU node's ``nvidia.com/mig.config`` label names its entry of the ConfigMap below.
+
+Pod Security ``privileged``: the device plugin, MIG manager, DCGM exporter and validators are
+privileged and mount host paths (/dev, /run/nvidia, the kubelet's device-plugin socket), and no
+level below admits them. Its pods talk to the API server and are scraped by Prometheus (DCGM 9400,
+the operator's metrics 8080); nothing else reaches them.
 """
 
 from __future__ import annotations
@@ -9,8 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..planning import Plan
+from ..planning.labels import PLATFORM_LABEL
 from ..serialize import yaml_dump
-from .bundle import Bundle, Manifest, Release, namespace
+from . import network
+from .bundle import Bundle, Manifest, Release, manifests, namespace
 
 NAMESPACE = "gpu-operator"
 MIG_CONFIGMAP = "aiinfn-mig-parted-config"
@@ -40,11 +47,21 @@ def mig_configmap(plan: Plan) -> dict[str, Any]:
     }
 
 
+def network_policies(plan: Plan) -> list[dict[str, Any]]:
+    ranges = network.Ranges.of(plan)
+    return [
+        *network.baseline(NAMESPACE),
+        network.allow_apiserver(NAMESPACE, ranges),
+        network.allow_from_prometheus(NAMESPACE, [9400, 8080]),
+    ]
+
+
 def bundle(plan: Plan) -> Bundle:
     return Bundle(
         "gpu-operator",
         (
-            namespace(NAMESPACE, "privileged"),  # device plugin, DCGM exporter and MIG manager use the host
+            namespace(NAMESPACE, "privileged", {PLATFORM_LABEL: "true"}),  # see the module's docstring
+            *manifests(*network_policies(plan)),
             Manifest("mig-parted-config", (f"ns-{NAMESPACE}",), mig_configmap(plan)),
             Release("gpu-operator", ("mig-parted-config",), chart="gpu-operator", namespace=NAMESPACE,
                     values=values(plan)),

@@ -2,6 +2,11 @@
 
 The provisioner and node-publish secret holds the metadata engine's URL and the S3 keys, all Pulumi
 secrets.
+
+Pod Security ``privileged``: the CSI node plugin is privileged and mounts the kubelet's directories
+(bidirectional mount propagation) to publish volumes on the host; no level below admits it. Network:
+the API server, Prometheus on the metrics port (9567), and the metadata engine and S3 on the internet
+(any port: the engine's depends on its kind), never the cluster's ranges or the metadata service.
 """
 
 from __future__ import annotations
@@ -9,7 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..planning import Plan
-from .bundle import Bundle, ConfigSecret, Manifest, Release, Secret, namespace
+from ..planning.labels import PLATFORM_LABEL
+from . import network
+from .bundle import Bundle, ConfigSecret, Manifest, Release, Secret, manifests, namespace
 
 NAMESPACE = "juicefs"
 SECRET = "aiinfn-juicefs"
@@ -45,10 +52,14 @@ def bundle(plan: Plan) -> Bundle | None:
     jfs = plan.env.storage.juicefs
     if sc is None or jfs is None:
         return None
+    ranges = network.Ranges.of(plan)
     return Bundle(
         "juicefs",
         (
-            namespace(NAMESPACE, "privileged"),  # the CSI node plugin mounts on the host
+            namespace(NAMESPACE, "privileged", {PLATFORM_LABEL: "true"}),  # see the module's docstring
+            *manifests(*network.baseline(NAMESPACE), network.allow_apiserver(NAMESPACE, ranges),
+                       network.allow_from_prometheus(NAMESPACE, [9567]),
+                       network.allow_public_egress(NAMESPACE, ranges, None)),
             Secret(SECRET, (f"ns-{NAMESPACE}",), name=SECRET, namespace=NAMESPACE, data={
                 "name": f"aiinfn-{plan.env.site.name}",
                 "metaurl": ConfigSecret(jfs.metadata_url_secret),

@@ -14,6 +14,14 @@ Queueing model:
   batch work that borrowed its quota (reclaimWithinCohort: Any) or that runs on idle project quota it
   borrows (borrowWithinCohort: LowerPriority); project queues reclaim only from lower priorities,
   so batch work never preempts a running notebook.
+
+Every workload of a namespace labelled ``kueue.x-k8s.io/managed=true`` (projects, events, and any
+namespace of users' notebooks) goes through Kueue, queue label or not (``manageJobsWithoutQueueName``
+with ``managedJobsNamespaceSelector`` on that label; Kueue's LocalQueue defaulting puts unlabelled
+work in the namespace's ``default`` queue). Only those namespaces: in any other (the platform's own,
+the hub's) Kueue manages no pod at all, so their pods are never held back. Configuration API
+``config.kueue.x-k8s.io/v1beta2`` (served by Kueue 0.19), with ClusterQueue resource metrics on for
+accounting (``metrics.enableClusterQueueResources``).
 """
 
 from __future__ import annotations
@@ -23,8 +31,16 @@ from typing import Any
 
 from .. import versions
 from ..planning import KindCapacity, Plan
-from ..planning.labels import INTERACTIVE_LABEL, KIND_LABEL, PROJECT_LABEL, kind_tolerations
+from ..planning.labels import (
+    INTERACTIVE_LABEL,
+    KIND_LABEL,
+    KUEUE_MANAGED_LABEL,
+    PLATFORM_LABEL,
+    PROJECT_LABEL,
+    kind_tolerations,
+)
 from ..serialize import yaml_dump
+from . import network
 from .bundle import Bundle, Release, manifests, namespace
 
 NAMESPACE = "kueue-system"
@@ -35,6 +51,12 @@ LOCAL_QUEUE = "default"
 INTERACTIVE_QUEUE = "interactive"
 PRIORITIES = {"interactive": 1000, "batch": 100}
 RELEASE = "kueue"
+CONFIG_API = "config.kueue.x-k8s.io/v1beta2"
+#: Ports of the controller manager: visibility API, admission webhooks (both called by the API
+#: server) and metrics.
+VISIBILITY_PORT = 8082
+WEBHOOK_PORT = 9443
+METRICS_PORT = 8443
 
 
 def flavor_name(kind: str) -> str:
@@ -42,20 +64,35 @@ def flavor_name(kind: str) -> str:
     return re.sub(r"[^a-z0-9.-]+", "-", kind.lower()).strip("-.")
 
 
+def manager_config() -> dict[str, Any]:
+    """Kueue's Configuration: every workload of a managed namespace through Kueue, and only there."""
+    return {
+        "apiVersion": CONFIG_API,
+        "kind": "Configuration",
+        "manageJobsWithoutQueueName": True,
+        "managedJobsNamespaceSelector": {"matchLabels": {KUEUE_MANAGED_LABEL: "true"}},
+        "metrics": {"enableClusterQueueResources": True},
+        "integrations": {"frameworks": ["batch/job", "pod", "jobset.x-k8s.io/jobset"]},
+    }
+
+
 def values() -> dict[str, Any]:
     return {
         "enablePrometheus": True,
-        "managerConfig": {
-            "controllerManagerConfigYaml": yaml_dump(
-                {
-                    "apiVersion": "config.kueue.x-k8s.io/v1beta1",
-                    "kind": "Configuration",
-                    "manageJobsWithoutQueueName": False,
-                    "integrations": {"frameworks": ["batch/job", "pod", "jobset.x-k8s.io/jobset"]},
-                }
-            )
-        },
+        "managerConfig": {"controllerManagerConfigYaml": yaml_dump(manager_config())},
     }
+
+
+def network_policies(plan: Plan) -> list[dict[str, Any]]:
+    """The controller manager: it calls the API server, which calls its webhooks and visibility API;
+    Prometheus scrapes its metrics."""
+    ranges = network.Ranges.of(plan)
+    return [
+        *network.baseline(NAMESPACE),
+        network.allow_apiserver(NAMESPACE, ranges),
+        network.allow_from_apiserver(NAMESPACE, ranges, [WEBHOOK_PORT, VISIBILITY_PORT]),
+        network.allow_from_prometheus(NAMESPACE, [METRICS_PORT]),
+    ]
 
 
 def resource_flavors(plan: Plan) -> list[dict[str, Any]]:
@@ -207,7 +244,9 @@ def bundle(plan: Plan, interactive_namespace: str | None) -> Bundle:
     return Bundle(
         "kueue",
         (
-            namespace(NAMESPACE, "baseline"),
+            # the controller manager runs as non-root, no privilege, seccomp RuntimeDefault (chart defaults)
+            namespace(NAMESPACE, "restricted", {PLATFORM_LABEL: "true"}),
+            *manifests(*network_policies(plan), after=(f"ns-{NAMESPACE}",)),
             Release(RELEASE, (f"ns-{NAMESPACE}",), chart="kueue", namespace=NAMESPACE, values=values(),
                     crd_groups=("kueue.x-k8s.io",)),
             *manifests(*objects(plan, interactive_namespace), after=(RELEASE,)),

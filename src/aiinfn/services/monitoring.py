@@ -12,6 +12,17 @@
   or missing.
 * Dashboards (Grafana, provisioned from ConfigMaps): accelerator use per project, GPU use per node
   and model, Kueue queue state.
+* Only the platform decides what is measured: Prometheus loads rules only from the monitoring
+  namespace and monitors only from namespaces labelled as the platform's, and Grafana's sidecar
+  loads dashboards only from the monitoring namespace, so a project (which may create ConfigMaps)
+  cannot forge accounting.
+* Pod Security: ``restricted`` in the monitoring namespace (Prometheus, Alertmanager, the operator,
+  kube-state-metrics, Grafana and the CRD upgrade job run as non-root with the chart's seccomp and
+  dropped capabilities); node-exporter, which needs the host's network, PID namespace and root
+  filesystem, runs alone in ``monitoring-node-exporter`` at ``privileged``.
+* Network: everything in the namespace may reach the API server; Prometheus may scrape nodes and
+  pods (the scraped namespaces admit it on their metrics ports); the API server reaches the
+  operator's webhook (10250); nothing else comes in.
 """
 
 from __future__ import annotations
@@ -22,10 +33,21 @@ from typing import Any
 
 from ..config.models import Role
 from ..planning import Plan
-from ..planning.labels import ACCELERATOR_LABEL, MIG_PROFILE_LABEL, POOL_LABEL, PROJECT_LABEL
+from ..planning.labels import (
+    ACCELERATOR_LABEL,
+    MIG_PROFILE_LABEL,
+    NAMESPACE_NAME_LABEL,
+    PLATFORM_LABEL,
+    POOL_LABEL,
+    PROJECT_LABEL,
+)
+from . import network
 from .bundle import Bundle, Generated, NodeAddress, RandomPassword, Release, Secret, manifests, namespace
 
-NAMESPACE = "monitoring"
+NAMESPACE = network.MONITORING
+#: node-exporter's own namespace: the only monitoring pods that need the host.
+NODE_EXPORTER_NAMESPACE = "monitoring-node-exporter"
+OPERATOR_WEBHOOK_PORT = 10250
 RELEASE = "kube-prometheus-stack"
 BACKUP_METRIC = "aiinfn_borg_last_success_timestamp_seconds"
 ACCELERATOR_RESOURCES = 'nvidia_com_gpu|nvidia_com_mig_.*|amd_com_.*'
@@ -34,9 +56,24 @@ GRAFANA_ADMIN_SECRET = "aiinfn-grafana-admin"
 RULE_LABELS = {"release": "kube-prometheus-stack"}
 
 
+def only_monitoring() -> dict[str, Any]:
+    """A namespace selector that selects the monitoring namespace only."""
+    return {"matchLabels": {NAMESPACE_NAME_LABEL: NAMESPACE}}
+
+
+def platform_namespaces() -> dict[str, Any]:
+    """A namespace selector of the platform's own namespaces."""
+    return {"matchLabels": {PLATFORM_LABEL: "true"}}
+
+
 def values(plan: Plan, storage_class: str | None, exporter_targets: list[NodeAddress]) -> dict[str, Any]:
     mon = plan.env.services.monitoring
     prom_spec: dict[str, Any] = {
+        "ruleNamespaceSelector": only_monitoring(),
+        "serviceMonitorNamespaceSelector": platform_namespaces(),
+        "podMonitorNamespaceSelector": platform_namespaces(),
+        "probeNamespaceSelector": only_monitoring(),
+        "scrapeConfigNamespaceSelector": only_monitoring(),
         "retention": f"{mon.accounting_retention_days}d",
         "retentionSize": f"{max(int(mon.storage_gb * 0.9), 1)}GB",
         "ruleSelectorNilUsesHelmValues": False,
@@ -64,6 +101,8 @@ def values(plan: Plan, storage_class: str | None, exporter_targets: list[NodeAdd
     return {
         "crds": {"enabled": True, "upgradeJob": {"enabled": True}},
         "prometheus": {"prometheusSpec": prom_spec},
+        "alertmanager": {"alertmanagerSpec": {"alertmanagerConfigNamespaceSelector": only_monitoring()}},
+        "prometheus-node-exporter": {"namespaceOverride": NODE_EXPORTER_NAMESPACE},
         "kube-state-metrics": {
             "metricLabelsAllowlist": [
                 f"nodes=[{MIG_PROFILE_LABEL},{ACCELERATOR_LABEL},{POOL_LABEL}]",
@@ -71,7 +110,7 @@ def values(plan: Plan, storage_class: str | None, exporter_targets: list[NodeAdd
             ]
         },
         "grafana": {
-            "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "searchNamespace": "ALL"}},
+            "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "searchNamespace": NAMESPACE}},
             "admin": {
                 "existingSecret": GRAFANA_ADMIN_SECRET,
                 "userKey": "admin-user",
@@ -243,16 +282,34 @@ def objects(plan: Plan) -> list[dict[str, Any]]:
     return [*rules, *dashboard_configmaps()]
 
 
+def network_policies(plan: Plan) -> list[dict[str, Any]]:
+    ranges = network.Ranges.of(plan)
+    return [
+        *network.baseline(NAMESPACE),
+        network.allow_apiserver(NAMESPACE, ranges),
+        network.allow_from_apiserver(NAMESPACE, ranges, [OPERATOR_WEBHOOK_PORT]),
+        network.policy("allow-scrape", NAMESPACE, pods=network.PROMETHEUS_PODS, egress=[
+            {"to": [network.block(ranges.nodes), network.block(ranges.pods)]},
+        ]),
+        # node-exporter runs on the host network, where no NetworkPolicy applies: nothing else runs here
+        *network.baseline(NODE_EXPORTER_NAMESPACE, same_namespace=False),
+    ]
+
+
 def bundle(plan: Plan, storage_class: str | None) -> Bundle:
     """kube-prometheus-stack (its CRDs with it), Grafana's generated admin password, rules and dashboards."""
+    platform = {PLATFORM_LABEL: "true"}
     return Bundle(
         "monitoring",
         (
-            namespace(NAMESPACE, "privileged"),  # node-exporter reads the host
+            namespace(NAMESPACE, "restricted", platform),
+            namespace(NODE_EXPORTER_NAMESPACE, "privileged", platform),  # node-exporter reads the host
+            *manifests(*network_policies(plan)),
             RandomPassword("grafana-admin-password", length=32, special=False),
             Secret(GRAFANA_ADMIN_SECRET, (f"ns-{NAMESPACE}",), name=GRAFANA_ADMIN_SECRET, namespace=NAMESPACE,
                    data={"admin-user": "admin", "admin-password": Generated("grafana-admin-password")}),
-            Release(RELEASE, (f"ns-{NAMESPACE}", GRAFANA_ADMIN_SECRET), chart="kube-prometheus-stack",
+            Release(RELEASE, (f"ns-{NAMESPACE}", f"ns-{NODE_EXPORTER_NAMESPACE}", GRAFANA_ADMIN_SECRET),
+                    chart="kube-prometheus-stack",
                     namespace=NAMESPACE, values=values(plan, storage_class, exporter_targets(plan)),
                     crd_groups=("monitoring.coreos.com",)),
             *manifests(*objects(plan), after=(RELEASE,)),

@@ -2,6 +2,11 @@
 
 Volumes are kept (Retain) and archived rather than deleted when their claim goes away: homes are
 user data.
+
+Pod Security ``baseline``: the provisioner mounts the export root as an ``nfs`` volume, which
+``restricted`` forbids (and which it needs: it creates and archives every volume's directory);
+baseline admits it without host access or privilege. The kubelet mounts NFS on the host, so the
+provisioner's only traffic is to the API server.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from typing import Any
 
 from ..config.models import Role
 from ..planning import Plan
-from .bundle import Bundle, NodeAddress, Release, namespace
+from ..planning.labels import PLATFORM_LABEL
+from . import network
+from .bundle import Bundle, NodeAddress, Release, manifests, namespace
 
 NAMESPACE = "nfs-provisioner"
 RELEASE = "nfs-provisioner"
@@ -44,8 +51,9 @@ def bundle(plan: Plan) -> Bundle | None:
     return Bundle(
         "nfs",
         (
-            # the provisioner mounts the NFS export: an nfs volume, which restricted forbids
-            namespace(NAMESPACE, "baseline"),
+            namespace(NAMESPACE, "baseline", {PLATFORM_LABEL: "true"}),  # see the module's docstring
+            *manifests(*network.baseline(NAMESPACE),
+                       network.allow_apiserver(NAMESPACE, network.Ranges.of(plan))),
             Release(RELEASE, (f"ns-{NAMESPACE}",), chart="nfs-subdir-external-provisioner", namespace=NAMESPACE,
                     values=values(plan, NodeAddress(node.name))),
         ),

@@ -2,6 +2,12 @@
 
 ACME (Let's Encrypt unless ``services.tls.acme_server`` says otherwise) with HTTP-01 through RKE2's
 ingress-nginx when the site gives a contact address, self-signed otherwise.
+
+Pod Security ``restricted``: the chart's controller, webhook, cainjector and startup check run as
+non-root with seccomp RuntimeDefault, no privilege escalation and every capability dropped. Network:
+the API server (all three), the webhook called by the API server (10250), Prometheus on the
+controller's metrics (9402), and the controller's ACME traffic to the internet (443, and 80 for its
+HTTP-01 self-check), never the cluster's ranges or the metadata service.
 """
 
 from __future__ import annotations
@@ -9,12 +15,18 @@ from __future__ import annotations
 from typing import Any
 
 from ..planning import Plan
+from ..planning.labels import PLATFORM_LABEL
+from . import network
 from .bundle import Bundle, Release, manifests, namespace
 
 NAMESPACE = "cert-manager"
 CLUSTER_ISSUER = "aiinfn"
 INGRESS_CLASS = "nginx"  # RKE2's bundled ingress-nginx
 RELEASE = "cert-manager"
+WEBHOOK_PORT = 10250
+METRICS_PORT = 9402
+#: The chart's controller pods.
+CONTROLLER_PODS = {"app.kubernetes.io/name": "cert-manager", "app.kubernetes.io/component": "controller"}
 
 
 def ingress_annotations() -> dict[str, str]:
@@ -43,11 +55,23 @@ def cluster_issuer(plan: Plan) -> dict[str, Any]:
             "spec": spec}
 
 
+def network_policies(plan: Plan) -> list[dict[str, Any]]:
+    ranges = network.Ranges.of(plan)
+    return [
+        *network.baseline(NAMESPACE),
+        network.allow_apiserver(NAMESPACE, ranges),
+        network.allow_from_apiserver(NAMESPACE, ranges, [WEBHOOK_PORT]),
+        network.allow_from_prometheus(NAMESPACE, [METRICS_PORT]),
+        network.allow_public_egress(NAMESPACE, ranges, [80, 443], CONTROLLER_PODS, name="allow-acme"),
+    ]
+
+
 def bundle(plan: Plan) -> Bundle:
     return Bundle(
         "tls",
         (
-            namespace(NAMESPACE, "baseline"),
+            namespace(NAMESPACE, "restricted", {PLATFORM_LABEL: "true"}),
+            *manifests(*network_policies(plan)),
             Release(RELEASE, (f"ns-{NAMESPACE}",), chart="cert-manager", namespace=NAMESPACE, values=values(),
                     crd_groups=("cert-manager.io", "acme.cert-manager.io")),
             *manifests(cluster_issuer(plan), after=(RELEASE,)),
