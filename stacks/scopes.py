@@ -69,6 +69,7 @@ def site(config: pulumi.Config, env: Environment) -> None:
     pulumi.export("endpoints", infra.endpoints)
     pulumi.export("network", {"network_id": infra.network.network_id, "subnet_id": infra.network.subnet_id})
     pulumi.export("rke2_token", infra.rke2_token)
+    pulumi.export("rke2_agent_token", infra.rke2_agent_token)
 
 
 def event(config: pulumi.Config, ev: Event) -> None:

@@ -29,6 +29,7 @@ class Infra(pulumi.ComponentResource):
     inventory: pulumi.Output[list[dict[str, Any]]]
     endpoints: pulumi.Output[dict[str, Any]]
     rke2_token: pulumi.Output[str]
+    rke2_agent_token: pulumi.Output[str]
 
     def __init__(self, name: str, args: InfraArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aiinfn:infra:Infra", name, None, opts)
@@ -54,9 +55,12 @@ class Infra(pulumi.ComponentResource):
             policies="anti-affinity",
             opts=child,
         )
-        # RKE2 join token: generated once per site, kept in state, handed to bootstrap as a secret.
+        # RKE2 join tokens, generated once per site, kept in state, handed to bootstrap as secrets: the
+        # server token only to servers, the agent token (which can join agents, never servers) to the rest.
         token = random.RandomPassword(f"{name}-rke2-token", length=48, special=False, opts=child)
         self.rke2_token = pulumi.Output.secret(token.result)
+        agent_token = random.RandomPassword(f"{name}-rke2-agent-token", length=48, special=False, opts=child)
+        self.rke2_agent_token = pulumi.Output.secret(agent_token.result)
 
         image = openstack.images.get_image_output(name=env.site.image, most_recent=True)
         ingress_node = next((n.name for n in plan.nodes if n.ingress), None)
@@ -106,5 +110,6 @@ class Infra(pulumi.ComponentResource):
                 "inventory": self.inventory,
                 "endpoints": self.endpoints,
                 "rke2_token": self.rke2_token,
+                "rke2_agent_token": self.rke2_agent_token,
             }
         )

@@ -97,15 +97,20 @@ def test_stateful_volumes_are_protected_and_kept(report: Preview) -> None:
 
 
 def test_secrets_stay_secret(report: Preview) -> None:
-    """The join token is a secret output; no secret value reaches plan.json or the artifacts."""
-    token = report.run.stack_outputs["rke2_token"]
-    assert is_secret(token)
-    plain = unwrap(token)
-    doc = json.dumps(report.document())
-    assert plain not in doc and OFFLINE_SECRET not in doc
-    assert report.document()["outputs"]["rke2_token"] == SECRET
-    for text in report.artifacts.values():
-        assert plain not in text and OFFLINE_SECRET not in text
+    """The join tokens are secret outputs, the server token and the agent token differ (an agent node's
+    token cannot join a server); no secret value reaches plan.json or the artifacts."""
+    plains = []
+    for key in ("rke2_token", "rke2_agent_token"):
+        token = report.run.stack_outputs[key]
+        assert is_secret(token)
+        plain = unwrap(token)
+        plains.append(plain)
+        doc = json.dumps(report.document())
+        assert plain not in doc and OFFLINE_SECRET not in doc
+        assert report.document()["outputs"][key] == SECRET
+        for text in report.artifacts.values():
+            assert plain not in text and OFFLINE_SECRET not in text
+    assert plains[0] != plains[1]
 
 
 def test_only_http_and_https_reach_the_ingress_from_anywhere(report: Preview) -> None:
