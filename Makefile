@@ -24,6 +24,7 @@ deps-debian:
 	bash scripts/install-debian-deps.sh
 	bash scripts/install-openstack-fixture-deps.sh
 	bash scripts/install-host-fixture-deps.sh
+	bash scripts/install-hub-test-deps.sh
 
 demo: install
 	$(BIN)/aiinfn plan $(ENV)

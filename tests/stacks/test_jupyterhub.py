@@ -1,16 +1,22 @@
 """JupyterHub: values valid for the pinned chart, settings accepted by the real authenticator and
-spawner, profiles from the real accelerator inventory, secrets out of the values, database protected.
+spawner, profiles from the real accelerator inventory, secrets out of the values, database protected,
+every pod of the namespace inside Pod Security ``restricted``, hub.extraConfig free of environment code.
 
 The chart itself cannot run here (no API server): its values are merged with the chart's own
 defaults (../shared/schemas/z2jh-4.4.0/values.yaml) and validated against the chart's JSON schema,
 which is what `helm install` does first; the authenticator and spawner settings are given to the
-real oauthenticator and jupyterhub-kubespawner classes.
+real oauthenticator and jupyterhub-kubespawner classes. The hub itself runs in tests/services.
+Gap: the chart's templates are not rendered here (no helm binary), so the chart's own pods are judged
+by the security contexts their values give them.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
+import importlib.util
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,6 +32,12 @@ from aiinfn.config.loader import list_environments
 from aiinfn.offline import is_secret, unwrap
 from aiinfn.preview import OFFLINE_SECRET, Preview
 from aiinfn.services import jupyterhub
+
+SUPPORT = Path(__file__).resolve().parents[1] / "support" / "hub"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+import pod_security  # noqa: E402 - found through SUPPORT, set just above
 
 HUB_ENVS = list_environments(kind="site")
 
@@ -69,18 +81,52 @@ def test_the_chart_schema_has_teeth(hub: Any, chart: Any) -> None:
         jsonschema.validate(_merge(defaults, broken), schema)
 
 
+def _hub_module() -> Any:
+    """The shipped hub module (aiinfn/hub/authenticator.py) imported as the hub imports it."""
+    if "aiinfn_hub" not in sys.modules:
+        path = Path(jupyterhub.__file__).parents[1] / "hub" / "authenticator.py"
+        spec = importlib.util.spec_from_file_location("aiinfn_hub", path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["aiinfn_hub"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["aiinfn_hub"]
+
+
 def test_authenticator_settings_are_real_traits(hub: Any) -> None:
     report, values = hub
-    settings = values["hub"]["config"]["GenericOAuthenticator"]
-    traits = GenericOAuthenticator.class_traits(config=True)
-    unknown = set(settings) - set(traits)
-    assert not unknown, f"not GenericOAuthenticator settings: {unknown}"
-    auth = GenericOAuthenticator(config=Config({"GenericOAuthenticator": settings}))
+    config = values["hub"]["config"]
+    iam_auth = _hub_module().IamAuthenticator
+    assert config["JupyterHub"]["authenticator_class"] == "aiinfn_hub.IamAuthenticator"
+    for section, cls in (("GenericOAuthenticator", GenericOAuthenticator), ("IamAuthenticator", iam_auth),
+                         ("Authenticator", iam_auth)):
+        unknown = set(config[section]) - set(cls.class_traits(config=True))
+        assert not unknown, f"not {section} settings: {unknown}"
+    auth = iam_auth(config=Config({k: config[k] for k in ("GenericOAuthenticator", "IamAuthenticator",
+                                                          "Authenticator")}))
     assert auth.client_id == report.env.iam.client_id
     assert auth.username_claim == "preferred_username"
     assert set(auth.admin_groups) == set(report.env.iam.admin_groups)
     assert set(report.env.iam.user_groups) <= set(auth.allowed_groups)
     assert auth.token_url.startswith(report.env.iam.issuer.rstrip("/"))
+    # INDIGO IAM issues a refresh token only for offline_access; the hub keeps it in its auth state
+    assert "offline_access" in auth.scope and auth.enable_auth_state and auth.refresh_pre_spawn
+    assert auth.refresh_margin_seconds > auth.auth_refresh_age + 60
+
+
+def test_hub_programs_are_shipped_as_the_projects_files(hub: Any) -> None:
+    _, values = hub
+    files = values["hub"]["extraFiles"]
+    root = Path(jupyterhub.__file__).parents[1] / "hub"
+    assert files["aiinfn_hub"]["stringData"] == (root / "authenticator.py").read_text()
+    assert files["aiinfn_tokens"]["stringData"] == (root / "tokens.py").read_text()
+    assert files["aiinfn_hub"]["mountPath"] == "/usr/local/etc/jupyterhub/aiinfn_hub.py"
+    service = values["hub"]["services"][jupyterhub.TOKENS_SERVICE]
+    assert service["command"][-1] == files["aiinfn_tokens"]["mountPath"]
+    roles = values["hub"]["loadRoles"]
+    assert set(roles[jupyterhub.TOKENS_SERVICE]["scopes"]) == {"read:users:name", "admin:auth_state"}
+    notebook = values["singleuser"]["extraFiles"]["aiinfn-token"]
+    assert notebook["stringData"] == (root / "notebook.py").read_text() and notebook["mode"] == 0o755
 
 
 def test_profiles_cover_every_kind_with_real_spawner_settings(hub: Any) -> None:
@@ -104,9 +150,10 @@ def test_profiles_cover_every_kind_with_real_spawner_settings(hub: Any) -> None:
 
 def _visible(values: dict[str, Any], groups: set[str]) -> set[str]:
     """Run the hub's own profile filter (hub.extraConfig) for a user in `groups`."""
+    _hub_module()
     c = Config()
     c.KubeSpawner.profile_list = values["singleuser"]["profileList"]
-    exec(compile(values["hub"]["extraConfig"]["aiinfn-profiles"], "extraConfig", "exec"), {"c": c})
+    exec(compile(values["hub"]["extraConfig"]["aiinfn"], "extraConfig", "exec"), {"c": c})
     user = SimpleNamespace(groups=[SimpleNamespace(name=g) for g in groups])
     return {p["slug"] for p in c.KubeSpawner.profile_list(SimpleNamespace(user=user))}
 
@@ -143,11 +190,13 @@ def test_hub_database_is_on_a_protected_claim(hub: Any) -> None:
     assert any(claims[n] == jupyterhub.HUB_DB_CLAIM and mounts[n] == jupyterhub.HUB_DB_MOUNT for n in claims)
 
 
-def test_homes_on_nfs_tmp_on_scratch_culling_and_placeholders(hub: Any) -> None:
+def test_homes_on_nfs_tmp_an_emptydir_culling_and_placeholders(hub: Any) -> None:
     report, values = hub
     su = values["singleuser"]
     assert su["storage"]["dynamic"]["storageClass"] == report.env.storage.nfs.storage_class
-    assert {"name": "scratch", "mountPath": "/tmp"} in su["storage"]["extraVolumeMounts"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in su["storage"]["extraVolumeMounts"]
+    (tmp,) = [v for v in su["storage"]["extraVolumes"] if v["name"] == "tmp"]
+    assert tmp == {"name": "tmp", "emptyDir": {"sizeLimit": f"{report.env.services.jupyterhub.tmp_size_gb}Gi"}}
     assert values["cull"]["enabled"] and values["cull"]["timeout"] == report.env.services.jupyterhub.cull_idle_seconds
     expected = report.env.services.jupyterhub.user_placeholders
     assert values["scheduling"]["userPlaceholder"]["replicas"] == expected
@@ -159,34 +208,94 @@ def test_the_values_written_to_build_are_the_deployed_ones(hub: Any) -> None:
     assert written == values
 
 
-def test_users_bucket_is_mounted_with_sts_wire(hub: Any) -> None:
-    """The hub passes the user's IAM tokens from its encrypted auth state to the notebook, whose
-    postStart hook mounts the user's bucket with sts-wire (syntax checked by the real /bin/sh)."""
-    import subprocess
-
+def test_notebooks_reach_s3_through_the_api_with_no_secret(hub: Any) -> None:
+    """No client secret, token, FUSE device, privilege or shell hook in a notebook: S3 through the AWS
+    SDK with STS credentials from the user's access token (aiinfn-token s3-credentials)."""
     report, values = hub
     s3 = report.env.storage.s3
-    assert s3 is not None and s3.client_id is not None
-    assert values["hub"]["config"]["Authenticator"]["enable_auth_state"] is True
-    crypt = values["hub"]["extraEnv"]["JUPYTERHUB_CRYPT_KEY"]["valueFrom"]["secretKeyRef"]
-    secrets = report.run.by_type("kubernetes:core/v1:Secret")
-    (key,) = [r for r in secrets if r.inputs["metadata"]["name"] == crypt["name"]]
-    assert is_secret(key.inputs["stringData"]) and len(unwrap(key.inputs["stringData"])[crypt["key"]]) == 64
-    # the hook, run as the hub runs extraConfig, fills the notebook's environment
-    c = Config()
-    exec(compile(values["hub"]["extraConfig"]["aiinfn-tokens"], "extraConfig", "exec"), {"c": c})
-    spawner = SimpleNamespace(environment={}, user=SimpleNamespace(name="alice"))
-    c.Spawner.auth_state_hook(spawner, {"access_token": "at", "refresh_token": "rt"})
-    bucket = f"{s3.user_bucket_prefix}-alice" if s3.user_bucket_prefix else "alice"
-    assert spawner.environment == {"ACCESS_TOKEN": "at", "REFRESH_TOKEN": "rt", "AIINFN_S3_BUCKET": bucket}
-    env = values["singleuser"]["extraEnv"]
-    assert env["IAM_CLIENT_ID"] == s3.client_id and "valueFrom" in env["IAM_CLIENT_SECRET"]
-    script = values["singleuser"]["lifecycleHooks"]["postStart"]["exec"]["command"][-1]
-    assert subprocess.run(["/bin/sh", "-n", "-c", script], check=False).returncode == 0
-    assert f'"{s3.mount_path}/$AIINFN_S3_BUCKET"' in script and "sts-wire" in script
-    mounts = {m["mountPath"] for m in values["singleuser"]["storage"]["extraVolumeMounts"]}
-    assert "/dev/fuse" in mounts
-    ctx = values["hub"]["config"]["KubeSpawner"]["container_security_context"]
-    assert ctx["capabilities"] == {"add": ["SYS_ADMIN"], "drop": ["ALL"]} and ctx["allowPrivilegeEscalation"] is False
-    spawner_traits = KubeSpawner.__new__(KubeSpawner)
-    spawner_traits.set_trait("container_security_context", ctx)
+    su = values["singleuser"]
+    env = su["extraEnv"]
+    assert all(isinstance(v, str) for v in env.values()), "every notebook variable is a plain value"
+    assert not {k for k in env if "SECRET" in k or ("TOKEN" in k and k != "AIINFN_TOKEN_URL")}
+    assert env["AWS_ENDPOINT_URL"] == s3.endpoint and env["AWS_REGION"] == s3.region
+    assert env["AIINFN_TOKEN_URL"] == jupyterhub.tokens_url()
+    assert su["extraFiles"]["aws-config"]["stringData"] == jupyterhub.aws_config()
+    assert not su.get("lifecycleHooks")
+    volumes = su["storage"]["extraVolumes"]
+    assert not [v for v in volumes if "hostPath" in v]
+    secrets = {r.inputs["metadata"]["name"] for r in report.run.by_type("kubernetes:core/v1:Secret")}
+    assert "aiinfn-stswire-client" not in secrets
+    assert OFFLINE_SECRET not in json.dumps(values)
+
+
+def test_sts_role_and_region_reach_notebooks_as_values(plan_variant: Any) -> None:
+    payload = "IAMaccess\"; $(touch /tmp/pwned) '{username}"
+    report = plan_variant("cnaf", "cnaf-radosgw", {"storage": {"s3": {
+        "endpoint": "https://rgw.example.org", "region": "it-bo'; id", "sts_role": payload,
+        "user_bucket_prefix": "ai-infn"}}})
+    (release,) = [r for r in report.run.by_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "jupyterhub"]
+    env = release.inputs["values"]["singleuser"]["extraEnv"]
+    assert env["AIINFN_S3_ROLE"] == payload and env["AWS_REGION"] == "it-bo'; id"
+    assert jupyterhub.hub_settings(report.plan)["bucket_prefix"] == "ai-infn-"
+
+
+def test_extra_config_is_data_only(hub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the settings hold, hub.extraConfig is the same three statements and hands them over
+    unchanged: one JSON literal, never text pasted into code."""
+    report, _ = hub
+    hostile = {
+        "profiles": {"x\'\'\'\"\n); import os; os.system('id') #": ["a'b\"c\\\n{}", "${IFS}`id`"]},
+        "bucket_prefix": "\"); __import__('os').system('id'); (\"",
+    }
+    monkeypatch.setattr(jupyterhub, "hub_settings", lambda plan: hostile)
+    code = jupyterhub.extra_config(report.plan)
+    tree = ast.parse(code)
+    assert [type(n).__name__ for n in tree.body] == ["Import", "Import", "Expr"]
+    call = tree.body[2].value
+    assert isinstance(call, ast.Call) and ast.unparse(call.func) == "aiinfn_hub.configure"
+    (literal,) = [n for n in ast.walk(call) if isinstance(n, ast.Constant)]
+    assert json.loads(literal.value) == hostile
+    seen: list[Any] = []
+    fake = type(sys)("aiinfn_hub")
+    fake.configure = lambda c, settings: seen.append(settings)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "aiinfn_hub", fake)
+    exec(compile(code, "extraConfig", "exec"), {"c": Config()})
+    assert seen == [hostile]
+
+
+def test_the_hub_namespace_is_restricted_and_every_chart_pod_fits(hub: Any, chart: Any) -> None:
+    report, values = hub
+    (ns,) = [r for r in report.run.by_type("kubernetes:core/v1:Namespace")
+             if r.inputs["metadata"]["name"] == jupyterhub.NAMESPACE]
+    assert ns.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    defaults, _ = chart
+    merged = _merge(defaults, values)
+    assert merged["singleuser"]["cloudMetadata"]["blockWithIptables"] is False
+    hub_pod = {"securityContext": merged["hub"]["podSecurityContext"],
+               "containers": [{"name": "hub", "securityContext": merged["hub"]["containerSecurityContext"]}]}
+    pods = {"hub": hub_pod}
+    for name, ctx in (("proxy", merged["proxy"]["chp"]["containerSecurityContext"]),
+                      ("user-scheduler", merged["scheduling"]["userScheduler"]["containerSecurityContext"]),
+                      ("user-placeholder", merged["scheduling"]["userPlaceholder"]["containerSecurityContext"]),
+                      ("image-puller", merged["prePuller"]["containerSecurityContext"]),
+                      ("image-awaiter", merged["prePuller"]["hook"]["containerSecurityContext"]),
+                      ("pause", merged["prePuller"]["pause"]["containerSecurityContext"])):
+        pods[name] = {"containers": [{"name": name, "securityContext": ctx}]}
+    spawner = merged["hub"]["config"]["KubeSpawner"]
+    pods["notebook"] = {"securityContext": spawner["pod_security_context"],
+                        "containers": [{"name": "notebook", "securityContext": spawner["container_security_context"]}],
+                        "volumes": [{"name": v["name"], **{k: x for k, x in v.items() if k != "name"}}
+                                    for v in merged["singleuser"]["storage"]["extraVolumes"]]}
+    for name, pod in pods.items():
+        assert pod_security.violations(pod) == [], name
+    kube = KubeSpawner.__new__(KubeSpawner)
+    kube.set_trait("container_security_context", spawner["container_security_context"])
+    kube.set_trait("pod_security_context", spawner["pod_security_context"])
+
+
+def test_the_restricted_check_has_teeth() -> None:
+    bad = {"containers": [{"name": "x", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}],
+           "volumes": [{"name": "fuse", "hostPath": {"path": "/dev/fuse"}}]}
+    found = pod_security.violations(bad)
+    assert any("hostPath" in f for f in found) and any("SYS_ADMIN" in f for f in found)
+    assert any("runAsNonRoot" in f for f in found) and any("seccomp" in f for f in found)

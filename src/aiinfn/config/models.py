@@ -397,7 +397,10 @@ class Iam(Model):
     client_secret: SecretRef
     username_claim: NonEmptyStr = "preferred_username"
     groups_claim: NonEmptyStr = "groups"
-    scopes: list[NonEmptyStr] = Field(default_factory=lambda: ["openid", "profile", "email", "groups"])
+    scopes: list[NonEmptyStr] = Field(
+        default_factory=lambda: ["openid", "profile", "email", "groups", "offline_access"],
+        description="scopes the hub asks IAM for; offline_access (a refresh token) is always added",
+    )
     user_groups: list[IamGroup] = Field(min_length=1, description="groups whose members may log in")
     admin_groups: list[IamGroup] = Field(min_length=1, description="groups whose members are admins")
 
@@ -424,6 +427,7 @@ class JupyterHub(Model):
     home_size_gb: PositiveInt = 50
     user_placeholders: int = Field(0, ge=0, le=1000)
     prepull: bool = True
+    tmp_size_gb: int = Field(20, ge=1, le=2000, description="size limit of each notebook's /tmp (an emptyDir)")
 
 
 class Harbor(Model):

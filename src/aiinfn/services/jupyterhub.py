@@ -1,27 +1,40 @@
 """JupyterHub (zero-to-jupyterhub) values derived from the plan.
 
-* Login: GenericOAuthenticator against the INDIGO IAM issuer; who may log in and who is admin are
-  IAM groups; the username is the `preferred_username` claim. The client secret never appears in the
-  values: the hub reads it from the `OAUTH_CLIENT_SECRET` environment variable, filled from a
-  Kubernetes Secret that the stack creates from the Pulumi secret.
-* Profiles: one per accelerator kind the cluster really has (node selector, tolerations, the
-  extended resource limit), plus a CPU-only one; each managed environment image is a choice inside
-  every profile. A profile whose nodes are reserved for an IAM group, or that only some projects'
-  groups may use, is shown only to those groups (hub.extraConfig filters the list per user).
-* Home on the platform NFS StorageClass, /tmp on the node's local NVMe scratch, idle culling,
-  user placeholders and image pre-pulling sized by configuration.
-* Hub database: sqlite on a PersistentVolumeClaim the stack creates and protects (not the chart's).
-* S3: when `storage.s3` names an sts-wire client, the hub keeps each user's IAM tokens in its
-  encrypted auth state and hands them to the notebook, whose postStart hook mounts the user's bucket
-  under `storage.s3.mount_path` with sts-wire (FUSE: /dev/fuse and CAP_SYS_ADMIN only).
+* Login: ``IamAuthenticator`` (``aiinfn.hub.authenticator``, shipped to the hub as a file; settings in
+  the ``GenericOAuthenticator`` section) against the INDIGO IAM issuer. Who may log in and who is admin
+  are IAM groups, re-checked at every auth refresh (a user removed from the groups is logged out at the
+  next refresh and refused at the next login). The username is the lowercased ``preferred_username``,
+  bound to the IAM ``sub`` at the first login (never given to another account). The hub asks for
+  ``offline_access`` and keeps the refresh token in its encrypted auth state (the chart's CryptKeeper
+  key); the client secret reaches the hub only as ``OAUTH_CLIENT_SECRET`` from a Kubernetes Secret.
+* Tokens for notebooks: the ``aiinfn-tokens`` service (``aiinfn.hub.tokens``, managed by the hub, port
+  ``TOKENS_PORT`` of the hub's Service) gives a server's own token its user's current access token;
+  notebooks get ``aiinfn-token`` (``aiinfn.hub.notebook``). No IAM token, refresh token or client
+  secret is in any notebook's environment, spec or files.
+* S3: the S3 API with short-lived credentials (STS AssumeRoleWithWebIdentity at ``storage.s3.endpoint``
+  from the access token) through the AWS SDK's ``credential_process``; no FUSE mount in notebooks.
+* Pod Security ``restricted`` for every pod of the namespace: notebooks run as non-root with no
+  privilege escalation, every capability dropped and the runtime's seccomp profile; /tmp is an
+  emptyDir with a size limit; the cloud metadata server is blocked by the NetworkPolicy (not by the
+  chart's privileged iptables init container).
+* Profiles: one per accelerator kind the cluster really has (node selector, tolerations, the extended
+  resource limit), plus a CPU-only one; each managed environment image is a choice inside every
+  profile. A profile whose nodes are reserved for an IAM group is shown only to that group (and a
+  spawn asking for it by name is refused by KubeSpawner's own profile check).
+* Homes on the platform NFS StorageClass, idle culling, user placeholders and image pre-pulling sized
+  by configuration; the hub database is sqlite on a PersistentVolumeClaim the stack creates and
+  protects (not the chart's).
+
+Every environment string reaches hub.extraConfig as one JSON literal (``repr(json.dumps(...))``) and
+notebooks as environment values: never as code.
 """
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from typing import Any
 
-from .. import versions
 from ..planning import Plan
 from ..planning.labels import (
     INTERACTIVE_LABEL,
@@ -31,7 +44,7 @@ from ..planning.labels import (
     kind_tolerations,
 )
 from . import tls
-from .bundle import Bundle, ConfigSecret, Generated, Manifest, RandomBytes, Release, Secret, claim, namespace
+from .bundle import Bundle, ConfigSecret, Manifest, Release, Secret, claim, namespace
 from .kueue import INTERACTIVE_QUEUE
 
 NAMESPACE = "jupyterhub"
@@ -40,11 +53,7 @@ OAUTH_SECRET = "aiinfn-iam-oauth"
 OAUTH_SECRET_KEY = "client-secret"
 HUB_DB_CLAIM = "aiinfn-hub-db"
 HUB_DB_MOUNT = "/srv/jupyterhub/aiinfn-db"
-SCRATCH_HOST_PATH = "/scratch/jupyter"
 CPU_PROFILE = "cpu"
-CRYPT_SECRET = "aiinfn-hub-crypt-key"
-STSWIRE_SECRET = "aiinfn-stswire-client"
-STSWIRE_SECRET_KEY = "client-secret"
 
 
 def profile_slug(kind: str) -> str:
@@ -122,71 +131,84 @@ def profiles(plan: Plan) -> list[dict[str, Any]]:
     return out
 
 
-PROFILE_FILTER = '''
-# aiinfn: show each user only the profiles their IAM groups may use.
-import json
+#: Where the hub-side programs are mounted (the chart puts this directory on the hub's sys.path).
+HUB_CONFIG_DIR = "/usr/local/etc/jupyterhub"
+HUB_MODULE = "aiinfn_hub"
+TOKENS_SERVICE = "aiinfn-tokens"
+TOKENS_MODULE = "aiinfn_tokens"
+TOKENS_PORT = 8181
+#: The hub's Service name under z2jh's default naming (fullnameOverride "").
+HUB_SERVICE = "hub"
+TOKEN_COMMAND = "/usr/local/bin/aiinfn-token"
+AWS_CONFIG = "/etc/aiinfn/aws-config"
+IDENTITY_DB = f"{HUB_DB_MOUNT}/identities.sqlite"
+#: Seconds between the hub's re-checks of a user's IAM session and groups (JupyterHub's default).
+AUTH_REFRESH_AGE = 300
+#: Refresh the access token when it expires within this margin: a token aiinfn-tokens hands out is
+#: then valid for at least REFRESH_MARGIN - AUTH_REFRESH_AGE seconds.
+REFRESH_MARGIN = 900
+NOTEBOOK_UID = 1000
+NOTEBOOK_GID = 100
 
-_aiinfn_allowed = json.loads({allowed!r})
-_aiinfn_profiles = c.KubeSpawner.profile_list
-
-
-def _aiinfn_profile_list(spawner):
-    groups = {{g.name for g in spawner.user.groups}}
-    return [
-        p for p in _aiinfn_profiles
-        if _aiinfn_allowed.get(p["slug"]) is None or groups & set(_aiinfn_allowed[p["slug"]])
-    ]
-
-
-c.KubeSpawner.profile_list = _aiinfn_profile_list
-'''
-
-
-def profile_filter_code(plan: Plan) -> str:
-    return PROFILE_FILTER.format(allowed=json.dumps(allowed_groups(plan), sort_keys=True))
-
-
-TOKENS_HOOK = '''
-# aiinfn: hand the user's IAM tokens to the notebook, for sts-wire to mount the user's bucket.
-def _aiinfn_tokens(spawner, auth_state):
-    if not auth_state:
-        return
-    for key, env in (("access_token", "ACCESS_TOKEN"), ("refresh_token", "REFRESH_TOKEN")):
-        if auth_state.get(key):
-            spawner.environment[env] = auth_state[key]
-    name = spawner.user.name
-    spawner.environment["AIINFN_S3_BUCKET"] = {bucket_prefix!r} + name
+RESTRICTED_CONTAINER: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
-c.Spawner.auth_state_hook = _aiinfn_tokens
-'''
-
-#: postStart hook of the notebook container: mount the user's bucket with sts-wire, in the background,
-#: when the image carries sts-wire (every managed environment does); a notebook never fails to start
-#: because its bucket could not be mounted: the log says why.
-MOUNT_SCRIPT = """\
-command -v sts-wire >/dev/null 2>&1 || exit 0
-mkdir -p "{mount}/$AIINFN_S3_BUCKET" /tmp/.sts-wire
-nohup sts-wire "$IAM_SERVER" "$AIINFN_S3_BUCKET" "$S3_ENDPOINT" {role_args}\\
-  "/$AIINFN_S3_BUCKET" "{mount}/$AIINFN_S3_BUCKET" \\
-  --localCache full --tryRemount --noDummyFileCheck --localCacheDir /tmp/.sts-wire \\
-  >/tmp/.sts-wire/mount.log 2>&1 &
-exit 0
-"""
+def hub_program(name: str) -> str:
+    """The text of a hub-side program (``aiinfn/hub/<name>.py``), as shipped."""
+    return resources.files("aiinfn.hub").joinpath(f"{name}.py").read_text()
 
 
-def mount_script(plan: Plan) -> str | None:
+def hub_settings(plan: Plan) -> dict[str, Any]:
+    """What hub.extraConfig hands to ``aiinfn_hub.configure`` (data only)."""
     s3 = plan.env.storage.s3
-    if s3 is None or s3.client_id is None:
-        return None
-    role_args = f'"{s3.sts_role}" "{s3.region}" ' if s3.sts_role else ""
-    return MOUNT_SCRIPT.format(mount=s3.mount_path, role_args=role_args)
+    prefix = None if s3 is None else (f"{s3.user_bucket_prefix}-" if s3.user_bucket_prefix else "")
+    return {"profiles": allowed_groups(plan), "bucket_prefix": prefix}
 
 
-def tokens_hook(plan: Plan) -> str:
+def extra_config(plan: Plan) -> str:
+    """hub.extraConfig: import the shipped module and call it with one JSON literal."""
+    literal = repr(json.dumps(hub_settings(plan), sort_keys=True))
+    return (
+        "# aiinfn: profiles per IAM group, the user's bucket (settings are data: one JSON literal)\n"
+        "import json\n"
+        f"import {HUB_MODULE}\n"
+        f"{HUB_MODULE}.configure(c, json.loads({literal}))\n"
+    )
+
+
+def scopes(plan: Plan) -> list[str]:
+    """The scopes the hub asks IAM for: the environment's, with ``offline_access`` (a refresh token)."""
+    return list(dict.fromkeys([*plan.env.iam.scopes, "offline_access"]))
+
+
+def tokens_url() -> str:
+    return f"http://{HUB_SERVICE}:{TOKENS_PORT}/services/{TOKENS_SERVICE}/access-token"
+
+
+def notebook_env(plan: Plan) -> dict[str, Any]:
+    """The notebook's environment: addresses and names only, each a plain value."""
+    env: dict[str, Any] = {"AIINFN_TOKEN_URL": tokens_url()}
     s3 = plan.env.storage.s3
-    prefix = f"{s3.user_bucket_prefix}-" if s3 and s3.user_bucket_prefix else ""
-    return TOKENS_HOOK.format(bucket_prefix=prefix)
+    if s3 is not None:
+        env.update({
+            "AWS_CONFIG_FILE": AWS_CONFIG,
+            "AWS_ENDPOINT_URL": s3.endpoint,
+            "AWS_REGION": s3.region,
+            "AWS_DEFAULT_REGION": s3.region,
+        })
+        if s3.sts_role:
+            env["AIINFN_S3_ROLE"] = s3.sts_role
+    return env
+
+
+def aws_config() -> str:
+    """The notebook's AWS SDK config: only the credential command (no environment string in it)."""
+    return f"[default]\ncredential_process = {TOKEN_COMMAND} s3-credentials\n"
 
 
 def login_groups(plan: Plan) -> list[str]:
@@ -204,44 +226,37 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
     image, tag = _image(hub.default_image)
     placeholders = hub.user_placeholders
     prepull = hub.prepull
-    mount = mount_script(plan)
     s3 = env.storage.s3
-    hub_env: dict[str, Any] = {
-        "OAUTH_CLIENT_SECRET": {"valueFrom": {"secretKeyRef": {"name": OAUTH_SECRET, "key": OAUTH_SECRET_KEY}}}
+    hub_files: dict[str, Any] = {
+        HUB_MODULE: {"mountPath": f"{HUB_CONFIG_DIR}/{HUB_MODULE}.py", "stringData": hub_program("authenticator")},
+        TOKENS_MODULE: {"mountPath": f"{HUB_CONFIG_DIR}/{TOKENS_MODULE}.py", "stringData": hub_program("tokens")},
     }
-    extra_config = {"aiinfn-profiles": profile_filter_code(plan)}
-    user_env: dict[str, Any] = {}
-    lifecycle: dict[str, Any] = {}
-    fuse_volumes: list[dict[str, Any]] = []
-    fuse_mounts: list[dict[str, Any]] = []
-    spawner_config: dict[str, Any] = {}
-    if mount is not None and s3 is not None:
-        # auth_state keeps the IAM tokens, encrypted with a key the stack generates
-        hub_env["JUPYTERHUB_CRYPT_KEY"] = {"valueFrom": {"secretKeyRef": {"name": CRYPT_SECRET, "key": "key"}}}
-        extra_config["aiinfn-tokens"] = tokens_hook(plan)
-        user_env = {
-            "IAM_SERVER": env.iam.issuer,
-            "IAM_CLIENT_ID": s3.client_id,
-            "IAM_CLIENT_SECRET": {
-                "valueFrom": {"secretKeyRef": {"name": STSWIRE_SECRET, "key": STSWIRE_SECRET_KEY}}
-            },
-            "S3_ENDPOINT": s3.endpoint,
-            "AIINFN_STS_WIRE": versions.STS_WIRE,
-        }
-        lifecycle = {"postStart": {"exec": {"command": ["/bin/sh", "-c", mount]}}}
-        fuse_volumes = [{"name": "fuse", "hostPath": {"path": "/dev/fuse", "type": "CharDevice"}}]
-        fuse_mounts = [{"name": "fuse", "mountPath": "/dev/fuse"}]
-        # FUSE needs CAP_SYS_ADMIN in the notebook container; no other privilege is granted
-        spawner_config["container_security_context"] = {
-            "capabilities": {"add": ["SYS_ADMIN"], "drop": ["ALL"]},
-            "allowPrivilegeEscalation": False,
-        }
+    user_files: dict[str, Any] = {
+        "aiinfn-token": {"mountPath": TOKEN_COMMAND, "stringData": hub_program("notebook"), "mode": 0o755},
+    }
+    if s3 is not None:
+        user_files["aws-config"] = {"mountPath": AWS_CONFIG, "stringData": aws_config(), "mode": 0o644}
+    hub_selector = {"matchLabels": {"component": "hub"}}
+    notebooks_selector = {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}
+    tokens_port = {"port": TOKENS_PORT, "protocol": "TCP"}
     return {
         "hub": {
             "config": {
-                "JupyterHub": {"authenticator_class": "generic-oauth", "admin_access": True},
-                "Authenticator": {"enable_auth_state": mount is not None, "allow_existing_users": False},
-                **({"KubeSpawner": spawner_config} if spawner_config else {}),
+                "JupyterHub": {"authenticator_class": f"{HUB_MODULE}.IamAuthenticator", "admin_access": True},
+                "Authenticator": {
+                    "enable_auth_state": True,
+                    "allow_existing_users": False,
+                    "auth_refresh_age": AUTH_REFRESH_AGE,
+                    "refresh_pre_spawn": True,
+                },
+                "IamAuthenticator": {"identity_db": IDENTITY_DB, "refresh_margin_seconds": REFRESH_MARGIN},
+                "KubeSpawner": {
+                    "container_security_context": dict(RESTRICTED_CONTAINER),
+                    "pod_security_context": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                },
                 "GenericOAuthenticator": {
                     "client_id": env.iam.client_id,
                     "oauth_callback_url": f"https://{host}/hub/oauth_callback",
@@ -250,18 +265,53 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
                     "userdata_url": f"{issuer}/userinfo",
                     "login_service": "INDIGO IAM",
                     "username_claim": env.iam.username_claim,
-                    "scope": list(env.iam.scopes),
+                    "scope": scopes(plan),
                     "claim_groups_key": env.iam.groups_claim,
                     "allowed_groups": login_groups(plan),
                     "admin_groups": list(env.iam.admin_groups),
                     "manage_groups": True,
                 },
             },
-            "extraEnv": hub_env,
+            "extraEnv": {
+                "OAUTH_CLIENT_SECRET": {
+                    "valueFrom": {"secretKeyRef": {"name": OAUTH_SECRET, "key": OAUTH_SECRET_KEY}}
+                }
+            },
+            "extraFiles": hub_files,
+            "services": {
+                TOKENS_SERVICE: {
+                    "command": ["python3", f"{HUB_CONFIG_DIR}/{TOKENS_MODULE}.py"],
+                    "url": f"http://{HUB_SERVICE}:{TOKENS_PORT}",
+                    "display": False,
+                },
+            },
+            "loadRoles": {
+                # every user, and every server's token, may call aiinfn-tokens (for itself only)
+                "user": {"scopes": ["self", f"access:services!service={TOKENS_SERVICE}"]},
+                "server": {
+                    "scopes": [
+                        "users:activity!user",
+                        "access:servers!server",
+                        f"access:services!service={TOKENS_SERVICE}",
+                    ]
+                },
+                TOKENS_SERVICE: {
+                    "description": "read users' IAM tokens from the hub's auth state",
+                    "scopes": ["read:users:name", "admin:auth_state"],
+                    "services": [TOKENS_SERVICE],
+                },
+            },
+            "service": {"extraPorts": [{"name": TOKENS_SERVICE, "port": TOKENS_PORT, "targetPort": TOKENS_PORT}]},
+            "networkPolicy": {"ingress": [{"from": [{"podSelector": notebooks_selector}], "ports": [tokens_port]}]},
+            "containerSecurityContext": {
+                "runAsUser": 1000,
+                "runAsGroup": 1000,
+                **RESTRICTED_CONTAINER,
+            },
             "db": {"type": "other", "url": f"sqlite:///{HUB_DB_MOUNT}/jupyterhub.sqlite"},
             "extraVolumes": [{"name": "aiinfn-hub-db", "persistentVolumeClaim": {"claimName": HUB_DB_CLAIM}}],
             "extraVolumeMounts": [{"name": "aiinfn-hub-db", "mountPath": HUB_DB_MOUNT}],
-            "extraConfig": extra_config,
+            "extraConfig": {"aiinfn": extra_config(plan)},
         },
         "proxy": {"service": {"type": "ClusterIP"}},
         "ingress": {
@@ -272,28 +322,33 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
         },
         "singleuser": {
             "image": {"name": image, "tag": tag},
+            "uid": NOTEBOOK_UID,
+            "fsGid": NOTEBOOK_GID,
+            "allowPrivilegeEscalation": False,
             "profileList": profiles(plan),
-            "extraEnv": user_env,
-            "lifecycleHooks": lifecycle,
+            "extraEnv": notebook_env(plan),
+            "extraFiles": user_files,
             "storage": {
                 "type": "dynamic",
                 "capacity": f"{hub.home_size_gb}Gi",
                 "dynamic": {"storageClass": storage_class, "storageAccessModes": ["ReadWriteMany"]},
-                "extraVolumes": [
-                    {"name": "scratch", "hostPath": {"path": f"{SCRATCH_HOST_PATH}/{{username}}",
-                                                     "type": "DirectoryOrCreate"}},
-                    *fuse_volumes,
-                ],
-                "extraVolumeMounts": [{"name": "scratch", "mountPath": "/tmp"}, *fuse_mounts],
+                "extraVolumes": [{"name": "tmp", "emptyDir": {"sizeLimit": f"{hub.tmp_size_gb}Gi"}}],
+                "extraVolumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
             },
-            "networkPolicy": {"enabled": True},
+            # the notebook reaches aiinfn-tokens on the hub's pod; the metadata server stays blocked
+            # (egressAllowRules.cloudMetadataServer is false for notebooks)
+            "networkPolicy": {
+                "enabled": True,
+                "egress": [{"to": [{"podSelector": hub_selector}], "ports": [tokens_port]}],
+            },
             # Notebooks are Kueue workloads of the interactive queue, at interactive priority.
             "extraLabels": {
                 "hub.jupyter.org/network-access-hub": "true",
                 QUEUE_NAME_LABEL: INTERACTIVE_QUEUE,
                 PRIORITY_CLASS_LABEL: "interactive",
             },
-            "cloudMetadata": {"blockWithIptables": True},
+            # the chart's iptables init container is privileged and runs as root: Pod Security refuses it
+            "cloudMetadata": {"blockWithIptables": False},
         },
         "scheduling": {
             "userScheduler": {"enabled": True},
@@ -310,34 +365,20 @@ def hub_db_claim(storage_class: str) -> dict[str, Any]:
     return claim(HUB_DB_CLAIM, NAMESPACE, storage_class, 5)
 
 
-def uses_auth_state(plan: Plan) -> bool:
-    """The hub keeps users' IAM tokens (encrypted) when notebooks mount their buckets with sts-wire."""
-    s3 = plan.env.storage.s3
-    return mount_script(plan) is not None and s3 is not None and bool(s3.client_secret)
-
-
 def bundle(plan: Plan, storage_class: str | None, after: tuple[str, ...]) -> Bundle | None:
-    """The hub (zero-to-jupyterhub) with its OAuth secret, its protected database claim and, with
-    sts-wire, the auth-state key and the sts-wire client secret. ``after``: the platform filesystem."""
+    """The hub (zero-to-jupyterhub) with its OAuth secret and its protected database claim, in a
+    namespace at Pod Security ``restricted``. ``after``: the platform filesystem."""
     env = plan.env
     if env.services.jupyterhub is None or storage_class is None:
         return None
     ns = f"ns-{NAMESPACE}"
     deps = (ns, *after)
     items: list[Any] = [
-        # notebooks still mount their bucket with FUSE (SYS_ADMIN) and /tmp from the host
-        namespace(NAMESPACE, "privileged", {INTERACTIVE_LABEL: "true"}),
+        namespace(NAMESPACE, "restricted", {INTERACTIVE_LABEL: "true"}),
         Secret("iam-oauth", deps, name=OAUTH_SECRET, namespace=NAMESPACE,
                data={OAUTH_SECRET_KEY: ConfigSecret(env.iam.client_secret)}),
+        Manifest("hub-db", deps, hub_db_claim(storage_class), protect=True),
     ]
-    s3 = env.storage.s3
-    if uses_auth_state(plan) and s3 is not None and s3.client_secret:
-        items.append(RandomBytes("hub-crypt-key", length=32))
-        items.append(Secret(CRYPT_SECRET, deps, name=CRYPT_SECRET, namespace=NAMESPACE,
-                            data={"key": Generated("hub-crypt-key", "hex")}))
-        items.append(Secret(STSWIRE_SECRET, deps, name=STSWIRE_SECRET, namespace=NAMESPACE,
-                            data={STSWIRE_SECRET_KEY: ConfigSecret(s3.client_secret)}))
-    items.append(Manifest("hub-db", deps, hub_db_claim(storage_class), protect=True))
-    items.append(Release(RELEASE, (*deps, *(i.key for i in items[1:] if isinstance(i, Secret | Manifest))),
+    items.append(Release(RELEASE, (*deps, *(i.key for i in items[1:])),
                          chart="jupyterhub", namespace=NAMESPACE, values=values(plan, storage_class)))
     return Bundle("jupyterhub", tuple(items))
