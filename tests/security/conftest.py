@@ -1,0 +1,50 @@
+"""Tenant isolation, judged offline: admission policies (CEL), Pod Security, NetworkPolicies.
+
+No Kubernetes API server runs on these machines (none is packaged anywhere reachable). The helpers
+in tests/support/security stand in for the parts of one these tests need, each saying what it
+models and what it does not: admission.py (ValidatingAdmissionPolicy with a CEL interpreter from
+PyPI), pss.py (the Pod Security Standards of Kubernetes 1.33), netpol.py (NetworkPolicy allow rules).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+SUPPORT = Path(__file__).resolve().parents[1] / "support" / "security"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+HERE = Path(__file__).resolve().parent
+CORPUS = sorted((HERE / "corpus").glob("*.yaml"))
+BENIGN = sorted((HERE / "benign").glob("*.yaml"))
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    doc = YAML(typ="safe", pure=True).load(path.read_text())
+    assert isinstance(doc, dict), path
+    return doc
+
+
+def expectations(path: Path) -> dict[str, list[str]]:
+    """The ``# key: value`` header lines of a corpus file (``refused-by``, ``pod-security``)."""
+    out: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        key, sep, value = line[1:].strip().partition(": ")
+        if sep and key in ("refused-by", "pod-security"):
+            out.setdefault(key, []).append(value.strip())
+    return out
+
+
+@pytest.fixture(scope="session")
+def cnaf_plan() -> Any:
+    from aiinfn.config.loader import load
+    from aiinfn.planning import make_plan
+
+    return make_plan(load("cnaf"))
