@@ -87,7 +87,7 @@ def measure(env_file: Path, env: dict[str, str], runs: int) -> dict[str, float]:
     inv_env = {**env, "AIINFN_ENV": str(env_file), "OS_CLOUD": MEMBER_CLOUD,
                "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true", "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
     return {
-        "offline plan": timed([py, "-c", f"from aiinfn import plan; plan.build({str(env_file)!r})"], env, runs),
+        "offline plan": timed([py, "-c", f"from aiinfn import preview; preview.build({str(env_file)!r})"], env, runs),
         "preflight": timed([*cli, "preflight", str(env_file), "-o", "json"], env, runs),
         "inventory": timed([*cli, "inventory", str(env_file), "-o", "json"], env, runs),
         "inventory script": timed([script, "--list"], inv_env, runs),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian packages of the local test hosts the Ansible tests start (tests/integration/hosts/hostlib.py):
+# Debian packages of the local test hosts the Ansible tests start (tests/support/hosts/hostlib.py):
 # debootstrap builds the hosts' Debian bookworm image once, systemd-nspawn boots each host with systemd as
 # PID 1 in its own network namespace, socat carries SSH and the apt mirror relay, zstd packs the cached image.
 # Re-runnable: exits at once when everything is installed.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages of the local OpenStack control plane the integration tests start
-# (tests/integration/openstack/controlplane.py): Debian bookworm's OpenStack Zed.
+# (tests/support/openstack/openstack_fixture.py): Debian bookworm's OpenStack Zed.
 #
 #   keystone, placement-api               identity and placement (run under uwsgi)
 #   python3-nova nova-api nova-conductor  compute API and control services; nova-compute's code is in
