@@ -43,8 +43,9 @@ def expectations(path: Path) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="session")
-def cnaf_plan() -> Any:
-    from aiinfn.config.loader import load
-    from aiinfn.planning import make_plan
+def shipped_reports() -> dict[str, Any]:
+    """The offline plan of every shipped site (the Pulumi mock runtime harness, as tests/stacks)."""
+    from aiinfn import preview
+    from aiinfn.config.loader import list_environments
 
-    return make_plan(load("cnaf"))
+    return {name: preview.build(name) for name in list_environments(kind="site")}
