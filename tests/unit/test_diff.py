@@ -278,7 +278,7 @@ def test_shrinking_a_data_volume_needs_a_replacement_growing_it_is_an_extend(bas
         ("Release", "jupyterhub", ("namespace",), "hub", "replace"),
         ("Release", "jupyterhub", ("version",), "9.9.9", "update"),
         ("ClusterQueue", "astro", ("metadata", "name"), "astro2", "replace"),
-        ("RandomPassword", "rke2", ("length",), 64, "replace"),
+        ("RandomPassword", "rke2-token", ("length",), 64, "replace"),
         ("Keypair", "", ("publicKey",), "ssh-ed25519 AAAA other", "replace"),
         ("ServerGroup", "", ("policies",), "soft-anti-affinity", "replace"),
         ("Subnet", "", ("dnsNameservers",), ["192.0.2.53"], "update"),
