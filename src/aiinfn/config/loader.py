@@ -129,7 +129,14 @@ class _Constructor(SafeConstructor):
 _Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _unquoted(problem: str) -> str:
+    """A parser's message with whatever it quotes of the text left out."""
+    return re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", "'...'", problem)
+
+
+def _read_yaml(path: Path, *, quote: bool = True) -> dict[str, Any]:
+    """The YAML mapping in ``path``, or one ConfigError. ``quote=False``: messages never quote the file's text (a
+    file another one names, that may be no environment)."""
     name = display(path)
     try:
         with path.open("rb") as f:
@@ -152,9 +159,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
         problem = (e.problem or e.context or "invalid YAML").strip()
         if "duplicate key" in str(e):
-            problem = "duplicate key " + _duplicate_key(str(e)) + ": write each key once in a mapping"
+            key = _duplicate_key(str(e)) if quote else ""
+            problem = "duplicate key" + (f" {key}" if key else "") + ": write each key once in a mapping"
         elif "'\\t'" in problem:
             problem += ": indent with spaces, YAML does not allow tabs there"
+        elif not quote:
+            problem = _unquoted(problem)
         raise ConfigError(f"YAML syntax error at {where}: {problem}", file=name) from None
     except ReaderError as e:
         if not isinstance(e.character, int) or not isinstance(e.position, int):
@@ -168,7 +178,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             file=name,
         ) from None
     except YAMLError as e:
-        raise ConfigError(f"YAML error: {str(e).splitlines()[0]}", file=name) from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"YAML error: {first if quote else _unquoted(first)}", file=name) from None
     except RecursionError:
         raise ConfigError("YAML nests too deeply", file=name) from None
     if data is None:
@@ -344,13 +355,73 @@ def _copy(v: Any) -> Any:
     return v
 
 
-def layer(path: Path, _stack: tuple[Path, ...] = ()) -> Layered:
-    """Read ``path`` and everything it extends: bases first, the file itself last (it wins)."""
+#: Top-level fields of any kind of environment file: a file holding none of them is not an environment.
+def _environment_fields() -> frozenset[str]:
+    return frozenset({"extends", *(f for m in KINDS.values() for f in m.model_fields)})
+
+
+def environment_roots(naming: Path, root: Path | None = None) -> list[Path]:
+    """Where a file may find the environments it names (``extends:``, an event's or a federation's ``sites:``):
+    the project's checkout (the directory holding Pulumi.yaml and environments/; outside a checkout, the
+    environments/ directory under the working directory) and the directory tree of the naming file itself."""
+    root = root or project_root()
+    home = root if (root / "Pulumi.yaml").is_file() else root / "environments"
+    out = []
+    for r in (home, naming.parent):
+        try:
+            out.append(r.resolve())
+        except (OSError, RuntimeError):  # pragma: no cover - a directory that vanished
+            continue
+    return out
+
+
+def check_environment_file(target: Path, naming: Path, ref: str, where: str, root: Path | None = None) -> None:
+    """Refuse a file ``naming`` names (as ``ref``, at field ``where``) that is not where environments are read
+    from, or is not a YAML file. ``target`` has its symlinks resolved already. Never reads it."""
+    name = display(naming)
+    if target.suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"{_short(ref)} is not a .yaml or .yml file: name environment files only", file=name,
+                          path=where)
+    roots = environment_roots(naming, root)
+    if not any(target.is_relative_to(r) for r in roots):
+        raise ConfigError(
+            f"{_short(ref)} is {display(target)}, outside where environments are read from (this checkout, or the "
+            "directory of this file and below): name an environment file there",
+            file=name,
+            path=where,
+        )
+
+
+def _refuse_non_environment(data: dict[str, Any], target: Path, naming: Path, ref: str, where: str) -> None:
+    """A named file with a top-level key that is no environment's field (nor a near miss of one, which the
+    validation then names with a hint) is refused without quoting any of it: it may be any YAML file of the
+    checkout (a stack's Pulumi config, a clouds.yaml, a manifest)."""
+    fields = sorted(_environment_fields())
+    strangers = [k for k in data
+                 if not (isinstance(k, str) and (k in fields or difflib.get_close_matches(k, fields, n=1, cutoff=0.8)))]
+    if strangers or not data:
+        raise ConfigError(
+            f"{_short(ref)} ({display(target)}) is not an environment file: {len(strangers)} of its {len(data)} "
+            "top-level keys are no field of a site, an event or a federation",
+            file=display(naming),
+            path=where,
+        )
+
+
+def layer(path: Path, _stack: tuple[Path, ...] = (), _named: tuple[Path, str, str] | None = None) -> Layered:
+    """Read ``path`` and everything it extends: bases first, the file itself last (it wins).
+
+    A base must be a .yaml/.yml file inside ``environment_roots`` of the file naming it (symlinks resolved
+    first), and its top level must hold environment fields; problems with a base's own text are reported
+    without quoting it (it may be no environment at all).
+    """
     path = path.resolve()
     if path in _stack:
         chain = " -> ".join(display(p) for p in (*_stack, path))
         raise ConfigError(f"extends: cycle {chain}", file=display(_stack[0]), path="extends")
-    data = _read_yaml(path)
+    data = _read_yaml(path, quote=_named is None)
+    if _named is not None:
+        _refuse_non_environment(data, path, *_named)
     name = display(path)
     _scan_secrets(data, name)
     bases = data.pop("extends", None)
@@ -362,6 +433,7 @@ def layer(path: Path, _stack: tuple[Path, ...] = ()) -> Layered:
         raise ConfigError("must be a file name or a list of file names", file=name, path="extends")
     out = Layered()
     for i, base in enumerate(bases):
+        where = f"extends[{i}]" if len(bases) > 1 else "extends"
         try:
             target = (path.parent / base).resolve()
             found = target.is_file()
@@ -369,15 +441,12 @@ def layer(path: Path, _stack: tuple[Path, ...] = ()) -> Layered:
             raise ConfigError(
                 f"{_short(base)} is not a usable file name: write the path of a YAML file, relative to this one",
                 file=name,
-                path=f"extends[{i}]" if len(bases) > 1 else "extends",
+                path=where,
             ) from None
         if not found:
-            raise ConfigError(
-                f"{base!r} not found (looked for {display(target)})",
-                file=name,
-                path=f"extends[{i}]" if len(bases) > 1 else "extends",
-            )
-        sub = layer(target, (*_stack, path))
+            raise ConfigError(f"{_short(base)} not found (looked for {display(target)})", file=name, path=where)
+        check_environment_file(target, path, base, where)
+        sub = layer(target, (*_stack, path), (path, base, where))
         _merge(out.data, sub.data, out.origin, target, ())
         for p, f in sub.origin.items():
             out.origin[p] = f
@@ -598,6 +667,16 @@ def _members(env: Event | Federation, path: Path, root: Path | None) -> dict[str
         where = f"sites[{i}]"
         looks_like_path = ref.endswith((".yaml", ".yml")) or "/" in ref
         target: str | Path = (path.parent / ref) if looks_like_path else ref
+        if isinstance(target, Path):
+            try:
+                real = target.resolve()
+                exists = real.is_file()
+            except (OSError, ValueError, RuntimeError):
+                raise ConfigError(f"{_short(ref)} is not a usable file name", file=display(path), path=where) from None
+            if exists:
+                # the same rule as `extends`: only environment files, from where environments are read
+                check_environment_file(real, path, ref, where, root)
+                _refuse_non_environment(_read_yaml(real, quote=False), real, path, ref, where)
         try:
             site = load(target, root=root)
         except ConfigError as e:

@@ -10,9 +10,12 @@ Secrets are never values here: fields named ``*_secret`` hold the *name* of a Pu
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import ipaddress
 import re
+import unicodedata
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -41,28 +44,169 @@ LABEL_KEY_RE = re.compile(
 )
 LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 IAM_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-SSH_KEY_RE = re.compile(
-    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( .*)?$"
-)
 ON_CALENDAR_RE = re.compile(r"^[A-Za-z0-9*:,./ ~-]{1,64}$")
+
+# --------------------------------------------------------------------------- environment strings are data
+#
+# Every string of an environment file ends up somewhere that could read it as code: cloud-init YAML, the
+# Ansible inventory (Jinja2 on the operator's machine), shell commands and unit files on the nodes,
+# Kubernetes objects. The renderers quote everything they emit; these rules make sure no value needs it.
+# Every text field refuses control characters (NUL, line breaks, tabs ...), invisible format characters
+# and Jinja2/Ansible template delimiters, and has a longest value; typed fields (names, hostnames, paths,
+# URLs, image references ...) accept only the characters their kind is made of, so shell metacharacters
+# never get into fields that cannot need them. One home: every field uses one of the types below.
+
+#: Longest value of any text field but descriptions; descriptions are one line of at most MAX_DESCRIPTION.
+MAX_TEXT = 255
+MAX_DESCRIPTION = 1000
+#: What starts a Jinja2 expression, statement or comment (Ansible templates every string it is given).
+TEMPLATE_DELIMITERS = ("{{", "{%", "{#")
+#: Unicode categories no value may hold: controls, invisible format characters (bidirectional overrides,
+#: zero-width ...), surrogates, private-use and unassigned code points, line and paragraph separators.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_CHARACTER_NAMES = {"\x00": "a NUL byte", "\n": "a line break", "\r": "a carriage return", "\t": "a tab",
+                    "\x1b": "an escape character", "\x7f": "a DEL character", "\u2028": "a line separator",
+                    "\u2029": "a paragraph separator", "\u0085": "a next-line character"}
+
+
+def clip(v: Any, limit: int = 60) -> str:
+    """``v`` as a message quotes it: escaped (repr), and cut short when long."""
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_character(ch: str) -> str:
+    """``a line break ('\\n')``, ``U+202E ('\\u202e')``, ``';'``: a character as a message names it."""
+    escaped = repr(ch)
+    name = _CHARACTER_NAMES.get(ch)
+    if name is None and unicodedata.category(ch) in _REFUSED_CATEGORIES:
+        name = f"the invisible character U+{ord(ch):04X}" if unicodedata.category(ch) == "Cf" else (
+            f"the control character U+{ord(ch):04X}")
+    return f"{name} ({escaped})" if name else escaped
+
+
+def refused_character(v: str) -> str | None:
+    """The first character of ``v`` that no environment value may hold, or None."""
+    return next((ch for ch in v if unicodedata.category(ch) in _REFUSED_CATEGORIES), None)
+
+
+def plain_text(v: str, limit: int = MAX_TEXT) -> str:
+    """The rule every text field shares: one line of visible characters, no template, at most ``limit``."""
+    if len(v) > limit:
+        raise ValueError(f"{clip(v, 40)} is {len(v)} characters long: at most {limit} are allowed here")
+    ch = refused_character(v)
+    if ch is not None:
+        raise ValueError(f"{clip(v)} holds {describe_character(ch)}: write the value on one line, without "
+                         "control or invisible characters")
+    for delimiter in TEMPLATE_DELIMITERS:
+        if delimiter in v:
+            raise ValueError(f"{clip(v)} holds the template delimiter {delimiter!r}: environment values are data, "
+                             "never templates; remove it")
+    return v
+
+
+def _plain_before(v: Any) -> Any:
+    """``plain_text`` on the raw value, before whitespace is stripped (a trailing line break is refused too)."""
+    return plain_text(v) if isinstance(v, str) else v
+
+
+class TextKind:
+    """A kind of text field: the characters it is made of, its shape, its longest value.
+
+    Called as a pydantic validator: the shared ``plain_text`` rule first, then the kind's characters
+    (the message names the first one that does not belong), then its shape.
+    """
+
+    def __init__(self, kind: str, chars: str, shape: str, *, limit: int = MAX_TEXT, hint: str = "") -> None:
+        self.kind = kind
+        self.chars = re.compile(f"[{chars}]")
+        self.shape = re.compile(shape)
+        self.limit = limit
+        self.hint = hint
+
+    def __call__(self, v: str) -> str:
+        plain_text(v, self.limit)
+        bad = next((ch for ch in v if not self.chars.fullmatch(ch)), None)
+        if bad is not None:
+            raise ValueError(f"{clip(v)} is not {self.kind}: {describe_character(bad)} is not allowed"
+                             + (f" ({self.hint})" if self.hint else ""))
+        if not self.shape.fullmatch(v):
+            raise ValueError(f"{clip(v)} is not {self.kind}" + (f" ({self.hint})" if self.hint else ""))
+        return v
+
+
+_ALNUM = "A-Za-z0-9"
+#: An entry of clouds.yaml, an OpenStack region (the site's or S3's).
+CLOUD_NAME = TextKind("a clouds.yaml entry name", f"{_ALNUM}._-", rf"[{_ALNUM}][{_ALNUM}._-]*", limit=64,
+                      hint="letters, digits, '.', '_' and '-'")
+REGION = TextKind("a region name", f"{_ALNUM}._-", rf"[{_ALNUM}][{_ALNUM}._-]*", limit=64,
+                  hint="letters, digits, '.', '_' and '-'")
+AVAILABILITY_ZONE = TextKind("an availability zone", f"{_ALNUM}._:-", rf"[{_ALNUM}][{_ALNUM}._:-]*",
+                             hint="letters, digits, '.', '_', ':' and '-'")
+#: Names of OpenStack objects found by name (Glance images, Neutron networks, Cinder volume types): they
+#: reach only the OpenStack API, and real clouds name them with spaces and parentheses.
+OPENSTACK_NAME = TextKind("an OpenStack name", f"{_ALNUM} _.:+()/@,=-", rf"[{_ALNUM}_](?:[{_ALNUM} _.:+()/@,=-]*"
+                          rf"[{_ALNUM}_.:+()/@,=-])?",
+                          hint="letters, digits, spaces and _.:+()/@,=-; starting with a letter, digit or '_' "
+                          "(Cinder's default type is __DEFAULT__)")
+FLAVOR_NAME = TextKind("a flavor name", f"{_ALNUM}._:+-", rf"[{_ALNUM}][{_ALNUM}._:+-]*",
+                       hint="letters, digits and ._:+-")
+EXTRA_SPEC_KEY = TextKind("a flavor extra spec key", f"{_ALNUM}_:.-", rf"[{_ALNUM}_][{_ALNUM}_:.-]*",
+                          hint="such as hw:cpu_policy")
+MIG_PROFILE = TextKind("a MIG profile name", "a-z0-9.+", r"[0-9]+g\.[0-9]+gb(\+[a-z]+)?", limit=32,
+                       hint="such as 1g.10gb or 1g.10gb+me")
+#: An accelerator kind: MODEL or MODEL/PROFILE (``A100-80GB/1g.10gb``).
+ACCELERATOR_KIND = TextKind("an accelerator kind", f"{_ALNUM}._+/-", rf"[{_ALNUM}][{_ALNUM}._+-]*(/[{_ALNUM}._+-]+)?",
+                            limit=64, hint="MODEL or MODEL/PROFILE, such as A100-80GB/1g.10gb")
+#: An absolute path on a node (mount points, exports): no spaces, no '..', nothing a shell or fstab reads.
+ABSOLUTE_PATH = TextKind("an absolute path", f"{_ALNUM}._/+@=,-", r"(/(?!\.{1,2}(/|$))[A-Za-z0-9._+@=,-]+)+",
+                         hint="starting with '/', made of letters, digits and ._+@=,- with no '.' or '..' part")
+#: An environment named by an event or a federation: a name under environments/, or a relative path.
+SITE_REF = TextKind("a site environment", f"{_ALNUM}._/-", rf"[{_ALNUM}._-][{_ALNUM}._/-]*",
+                    hint="a name under environments/ such as cnaf, or a path to its YAML file")
+#: An OCI image reference: [registry[:port]/]path[:tag][@digest], as the distribution spec writes it.
+_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?))*(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REF = TextKind(
+    "an image reference", f"{_ALNUM}._:/@+-",
+    rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
+    limit=512, hint="[registry[:port]/]name[:tag][@sha256:digest]")
+EMAIL = TextKind("an e-mail address", f"{_ALNUM}._%+@-", rf"[{_ALNUM}._%+-]+@[{_ALNUM}-]+(\.[{_ALNUM}-]+)+",
+                 limit=254)
+BUCKET = TextKind("an S3 bucket name", "a-z0-9.-", r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", limit=63,
+                  hint="3 to 63 lowercase letters, digits, '.' and '-'")
+#: An OpenID Connect claim name (``preferred_username``, ``groups``, ``wlcg.groups``, or a URI).
+OIDC_CLAIM = TextKind("an OIDC claim name", f"{_ALNUM}_.:/-", rf"[{_ALNUM}_][{_ALNUM}_.:/-]*", limit=128)
+#: An OAuth client id or scope.
+CLIENT_ID = TextKind("an OAuth client id", f"{_ALNUM}_.:@-", rf"[{_ALNUM}][{_ALNUM}_.:@-]*")
+SCOPE = TextKind("an OAuth scope", f"{_ALNUM}_.:/-", rf"[{_ALNUM}_][{_ALNUM}_.:/-]*", limit=128)
+#: An STS role to assume (RadosGW ``IAMaccess``, or an ARN such as ``arn:aws:iam::123:role/x``).
+STS_ROLE = TextKind("an STS role", f"{_ALNUM}_.:/@+=,-", rf"[{_ALNUM}][{_ALNUM}_.:/@+=,-]*", limit=128)
+#: systemd OnCalendar expressions (``*-*-* 02:30:00``, ``Sun *-*-* 05:00:00``).
+ON_CALENDAR = TextKind("a systemd calendar expression", f"{_ALNUM}*:,./ ~-", ON_CALENDAR_RE.pattern[1:-1],
+                       limit=64, hint="such as '*-*-* 02:30:00'")
 
 
 def _dns_label(v: str) -> str:
+    plain_text(v)
     if not DNS_LABEL_RE.match(v):
         raise ValueError(
-            f"{v!r} is not DNS-safe: use lowercase letters, digits and '-', at most 63 characters, "
+            f"{clip(v)} is not DNS-safe: use lowercase letters, digits and '-', at most 63 characters, "
             "starting and ending with a letter or digit"
         )
     return v
 
 
 def _hostname(v: str) -> str:
+    plain_text(v)
     if not HOSTNAME_RE.match(v):
-        raise ValueError(f"{v!r} is not a valid lowercase DNS name")
+        raise ValueError(f"{clip(v)} is not a valid lowercase DNS name")
     return v
 
 
 def _secret_ref(v: str) -> str:
+    # never echoes the value: it may be the secret itself
     if not SECRET_REF_RE.match(v) or len(v) > 63:
         raise ValueError(
             "looks like a secret value, not a reference: secrets are never written in environment "
@@ -73,20 +217,23 @@ def _secret_ref(v: str) -> str:
 
 
 def _iam_group(v: str) -> str:
+    plain_text(v)
     if not IAM_GROUP_RE.match(v):
-        raise ValueError(f"{v!r} is not a valid IAM group name")
+        raise ValueError(f"{clip(v)} is not a valid IAM group name (letters, digits and ._/-, at most 128)")
     return v
 
 
 def _label_key(v: str) -> str:
-    if not LABEL_KEY_RE.match(v) or len(v) > 317:
-        raise ValueError(f"{v!r} is not a valid Kubernetes label key")
+    plain_text(v, 317)
+    if not LABEL_KEY_RE.match(v):
+        raise ValueError(f"{clip(v)} is not a valid Kubernetes label key")
     return v
 
 
 def _label_value(v: str) -> str:
+    plain_text(v, 63)
     if not LABEL_VALUE_RE.match(v):
-        raise ValueError(f"{v!r} is not a valid Kubernetes label value")
+        raise ValueError(f"{clip(v)} is not a valid Kubernetes label value")
     return v
 
 
@@ -94,25 +241,164 @@ def _ipv4_network(v: Any) -> ipaddress.IPv4Network:
     if isinstance(v, ipaddress.IPv4Network):
         return v
     if not isinstance(v, str):
-        raise ValueError(f"expected an IPv4 CIDR such as 10.0.0.0/16, got {v!r}")
+        raise ValueError(f"expected an IPv4 CIDR such as 10.0.0.0/16, got {clip(v)}")
     try:
-        return ipaddress.IPv4Network(v, strict=True)
+        return ipaddress.IPv4Network(plain_text(v, 64), strict=True)
     except ValueError as e:
-        raise ValueError(f"{v!r} is not an IPv4 CIDR ({e})") from None
+        raise ValueError(f"{clip(v)} is not an IPv4 CIDR ({e})") from None
 
 
 def _ipv4_address(v: Any) -> ipaddress.IPv4Address:
     if isinstance(v, ipaddress.IPv4Address):
         return v
     try:
-        return ipaddress.IPv4Address(str(v))
+        return ipaddress.IPv4Address(plain_text(str(v), 64))
     except ValueError:
-        raise ValueError(f"{v!r} is not an IPv4 address") from None
+        raise ValueError(f"{clip(v)} is not an IPv4 address") from None
+
+
+#: https://host[:port][/path]: no credentials, query or fragment, nothing a shell or a template reads.
+HTTPS_URL_RE = re.compile(
+    r"https://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%/:@+=,-]*)?"
+)
+MAX_URL = 2048
 
 
 def _https_url(v: str) -> str:
-    if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$", v):
-        raise ValueError(f"{v!r} is not an https:// URL")
+    plain_text(v, MAX_URL)
+    if not v.startswith("https://"):
+        raise ValueError(f"{clip(v)} is not an https:// URL (plain http would let anyone on the way read or "
+                         "change what is fetched)")
+    if not HTTPS_URL_RE.fullmatch(v):
+        bad = next((ch for ch in v[8:] if not re.fullmatch(r"[A-Za-z0-9._~%/:@+=,-]", ch)), None)
+        detail = f": {describe_character(bad)} is not allowed" if bad is not None else ""
+        raise ValueError(f"{clip(v)} is not an https:// URL of the form https://host[:port][/path]{detail}")
+    return v
+
+
+def _description(v: str) -> str:
+    return plain_text(v, MAX_DESCRIPTION)
+
+
+def _ntp_server(v: str) -> str:
+    plain_text(v)
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        pass
+    if not HOSTNAME_RE.match(v):
+        bad = next((ch for ch in v if not re.fullmatch(r"[a-z0-9.-]", ch)), None)
+        detail = f": {describe_character(bad)} is not allowed" if bad is not None else ""
+        raise ValueError(f"{clip(v)} is not an NTP server: write a lowercase hostname or an IP address{detail}")
+    return v
+
+
+# --------------------------------------------------------------------------- SSH public keys
+
+#: Key types accepted in authorized_keys, and the curve each ECDSA type names inside its key data.
+SSH_KEY_TYPES: dict[str, str | None] = {
+    "ssh-ed25519": None,
+    "sk-ssh-ed25519@openssh.com": None,
+    "ecdsa-sha2-nistp256": "nistp256",
+    "ecdsa-sha2-nistp384": "nistp384",
+    "ecdsa-sha2-nistp521": "nistp521",
+    "sk-ecdsa-sha2-nistp256@openssh.com": "nistp256",
+    "ssh-rsa": None,
+}
+#: Length of an uncompressed ECDSA point per curve (0x04 || X || Y).
+_ECDSA_POINT = {"nistp256": 65, "nistp384": 97, "nistp521": 133}
+MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 16384
+#: Longest key line accepted (a 16384-bit RSA key with a long comment is well under it).
+MAX_SSH_KEY = 4096
+_SSH_KEY_FORMAT = "is not an OpenSSH public key (type, base64 key, optional comment)"
+
+
+class _Blob:
+    """Reads the SSH wire format of a public key (RFC 4251: uint32 length, then that many bytes)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.at = 0
+
+    def string(self) -> bytes:
+        if self.at + 4 > len(self.data):
+            raise ValueError("the key data ends early")
+        n = int.from_bytes(self.data[self.at: self.at + 4], "big")
+        if n > len(self.data) - self.at - 4:
+            raise ValueError("the key data ends early")
+        out = self.data[self.at + 4: self.at + 4 + n]
+        self.at += 4 + n
+        return out
+
+    def done(self) -> None:
+        if self.at != len(self.data):
+            raise ValueError("the key data has bytes after the key")
+
+
+def _ssh_key_data(typ: str, blob: bytes) -> None:
+    """Check the key data of a ``typ`` key: its embedded type, then the fields that type carries."""
+    r = _Blob(blob)
+    inner = r.string()
+    if inner != typ.encode():
+        raise ValueError(f"the key data is of type {clip(inner.decode('ascii', 'replace'))}, not {typ!r}")
+    curve = SSH_KEY_TYPES[typ]
+    if typ in ("ssh-ed25519", "sk-ssh-ed25519@openssh.com"):
+        if len(r.string()) != 32:
+            raise ValueError("an Ed25519 key is 32 bytes")
+    elif curve is not None:
+        if r.string() != curve.encode():
+            raise ValueError(f"the key data does not name curve {curve}")
+        point = r.string()
+        if len(point) != _ECDSA_POINT[curve] or point[0] != 4:
+            raise ValueError(f"the key data does not hold a {curve} point")
+    else:  # ssh-rsa: exponent, then modulus
+        e = int.from_bytes(r.string(), "big")
+        n = r.string().lstrip(b"\0")
+        bits = int.from_bytes(n, "big").bit_length()
+        if e < 3 or e % 2 == 0:
+            raise ValueError("the RSA exponent is not valid")
+        if bits < MIN_RSA_BITS:
+            raise ValueError(f"a {bits}-bit RSA key is too weak: use ssh-ed25519, or RSA of at least "
+                             f"{MIN_RSA_BITS} bits")
+        if bits > MAX_RSA_BITS:
+            raise ValueError(f"a {bits}-bit RSA key is larger than OpenSSH accepts ({MAX_RSA_BITS})")
+    if typ.startswith("sk-") and not r.string().startswith(b"ssh:"):
+        raise ValueError("a security-key key names an application starting with 'ssh:'")
+    r.done()
+
+
+def ssh_public_key(v: str) -> str:
+    """One OpenSSH public key as ``ssh-keygen`` writes it (``TYPE BASE64 [COMMENT]``), parsed, not pattern-matched:
+    a known type, base64 that decodes to key data of that same type, a sane size, a one-line comment."""
+    if len(v) > MAX_SSH_KEY:
+        raise ValueError(f"{_SSH_KEY_FORMAT}: {len(v)} characters, at most {MAX_SSH_KEY}")
+    ch = refused_character(v)
+    if ch is not None:
+        raise ValueError(f"{_SSH_KEY_FORMAT}: it holds {describe_character(ch)}; write one key per entry, on one line")
+    parts = v.split(None, 2)
+    if len(parts) < 2:
+        raise ValueError(f"{_SSH_KEY_FORMAT}: write the whole line of the .pub file, such as "
+                         "'ssh-ed25519 AAAAC3... you@host'")
+    typ, data = parts[0], parts[1]
+    comment = parts[2] if len(parts) > 2 else ""
+    if typ not in SSH_KEY_TYPES:
+        if any(c in typ for c in '=",'):
+            raise ValueError(f"{_SSH_KEY_FORMAT}: authorized_keys options ({clip(typ, 30)}) are not accepted; "
+                             "give the key alone")
+        raise ValueError(f"{_SSH_KEY_FORMAT}: key type {clip(typ, 40)} is not accepted (accepted: "
+                         f"{', '.join(SSH_KEY_TYPES)})")
+    try:
+        blob = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{_SSH_KEY_FORMAT}: its base64 part does not decode") from None
+    try:
+        _ssh_key_data(typ, blob)
+    except ValueError as e:
+        raise ValueError(f"{_SSH_KEY_FORMAT}: {e}") from None
+    for delimiter in TEMPLATE_DELIMITERS:
+        if delimiter in comment:
+            raise ValueError(f"{_SSH_KEY_FORMAT}: its comment holds the template delimiter {delimiter!r}")
     return v
 
 
@@ -135,7 +421,30 @@ IPv4Net = Annotated[ipaddress.IPv4Network, BeforeValidator(_ipv4_network)]
 IPv4Addr = Annotated[ipaddress.IPv4Address, BeforeValidator(_ipv4_address)]
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 AcceleratorName = Annotated[str, AfterValidator(_accel_model)]
-NonEmptyStr = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+#: Free text of one line (the shared rule only): what a field holds when no narrower kind fits.
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True), BeforeValidator(_plain_before)]
+PlainText = Annotated[str, AfterValidator(plain_text)]
+Description = Annotated[str, AfterValidator(_description)]
+CloudName = Annotated[str, AfterValidator(CLOUD_NAME)]
+Region = Annotated[str, AfterValidator(REGION)]
+AvailabilityZone = Annotated[str, AfterValidator(AVAILABILITY_ZONE)]
+OpenStackName = Annotated[str, AfterValidator(OPENSTACK_NAME)]
+FlavorName = Annotated[str, AfterValidator(FLAVOR_NAME)]
+ExtraSpecKey = Annotated[str, AfterValidator(EXTRA_SPEC_KEY)]
+MigProfile = Annotated[str, AfterValidator(MIG_PROFILE)]
+AcceleratorKind = Annotated[str, AfterValidator(ACCELERATOR_KIND)]
+AbsolutePath = Annotated[str, AfterValidator(ABSOLUTE_PATH)]
+SiteRef = Annotated[str, AfterValidator(SITE_REF)]
+ImageRef = Annotated[str, AfterValidator(IMAGE_REF)]
+Email = Annotated[str, AfterValidator(EMAIL)]
+Bucket = Annotated[str, AfterValidator(BUCKET)]
+OidcClaim = Annotated[str, AfterValidator(OIDC_CLAIM)]
+ClientId = Annotated[str, AfterValidator(CLIENT_ID)]
+Scope = Annotated[str, AfterValidator(SCOPE)]
+StsRole = Annotated[str, AfterValidator(STS_ROLE)]
+OnCalendar = Annotated[str, AfterValidator(ON_CALENDAR)]
+NtpServer = Annotated[str, AfterValidator(_ntp_server)]
+SshPublicKey = Annotated[str, AfterValidator(ssh_public_key)]
 PositiveInt = Annotated[int, Field(gt=0)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -163,17 +472,19 @@ class Hypervisor(Model):
 
 class Site(Model):
     name: DnsLabel = Field(description="short site name, used in resource names and tags")
-    cloud: NonEmptyStr = Field(description="entry in clouds.yaml used by preflight, inventory and pulumi")
-    region: NonEmptyStr = "RegionOne"
-    availability_zone: NonEmptyStr = "nova"
-    image: NonEmptyStr = Field(description="Glance image name for every node")
-    external_network: NonEmptyStr = Field(description="Neutron external network for router and FIPs")
+    cloud: CloudName = Field(description="entry in clouds.yaml used by preflight, inventory and pulumi")
+    region: Region = "RegionOne"
+    availability_zone: AvailabilityZone = "nova"
+    image: OpenStackName = Field(description="Glance image name for every node")
+    external_network: OpenStackName = Field(description="Neutron external network for router and FIPs")
     domain: Hostname = Field(description="DNS domain under which the platform's services are published")
     dns_nameservers: list[IPv4Addr] = Field(default_factory=list)
-    ntp_servers: list[NonEmptyStr] = Field(default_factory=list)
+    ntp_servers: list[NtpServer] = Field(default_factory=list, description="hostnames or IP addresses")
     manage_flavors: bool = Field(False, description="true: create flavors; false: use existing ones by name")
-    volume_type: NonEmptyStr | None = Field(None, description="default Cinder volume type")
-    ssh_public_key: NonEmptyStr | None = Field(None, description="public key for the admin keypair")
+    volume_type: OpenStackName | None = Field(None, description="default Cinder volume type")
+    ssh_public_key: SshPublicKey | None = Field(
+        None, description="OpenSSH public key of the operators: the admin keypair and the `aiinfn` account Ansible "
+        "logs in with (required: without it no one can reach the nodes)")
     pci_aliases: dict[AcceleratorName, DnsLabel] = Field(
         default_factory=dict, description="Nova PCI alias per accelerator model, if not the catalogue's"
     )
@@ -195,8 +506,10 @@ class Network(Model):
     cidr: IPv4Net = Field(description="node subnet")
     pod_cidr: IPv4Net = ipaddress.IPv4Network("10.42.0.0/16")
     service_cidr: IPv4Net = ipaddress.IPv4Network("10.43.0.0/16")
-    existing_network: NonEmptyStr | None = Field(None, description="reuse this Neutron network by name")
-    ssh_allow: list[IPv4Net] = Field(default_factory=list, description="CIDRs allowed to SSH to the bastion")
+    existing_network: OpenStackName | None = Field(None, description="reuse this Neutron network by name")
+    ssh_allow: list[IPv4Net] = Field(
+        default_factory=list, description="CIDRs allowed to SSH to the bastion: each at most a /8 wide, together at "
+        "most a /8's addresses, none of the cluster's own networks")
     ingress: Ingress = Ingress()
     mtu: int | None = Field(None, ge=1280, le=9000)
 
@@ -212,7 +525,7 @@ class Flavor(Model):
     accelerators: dict[AcceleratorName, Annotated[int, Field(ge=1, le=MAX_DEVICES_PER_NODE)]] = Field(
         default_factory=dict
     )
-    extra_specs: dict[NonEmptyStr, str] = Field(default_factory=dict)
+    extra_specs: dict[ExtraSpecKey, PlainText] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _no_hand_written_alias(self) -> Flavor:
@@ -249,8 +562,8 @@ class Taint(Model):
 class DataVolume(Model):
     name: DnsLabel
     size_gb: PositiveInt
-    volume_type: NonEmptyStr | None = None
-    mount_path: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")]
+    volume_type: OpenStackName | None = None
+    mount_path: AbsolutePath
 
 
 class PoolAccelerators(Model):
@@ -278,22 +591,24 @@ def _mig_layout(v: Any) -> Any:
     return v
 
 
-MigLayout = Annotated[list[NonEmptyStr], BeforeValidator(_mig_layout)]
+MigLayout = Annotated[list[MigProfile], BeforeValidator(_mig_layout)]
 
 
 class NodePool(Model):
     role: Role
-    flavor: NonEmptyStr
+    flavor: FlavorName
     count: int | None = Field(None, ge=0, le=999, description="nodes named <name_prefix>-NN")
     nodes: list[DnsLabel] | None = Field(None, description="explicit node names (instead of count)")
     name_prefix: DnsLabel | None = None
     accelerators: PoolAccelerators | None = None
     mig: MigLayout | None = Field(None, description="MIG layout applied to every GPU of every node")
     boot_volume_gb: PositiveInt | None = None
-    volume_type: NonEmptyStr | None = None
+    volume_type: OpenStackName | None = None
     data_volumes: list[DataVolume] = Field(default_factory=list)
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
-    taints: list[Taint] = Field(default_factory=list)
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, description="node labels (never the platform's own keys, nor kubernetes.io/k8s.io keys "
+        "the kubelet may not set on itself)")
+    taints: list[Taint] = Field(default_factory=list, description="node taints (never the platform's own keys)")
     reserved_for: IamGroup | None = Field(None, description="IAM group whose users alone may use these nodes")
     ingress: bool = Field(False, description="nodes receive the ingress floating IP and ports 80/443")
 
@@ -312,16 +627,16 @@ class NodePool(Model):
 
 
 class NfsStorage(Model):
-    export_path: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = "/export/platform"
+    export_path: AbsolutePath = "/export/platform"
     size_gb: PositiveInt
-    volume_type: NonEmptyStr | None = None
+    volume_type: OpenStackName | None = None
     storage_class: DnsLabel = "platform-nfs"
 
 
 class S3NodeMount(Model):
     name: DnsLabel = Field(description="unit name suffix: sts-wire@<name>.service")
     bucket: DnsLabel = Field(description="bucket mounted on the nodes (a shared dataset, not a user's bucket)")
-    mount_path: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = Field(description="mount point on the node")
+    mount_path: AbsolutePath = Field(description="mount point on the node")
     pools: list[DnsLabel] = Field(min_length=1, description="node pools whose nodes mount it")
 
 
@@ -373,9 +688,9 @@ class Retention(Model):
 
 class BackupStorage(Model):
     size_gb: PositiveInt
-    volume_type: NonEmptyStr | None = None
-    schedule: Annotated[str, StringConstraints(pattern=ON_CALENDAR_RE.pattern)] = "*-*-* 02:30:00"
-    check_schedule: Annotated[str, StringConstraints(pattern=ON_CALENDAR_RE.pattern)] = "Sun *-*-* 05:00:00"
+    volume_type: OpenStackName | None = None
+    schedule: OnCalendar = "*-*-* 02:30:00"
+    check_schedule: OnCalendar = "Sun *-*-* 05:00:00"
     retention: Retention = Retention()
     passphrase_secret: SecretRef
     max_age_hours: PositiveInt = Field(26, description="alert when the last good backup is older")
@@ -409,7 +724,7 @@ class Project(Model):
     iam_group: IamGroup
     namespace: DnsLabel | None = None
     priority: int = Field(0, ge=-1000, le=1000)
-    shares: dict[NonEmptyStr, Share] = Field(
+    shares: dict[AcceleratorKind, Share] = Field(
         default_factory=dict,
         description="fraction of each accelerator kind (MODEL or MODEL/PROFILE) the project is guaranteed",
     )
@@ -432,7 +747,7 @@ class JupyterHub(Model):
 
 class Harbor(Model):
     hostname: Hostname | None = None
-    s3_bucket: NonEmptyStr | None = None
+    s3_bucket: Bucket | None = None
     s3_access_key_secret: SecretRef | None = None
     s3_secret_key_secret: SecretRef | None = None
     admin_password_secret: SecretRef
@@ -447,7 +762,7 @@ class Monitoring(Model):
 
 
 class Tls(Model):
-    acme_email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = Field(
+    acme_email: Email | None = Field(
         None, description="contact for the ACME account; without it certificates are self-signed"
     )
     acme_server: HttpsUrl = Field(
@@ -463,20 +778,18 @@ class Services(Model):
 
 
 def _artifact_source(v: str) -> str:
-    if re.match(r"^https?://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$", v) or re.match(r"^/[^\s]*$", v):
-        return v.rstrip("/") or "/"
-    raise ValueError(f"{v!r} is neither an http(s) URL nor an absolute directory path")
-
-
-def _ssh_public_key(v: str) -> str:
-    if not SSH_KEY_RE.match(v):
-        raise ValueError("is not an OpenSSH public key (type, base64 key, optional comment)")
-    return v
+    plain_text(v, MAX_URL)
+    if v.startswith("https://"):
+        return _https_url(v).rstrip("/")
+    if v.startswith("/"):
+        return ABSOLUTE_PATH(v.rstrip("/") or "/")
+    raise ValueError(f"{clip(v)} is neither an https:// URL nor an absolute directory path (plain http is refused: "
+                     "anyone on the way could change the artifacts)")
 
 
 class AdminUser(Model):
     name: DnsLabel = Field(description="login name created on every node")
-    ssh_keys: list[Annotated[str, AfterValidator(_ssh_public_key)]] = Field(
+    ssh_keys: list[SshPublicKey] = Field(
         min_length=1, description="OpenSSH public keys allowed to log in"
     )
     sudo: bool = Field(True, description="passwordless sudo")
@@ -506,7 +819,7 @@ class Kubernetes(Model):
 class ParticipantShare(Model):
     cpu: float = Field(2.0, gt=0, le=4096, allow_inf_nan=False)
     memory_gb: float = Field(8.0, gt=0, le=65536, allow_inf_nan=False)
-    accelerators: list[NonEmptyStr] = Field(
+    accelerators: list[AcceleratorKind] = Field(
         default_factory=list,
         description="kinds a participant may get one of (MODEL or MODEL/PROFILE), in order of preference",
     )
@@ -520,12 +833,12 @@ class Environment(Model):
 
     kind: Literal["site"] = Field("site", description="what the file describes: a site (the default)")
     name: DnsLabel
-    description: str = ""
+    description: Description = ""
     site: Site
     network: Network
     kubernetes: Kubernetes = Kubernetes()
     bootstrap: Bootstrap = Bootstrap()
-    flavors: dict[NonEmptyStr, Flavor] = Field(default_factory=dict)
+    flavors: dict[FlavorName, Flavor] = Field(default_factory=dict)
     node_pools: dict[DnsLabel, NodePool] = Field(min_length=1)
     storage: Storage = Storage()
     iam: Iam
@@ -549,8 +862,8 @@ class Event(Model):
 
     kind: Literal["event"] = Field(description="`event`: this file describes an event, not a site")
     name: DnsLabel = Field(description="the event's name; its namespace at each site is event-<name>")
-    description: str = ""
-    sites: list[NonEmptyStr] = Field(
+    description: Description = ""
+    sites: list[SiteRef] = Field(
         min_length=1, description="site environments the event runs on (names under environments/, or paths)"
     )
     participants: int = Field(ge=1, le=500)
@@ -558,7 +871,7 @@ class Event(Model):
     tutors_group: IamGroup | None = Field(None, description="the tutors' IAM group (admins of the event)")
     starts: dt.date
     ends: dt.date
-    image: NonEmptyStr = Field(description="the one image participants run, the same at every site")
+    image: ImageRef = Field(description="the one image participants run, the same at every site")
     per_participant: ParticipantShare = ParticipantShare()
     placeholders: int | None = Field(None, ge=0, le=1000, description="warm placeholder pods (default: participants)")
     prepull: bool = True
@@ -586,9 +899,9 @@ class Federation(Model):
 
     kind: Literal["federation"] = Field(description="`federation`: this file ties sites together")
     name: DnsLabel
-    description: str = ""
-    sites: list[NonEmptyStr] = Field(min_length=2, description="member site environments")
-    manager: NonEmptyStr = Field(description="the member site that dispatches federated batch work")
+    description: Description = ""
+    sites: list[SiteRef] = Field(min_length=2, description="member site environments")
+    manager: SiteRef = Field(description="the member site that dispatches federated batch work")
 
     _sites: dict[str, Environment] = PrivateAttr(default_factory=dict)
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from .models import Environment, Event, Federation
+from .models import Environment, Event, Federation, TextKind
 
 _VALIDATED = {
     "_dns_label": "DNS label",
@@ -28,14 +28,22 @@ _VALIDATED = {
     "_ipv4_address": "IPv4 address",
     "_https_url": "https URL",
     "_accel_model": "accelerator model",
-                    "_mig_layout": "MIG layout (list of profiles, or {profile: count})",
+    "_mig_layout": "MIG layout (list of profiles, or {profile: count})",
+    "_ntp_server": "hostname or IP address",
+    "_description": "one line of text",
+    "plain_text": "one line of text",
+    "_plain_before": "one line of text",
+    "ssh_public_key": "OpenSSH public key",
+    "_artifact_source": "https URL or absolute directory",
 }
 
 
 def _from_meta(meta: Any, fallback: str) -> str:
     for m in meta:
         fn = getattr(m, "func", None)
-        if fn is not None and fn.__name__ in _VALIDATED:
+        if isinstance(fn, TextKind):
+            return fn.kind.split(" ", 1)[1]  # "an image reference" -> "image reference"
+        if fn is not None and getattr(fn, "__name__", None) in _VALIDATED:
             return _VALIDATED[fn.__name__]
     return fallback
 
@@ -94,8 +102,14 @@ def render() -> str:
         "An environment is one YAML file under `environments/`; its `kind` says what it describes: a site",
         "(the default), an event (`kind: event`, which names the sites it runs on and holds only the",
         "event) or a federation (`kind: federation`). `extends:` names files (relative to this one) layered",
-        "underneath: mappings merge key by key, lists and scalars are replaced. Fields named `*_secret`",
-        "hold the *name* of a Pulumi config secret, never a value.",
+        "underneath: mappings merge key by key, lists and scalars are replaced. A file named by `extends:` (or",
+        "by an event's or a federation's `sites:`) must be a `.yaml`/`.yml` environment file inside this",
+        "checkout or in the directory of the file naming it (or below), symlinks resolved. Fields named",
+        "`*_secret` hold the *name* of a Pulumi config secret, never a value.",
+        "",
+        "Every text value is one line of visible characters (no control or invisible characters, no `{{`,",
+        "`{%` or `{#`: values are data, never templates), at most 255 characters (descriptions 1000); typed",
+        "fields (names, hostnames, paths, URLs, image references ...) hold only the characters of their kind.",
         "",
     ]
     seen: set[type[BaseModel]] = set()

@@ -6,16 +6,18 @@ The loader attributes the path to the file that set it.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 from collections import Counter
 
 from ..catalogue import accelerators as cat
 from ..catalogue import mig
 from ..errors import ConfigError
+from ..planning import labels
 from ..planning.capacity import capacity, fit_on_hosts, installed_accelerators, requested_accelerators
 from ..planning.nodes import inventory, pool_node_names
-from .models import Environment, Event, Federation, Role
-from .paths import format_path
+from .models import Environment, Event, Federation, NodePool, Role
+from .paths import format_path, parse_path
 
 MAX_SERVERS = 7
 
@@ -33,18 +35,80 @@ def _check_network(env: Environment) -> None:
     for (a, na), (b, nb) in itertools.combinations(nets.items(), 2):
         if na.overlaps(nb):
             _fail(b, f"{nb} overlaps {a} ({na}): node, pod and service networks must be disjoint", a)
-    for i, net in enumerate(env.network.ssh_allow):
-        if net.prefixlen == 0:
-            _fail(
-                f"network.ssh_allow[{i}]",
-                "0.0.0.0/0 would open SSH to the whole internet: list the networks operators use",
-            )
+    _check_ssh_allow(env)
+
+
+#: The widest network one ``network.ssh_allow`` entry may be, and the most addresses all entries may cover
+#: together: SSH to the bastion is for the networks operators work from, a few institutes' ranges at most.
+SSH_ALLOW_MIN_PREFIX = 8
+SSH_ALLOW_MAX_ADDRESSES = 2 ** (32 - SSH_ALLOW_MIN_PREFIX)
+#: Ranges no operator connects from: an entry inside one of these is a mistake.
+_NOT_OPERATOR_NETWORKS = {
+    ipaddress.IPv4Network("0.0.0.0/8"): "'this network' (0.0.0.0/8)",
+    ipaddress.IPv4Network("127.0.0.0/8"): "loopback",
+    ipaddress.IPv4Network("169.254.0.0/16"): "link-local (the metadata service's range)",
+    ipaddress.IPv4Network("224.0.0.0/4"): "multicast",
+    ipaddress.IPv4Network("240.0.0.0/4"): "reserved",
+}
+
+
+def _check_ssh_allow(env: Environment) -> None:
+    """``ssh_allow`` names the networks operators use: no entry wider than a /8, no more than a /8's addresses
+    in all (so 0.0.0.0/0 cannot be written in pieces either), none in a range no one connects from, and none of
+    the cluster's own networks (they would let a node or a tenant's pod reach the bastion's SSH)."""
+    net = env.network
+    own = {"network.cidr": net.cidr, "network.pod_cidr": net.pod_cidr, "network.service_cidr": net.service_cidr}
+    seen: list[ipaddress.IPv4Network] = []
+    for i, entry in enumerate(net.ssh_allow):
+        where = f"network.ssh_allow[{i}]"
+        if entry.prefixlen == 0:
+            _fail(where, "0.0.0.0/0 would open SSH to the whole internet: list the networks operators use")
+        if entry.prefixlen < SSH_ALLOW_MIN_PREFIX:
+            _fail(where, f"{entry} is wider than a /{SSH_ALLOW_MIN_PREFIX} ({entry.num_addresses} addresses): "
+                  "list the networks operators use")
+        for bad, what in _NOT_OPERATOR_NETWORKS.items():
+            if entry.subnet_of(bad):
+                _fail(where, f"{entry} is {what}: no operator connects from there; list the networks operators use")
+        for field, cidr in own.items():
+            if entry.overlaps(cidr):
+                _fail(where, f"{entry} overlaps {field} ({cidr}): the cluster's own nodes and pods must not reach "
+                      "the bastion's SSH; list the operators' networks", field)
+        seen.append(entry)
+        covered = sum(n.num_addresses for n in ipaddress.collapse_addresses(seen))
+        if covered > SSH_ALLOW_MAX_ADDRESSES:
+            _fail(where, f"with the entries before it, ssh_allow covers {covered} addresses, more than a "
+                  f"/{SSH_ALLOW_MIN_PREFIX} ({SSH_ALLOW_MAX_ADDRESSES}): list the networks operators use")
+
+
+def _check_pool_keys(base: str, pool: NodePool) -> None:
+    """A pool's labels and taints never override the platform's (its prefixes, the scheduling taints), and its
+    labels are ones the kubelet sets on itself (RKE2 passes them as --node-labels)."""
+    for key in pool.labels:
+        where = format_path((*parse_path(base), "labels", key))
+        prefix = next((p for p in labels.RESERVED_KEY_PREFIXES if key.startswith(p)), None)
+        if prefix is not None:
+            _fail(where, f"label {key!r} is under {prefix!r}, which the platform sets itself: choose a key of your own "
+                  "domain (such as example.org/rack)")
+        if not labels.kubelet_may_self_label(key):
+            _fail(where, f"the kubelet refuses to set label {key!r} on its node (in the kubernetes.io and k8s.io "
+                  f"namespaces it sets only {', '.join(labels.KUBELET_SELF_LABEL_NAMESPACES)} keys and "
+                  f"{', '.join(sorted(labels.KUBELET_SELF_LABELS))}): choose a key of your own domain")
+    for i, taint in enumerate(pool.taints):
+        where = f"{base}.taints[{i}].key"
+        prefix = next((p for p in labels.RESERVED_KEY_PREFIXES if taint.key.startswith(p)), None)
+        if prefix is not None:
+            _fail(where, f"taint {taint.key!r} is under {prefix!r}, which the platform sets itself: choose a key of "
+                  "your own domain")
+        if taint.key in labels.RESERVED_TAINT_KEYS:
+            hint = "use `reserved_for: <IAM group>`" if taint.key == labels.RESERVED_TAINT else "choose another key"
+            _fail(where, f"taint {taint.key!r} is the platform's own scheduling taint: {hint}")
 
 
 def _check_pools(env: Environment) -> None:
     seen: dict[str, str] = {}
     for pool_name, pool in env.node_pools.items():
         base = f"node_pools.{pool_name}"
+        _check_pool_keys(base, pool)
         names = pool_node_names(pool_name, pool)
         for i, name in enumerate(names):
             where = f"{base}.nodes[{i}]" if pool.nodes is not None else f"{base}.count"
@@ -165,6 +229,11 @@ def _check_pools(env: Environment) -> None:
 
 
 def _check_site(env: Environment) -> None:
+    if env.site.ssh_public_key is None:
+        extra = (" (bootstrap.admin_users' keys are installed by Ansible, which logs in with this one first)"
+                 if env.bootstrap.admin_users else "")
+        _fail("site.ssh_public_key", "no SSH key reaches the nodes: set site.ssh_public_key to the operators' OpenSSH "
+              "public key (the line of their .pub file), the key of the `aiinfn` account Ansible logs in with" + extra)
     for name, f in env.flavors.items():
         for model in f.accelerators:
             if model not in cat.MODELS:  # pragma: no cover - the model validator already refuses it
