@@ -147,7 +147,7 @@ class Overlay(pulumi.ComponentResource):
             manifest = {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": item.name, "namespace": item.namespace},
+                "metadata": item.metadata(),
                 "type": "Opaque",
                 "stringData": pulumi.Output.secret(data),
             }

@@ -30,7 +30,7 @@ def secret_manifest(item: Secret) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": item.name, "namespace": item.namespace},
+        "metadata": item.metadata(),
         "type": "Opaque",
         "stringData": {k: secret_source(v) for k, v in item.data.items()},
     }

@@ -113,6 +113,17 @@ class Secret(Item):
     name: str = ""
     namespace: str = ""
     data: Mapping[str, SecretValue] = field(default_factory=dict)
+    #: Labels and annotations of the Secret (plain strings, never secret).
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if self.labels:
+            meta["labels"] = dict(self.labels)
+        if self.annotations:
+            meta["annotations"] = dict(self.annotations)
+        return meta
 
     def references(self) -> Iterator[ConfigSecret | Generated]:
         for value in self.data.values():
