@@ -65,6 +65,8 @@ def kubelet_may_self_label(key: str) -> bool:
     if not any(_in_domain(namespace, d) for d in KUBERNETES_LABEL_DOMAINS):
         return True
     return key in KUBELET_SELF_LABELS or any(_in_domain(namespace, d) for d in KUBELET_SELF_LABEL_NAMESPACES)
+
+
 #: ConfigMaps in the hub's namespace the hub reads to learn of an event (``event``).
 HUB_REGISTRATION_LABEL = f"{LABEL_PREFIX}/hub-registration"
 #: Namespaces whose workloads Kueue manages.
