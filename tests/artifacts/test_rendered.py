@@ -13,9 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import jinja2
 import pytest
+from jinja2 import nodes
 from ruamel.yaml import YAML
 
 from aiinfn import preview, versions
@@ -23,8 +27,28 @@ from aiinfn.catalogue import accelerators as cat
 from aiinfn.catalogue import mig
 from aiinfn.config.loader import list_environments
 from aiinfn.planning.labels import MIG_CONFIG_LABEL
+from aiinfn.render import UNSAFE_MARKER, needs_unsafe, plain, templates_dir
 
 SHIPPED = list_environments(kind="site")
+#: The filters a template may pass interpolated values through (render.to_yaml, render.to_unsafe_yaml), and the
+#: one it must use for a mapping's value (after ": ").
+QUOTING_FILTERS = {"cloud-init/node.yaml.j2": ({"yaml"}, "yaml"),
+                   "ansible/inventory.yaml.j2": ({"yaml", "unsafe"}, "unsafe")}
+
+
+def _strings(value: Any) -> Iterator[tuple[bool, str]]:
+    """(marked unsafe?, text) for every string value in an ``ansible-inventory --list`` document."""
+    if isinstance(value, dict):
+        if set(value) == {UNSAFE_MARKER}:
+            yield True, value[UNSAFE_MARKER]
+            return
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, str):
+        yield False, value
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
@@ -62,7 +86,14 @@ def test_ansible_inventory_parses_with_the_real_ansible(built: tuple[Path, previ
         capture_output=True, text=True, env=env, check=False,
     )
     assert res.returncode == 0, res.stderr
-    inv = json.loads(res.stdout)
+    listed = json.loads(res.stdout)
+    # every string Ansible read from the inventory is unsafe (it never templates it), at any depth; the only
+    # unmarked ones read as numbers, booleans or null unquoted (Ansible would retype them: see needs_unsafe)
+    strings = list(_strings(listed["_meta"]["hostvars"]))
+    assert sum(marked for marked, _ in strings) > len(strings) // 2
+    unmarked = [s for marked, s in strings if not marked]
+    assert all(not needs_unsafe(s) and "{" not in s for s in unmarked), unmarked[:5]
+    inv = plain(listed)
     hostvars = inv["_meta"]["hostvars"]
     assert set(hostvars) == {n.name for n in report.plan.nodes}
     ips = {e["name"]: e["fixed_ip"] for e in report.run.stack_outputs["inventory"]}
@@ -120,3 +151,26 @@ def test_plan_json_has_the_documented_shape(built: tuple[Path, preview.Preview])
     assert len(urns) == len(set(urns))
     for rel in doc["artifacts"]:
         assert (out / rel).is_file()
+
+
+@pytest.mark.parametrize("template", sorted(QUOTING_FILTERS))
+def test_every_interpolation_goes_through_the_quoting_filter(template: str) -> None:
+    """No value reaches cloud-init or Ansible raw: every ``{{ ... }}`` of the template ends in a quoting filter
+    (a quoted, escaped YAML node), and every value of a mapping in the inventory in ``unsafe`` (tagged !unsafe).
+    A new raw interpolation fails here."""
+    allowed, for_values = QUOTING_FILTERS[template]
+    tree = jinja2.Environment().parse((templates_dir() / template).read_text())
+    checked = 0
+    for out in tree.find_all(nodes.Output):
+        before = ""
+        for child in out.nodes:
+            if isinstance(child, nodes.TemplateData):
+                before = child.data
+                continue
+            where = f"{template} line {child.lineno}"
+            assert isinstance(child, nodes.Filter) and child.name in allowed, f"{where}: unquoted interpolation"
+            if before.endswith(": "):
+                assert child.name == for_values, f"{where}: a value without the `{for_values}` filter"
+            before = ""
+            checked += 1
+    assert checked >= 8, template

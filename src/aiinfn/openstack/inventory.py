@@ -14,13 +14,12 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
-from io import StringIO
 from typing import Any
 
 from ..config.models import Role
 from ..planning import Plan
 from ..planning.nodes import SITE_TAG, TAG_PREFIX, Node, server_metadata
-from ..render import ansible_inventory, host_vars, inventory_groups
+from ..render import ansible_inventory, host_vars, inventory_groups, site_vars, unsafe_json
 
 #: Roles whose nodes join the Kubernetes cluster (group k8s_cluster), as Node.is_kubernetes_node.
 KUBERNETES_ROLES = frozenset({Role.SERVER.value, Role.AGENT.value, Role.GPU.value, Role.FPGA.value})
@@ -110,24 +109,23 @@ class Inventory:
         return ansible_inventory(self.plan, self.addresses)
 
     def ansible_list(self) -> dict[str, Any]:
-        """Ansible's script-inventory ``--list`` document of the same inventory as ``yaml()``."""
-        from ruamel.yaml import YAML
+        """Ansible's script-inventory ``--list`` document of the same inventory as ``yaml()``.
 
-        data = YAML(typ="safe", pure=True).load(StringIO(self.yaml())) or {}
-        top = data.get("all") or {}
-        children = top.get("children") or {}
-        hostvars = {name: dict(v or {}) for name, v in (top.get("hosts") or {}).items()}
-        doc: dict[str, Any] = {"_meta": {"hostvars": hostvars}}
+        Every string is an ``__ansible_unsafe`` marker (``render.unsafe_json``), as ``!unsafe`` is in the YAML:
+        Ansible's script plugin would otherwise template the plan's values on the operator's machine.
+        """
+        groups = self.groups
+        hosts = self.hosts
+        doc: dict[str, Any] = {"_meta": {"hostvars": {name: unsafe_json(v) for name, v in hosts.items()}}}
         grouped: set[str] = set()
-        for group, body in children.items():
-            members = list(((body or {}).get("hosts") or {}).keys())
+        for group, members in groups.items():
             grouped.update(members)
-            doc[group] = {"hosts": members}
-        ungrouped = [h for h in hostvars if h not in grouped]
+            doc[group] = {"hosts": list(members)}
+        ungrouped = [h for h in hosts if h not in grouped]
         if ungrouped:
             doc["ungrouped"] = {"hosts": ungrouped}
-        names = [*children, *(["ungrouped"] if ungrouped else [])]
-        doc["all"] = {"vars": dict(top.get("vars") or {}), "children": names}
+        names = [*groups, *(["ungrouped"] if ungrouped else [])]
+        doc["all"] = {"vars": unsafe_json(site_vars(self.plan)), "children": names}
         return doc
 
     def host(self, name: str) -> dict[str, Any]:

@@ -2,13 +2,24 @@
 
 The stacks pass exactly these documents to the cloud (user data), and ``aiinfn plan`` writes the same
 ones under ``build/<env>/`` (``render.artifacts``), so what is reviewed is what is deployed.
+
+Every value from the plan is data, whatever it holds (validation refuses most hostile strings; rendering
+does not rely on it). The templates interpolate nothing raw: each value goes through one filter that
+emits it as a YAML flow scalar or collection, strings double-quoted with every character that could end
+the scalar, the line or the document escaped, so no value changes the document's structure (``yaml``);
+in the Ansible inventory each string also carries Ansible's ``!unsafe`` tag, so Ansible never templates
+it (``unsafe``). The dynamic inventory's JSON marks strings the same way (``unsafe_json``: Ansible's
+``__ansible_unsafe`` markers, which its script inventory plugin honours).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import unicodedata
 from collections.abc import Mapping
 from functools import lru_cache
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +57,130 @@ def _jinja(directory: str) -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters["tojson"] = lambda v: json.dumps(v, sort_keys=True)
+    env.filters["yaml"] = to_yaml
+    env.filters["unsafe"] = to_unsafe_yaml
     return env
+
+
+# --------------------------------------------------------------------------- values as YAML, never as code
+
+#: The Ansible YAML tag of a string Ansible must never template.
+UNSAFE_TAG = "!unsafe"
+#: How Ansible's JSON (script inventory, ``ansible-inventory --list``) marks such a string.
+UNSAFE_MARKER = "__ansible_unsafe"
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\\0"}
+#: Characters written as escapes: controls, invisible format characters, surrogates, private-use and
+#: unassigned code points, and every character YAML reads as a line break.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar that reads back as exactly ``text``, on one line."""
+    out = ['"']
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif unicodedata.category(ch) in _ESCAPED_CATEGORIES:
+            o = ord(ch)
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+@lru_cache(maxsize=1)
+def _yaml11() -> Any:
+    from ruamel.yaml.resolver import VersionedResolver
+
+    return VersionedResolver(version=(1, 1))
+
+
+def needs_unsafe(text: str) -> bool:
+    """Whether ``text`` is tagged ``!unsafe`` (marked ``__ansible_unsafe``) for Ansible: every string, except
+    those YAML 1.1 would read as something else if unquoted (``123``, ``0x20B510DE``, ``true``, ``''``, ``~``).
+    Ansible 2.19 resolves an ``!unsafe`` scalar as if it were unquoted (``!unsafe "0x1F"`` becomes 31), so
+    those are written quoted and untagged: text that reads as a number, boolean or null holds no ``{`` and
+    cannot be a template, and a quoted scalar stays text."""
+    from ruamel.yaml.nodes import ScalarNode
+
+    return bool(_yaml11().resolve(ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str")
+
+
+def _flow(value: Any, tag: str) -> str:
+    if isinstance(value, str):
+        return f"{tag} {_quoted(value)}" if tag and needs_unsafe(value) else _quoted(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        return repr(value)
+    if isinstance(value, Mapping):
+        items = sorted(value.items(), key=lambda kv: str(kv[0]))
+        return "{" + ", ".join(f"{_flow(k, '')}: {_flow(v, tag)}" for k, v in items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_flow(v, tag) for v in value) + "]"
+    raise TypeError(f"cannot render a {type(value).__name__} into YAML: convert it to text first")
+
+
+def to_yaml(value: Any) -> str:
+    """``value`` as one YAML flow node: strings quoted and escaped, mappings with sorted keys."""
+    return _flow(value, "")
+
+
+def to_unsafe_yaml(value: Any) -> str:
+    """``to_yaml``, every string (at any depth, mapping keys aside) tagged ``!unsafe`` (``needs_unsafe``): Ansible
+    never templates it. (Ansible templates no mapping key; keys are quoted all the same.)"""
+    return _flow(value, UNSAFE_TAG)
+
+
+def unsafe_json(value: Any) -> Any:
+    """``value`` for Ansible's JSON inventory: every string (mapping keys aside) as ``{"__ansible_unsafe": s}``,
+    as ``to_unsafe_yaml`` tags them (the same strings, so Ansible reads both inventories alike)."""
+    if isinstance(value, str):
+        return {UNSAFE_MARKER: value} if needs_unsafe(value) else value
+    if isinstance(value, Mapping):
+        return {k: unsafe_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [unsafe_json(v) for v in value]
+    return value
+
+
+def plain(value: Any) -> Any:
+    """The inverse of ``unsafe_json``: markers replaced by their strings (to compare with the plan's values)."""
+    if isinstance(value, Mapping):
+        if set(value) == {UNSAFE_MARKER} and isinstance(value[UNSAFE_MARKER], str):
+            return value[UNSAFE_MARKER]
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def read_inventory(text: str, *, markers: bool = True) -> dict[str, Any]:
+    """A rendered inventory (``ansible_inventory``) as data: each ``!unsafe`` string as an ``__ansible_unsafe``
+    marker (``markers``, what ansible-runner's inventory dict passes on to Ansible intact) or as plain text."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import SafeConstructor
+
+    class _Constructor(SafeConstructor):
+        pass
+
+    def _unsafe(loader: Any, node: Any) -> Any:
+        text = loader.construct_scalar(node)
+        return {UNSAFE_MARKER: text} if markers else text
+
+    _Constructor.add_constructor(UNSAFE_TAG, _unsafe)
+    yaml = YAML(typ="safe", pure=True)
+    yaml.Constructor = _Constructor
+    return dict(yaml.load(StringIO(text)) or {})
 
 
 def render(template: str, **context: Any) -> str:
@@ -82,7 +215,7 @@ def cloud_init(plan: Plan, node: Node) -> str:
         ssh_keys=keys,
         packages=packages,
         scratch_device=EPHEMERAL_DEVICE if flavor.ephemeral_gb > 0 else None,
-        facts=node_facts(plan, node),
+        facts_json=json.dumps(node_facts(plan, node), sort_keys=True) + "\n",
     )
 
 

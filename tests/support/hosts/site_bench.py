@@ -9,20 +9,18 @@ Used by test_site.py and benchmarks/bootstrap.py.
 from __future__ import annotations
 
 import shutil
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import hostlib
 from gpu_standins import build_nvidia_repo, install_gpus
 from rke2_standin import build_release as build_rke2
-from ruamel.yaml import YAML
 from sts_wire_standin import build_release as build_sts_wire
 
 from aiinfn import versions
 from aiinfn.config.loader import load
 from aiinfn.planning import Plan, make_plan
-from aiinfn.render import ansible_inventory
+from aiinfn.render import ansible_inventory, read_inventory
 
 HERE = Path(__file__).resolve().parent
 ENV_FILE = HERE / "site-env.yaml"
@@ -76,7 +74,7 @@ def prepare_hosts(p: Plan, hosts: hostlib.Hosts, work: Path) -> None:
 def inventory(p: Plan, hosts: hostlib.Hosts, source: Path) -> dict[str, Any]:
     """aiinfn's rendered inventory of ``p`` with the test hosts' addresses, as an ansible-runner dict."""
     rendered = ansible_inventory(p, {n: hosts.address(n) for n in hosts.names})
-    doc = YAML(typ="safe", pure=True).load(StringIO(rendered))
+    doc = read_inventory(rendered)  # !unsafe strings as __ansible_unsafe markers: the roles get them as data
     top = doc["all"]
     for name, hv in top["hosts"].items():
         hv.update(hosts.connection_vars(name))
