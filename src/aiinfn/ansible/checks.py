@@ -8,7 +8,8 @@ one ``BootstrapError`` naming the thing to fix.
 Secrets are looked up, in order, in the environment variable ``AIINFN_SECRET_<NAME>`` (``rke2-token`` ->
 ``AIINFN_SECRET_RKE2_TOKEN``), in ``--secrets-file`` (a YAML mapping name -> value that only its owner may
 read) and in the site's Pulumi stack (the ``rke2_token`` output and the config secrets), when the pulumi CLI
-is installed. They are handed to Ansible as extra variables and never printed.
+is installed. They are handed to Ansible as extra variables through a file only the operator can read, as
+literal values Ansible never templates (``runner.write_extravars``), never on a command line, and never printed.
 """
 
 from __future__ import annotations

@@ -4,14 +4,18 @@
 skipped), every failure as (host, task, message), and which hosts had any task run on them. An optional
 ``on_event`` callback sees each event as it happens (the CLI draws its progress from it).
 
-Secrets travel as extra variables. ansible-runner writes them into its private data directory, so that
-directory is a fresh 0700 temporary directory, removed when the run ends; tasks that handle secrets are
-``no_log`` in the roles, so the events never carry them.
+Extra variables (the secrets among them) never go on a command line, where any user of the machine could
+read them (``ps``) and ansible-runner would record them: they are written to ``env/extravars`` of the run's
+private data directory (a fresh 0700 temporary directory, the file 0600, both removed when the run ends),
+which ansible-playbook reads with ``-e @file``. Every string in that file is tagged ``!unsafe``, so Ansible
+uses it as the literal value it is and never templates it (a passphrase holding ``{{ 7*7 }}`` stays that).
+Tasks that handle secrets are ``no_log`` in the roles, so the events never carry them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -21,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config.loader import project_root
-from ..errors import ToolMissingError
+from ..errors import AiinfnError, ToolMissingError
+from ..render import to_unsafe_yaml, to_yaml
 
 #: The playbooks an operator runs, by the name ``aiinfn bootstrap --playbook`` accepts.
 PLAYBOOKS: dict[str, str] = {
@@ -33,6 +38,40 @@ PLAYBOOKS: dict[str, str] = {
 }
 
 OUTCOMES = ("ok", "changed", "failed", "unreachable", "skipped")
+#: What an extra variable may be called (Ansible's own rule for variable names).
+VARIABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Where ansible-runner looks for extra variables in its private data directory.
+EXTRAVARS_FILE = Path("env") / "extravars"
+
+
+class ExtraVarsError(AiinfnError):
+    """An extra variable that cannot be handed to Ansible (a name that is not a variable name)."""
+
+    exit_code = 2
+
+
+def extravars_document(extravars: Mapping[str, Any]) -> str:
+    """The YAML of ``env/extravars``: one variable a line, every string in it tagged ``!unsafe``."""
+    lines = ["# aiinfn: extra variables of one run; literal values (!unsafe), never templated\n"]
+    for name in sorted(extravars):
+        if not isinstance(name, str) or not VARIABLE_NAME_RE.fullmatch(name):
+            raise ExtraVarsError(f"extra variable {name!r}: not a variable name (letters, digits and '_', "
+                                 "not starting with a digit)")
+        lines.append(f"{to_yaml(name)}: {to_unsafe_yaml(extravars[name])}\n")
+    return "".join(lines)
+
+
+def write_extravars(private_data_dir: Path, extravars: Mapping[str, Any]) -> Path | None:
+    """Write ``extravars`` for ansible-runner, readable by this user only; None when there are none."""
+    if not extravars:
+        return None
+    text = extravars_document(extravars)
+    path = private_data_dir / EXTRAVARS_FILE
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
 
 
 @dataclass
@@ -178,14 +217,15 @@ def run_playbook(
     env = {**ansible_env(), **(envvars or {})}
     env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     inv: Any = inventory if isinstance(inventory, Mapping) else str(Path(inventory).resolve())
+    extravars_document(extravars or {})  # a bad name is refused before anything starts
     with tempfile.TemporaryDirectory(prefix="aiinfn-ansible-") as private:
         os.chmod(private, 0o700)
+        write_extravars(Path(private), extravars or {})
         runner = ansible_runner.run(
             private_data_dir=private,
             project_dir=str(path.parent),
             playbook=str(path),
             inventory=inv,
-            extravars=dict(extravars or {}),
             limit=limit,
             tags=",".join(tags) if tags else None,
             envvars=env,
