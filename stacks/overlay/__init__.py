@@ -132,7 +132,8 @@ class Overlay(pulumi.ComponentResource):
         if isinstance(value, ConfigSecret):
             return self._args.secrets[value.name]
         if isinstance(value, Generated):
-            return getattr(self.resources[value.key], value.output)  # type: ignore[no-any-return]
+            out: pulumi.Output[str] = getattr(self.resources[value.key], value.output)
+            return out.apply(lambda v, p=value.prefix: p + v) if value.prefix else out
         return value
 
     def _register(self, item: AnyItem) -> pulumi.Resource:

@@ -134,7 +134,15 @@ def test_harbors_internal_credentials_are_generated_by_the_stack() -> None:
     assert isinstance(db.data["POSTGRES_PASSWORD"], Generated)
     assert db.labels == {"app.kubernetes.io/managed-by": "Helm"}
     assert db.annotations == {"meta.helm.sh/release-name": harbor.RELEASE, "meta.helm.sh/release-namespace": "harbor"}
-    # each generated credential is its own: no two values share a random item
-    refs = [v.key for s in bundle.secrets for v in s.data.values() if isinstance(v, Generated)]
-    assert len(refs) == len(set(refs))
+    # the registry's basic auth (registry.credentials.existingSecret, keys REGISTRY_PASSWD and
+    # REGISTRY_HTPASSWD: templates/registry/registry-dpl.yaml, core/core-dpl.yaml): the password and
+    # the htpasswd line of the same random password, user:bcrypt
+    creds = secrets[values["registry"]["credentials"]["existingSecret"]].data
+    user = values["registry"]["credentials"]["username"]
+    assert creds["REGISTRY_PASSWD"] == Generated(creds["REGISTRY_PASSWD"].key)  # type: ignore[union-attr]
+    assert creds["REGISTRY_HTPASSWD"] == Generated(creds["REGISTRY_PASSWD"].key, "bcrypt_hash",  # type: ignore[union-attr]
+                                                   prefix=f"{user}:")
+    # each generated credential is its own: no two values share a random item (but that pair)
+    refs = [(v.key, v.output) for s in bundle.secrets for v in s.data.values() if isinstance(v, Generated)]
+    assert len(refs) == len(set(refs)) and len({k for k, _ in refs}) == len(refs) - 1
     assert all(isinstance(s, Secret) and s.namespace == harbor.NAMESPACE for s in bundle.secrets)

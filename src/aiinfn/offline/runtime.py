@@ -110,6 +110,7 @@ class PlanMocks(pmocks.Mocks):
             outputs["address"] = self.floating_ip(name)
         elif typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = "mock-" + hashlib.sha256(name.encode()).hexdigest()[:32]
+            outputs["bcryptHash"] = "$2a$10$mock" + hashlib.sha256(("bcrypt" + name).encode()).hexdigest()[:49]
         elif typ == "random:index/randomBytes:RandomBytes":
             outputs["hex"] = hashlib.sha256(("bytes" + name).encode()).hexdigest()[: 2 * int(args.inputs["length"])]
         elif typ == "tls:index/privateKey:PrivateKey":

@@ -53,10 +53,12 @@ class ConfigSecret:
 
 @dataclass(frozen=True)
 class Generated:
-    """An output (``result``, ``hex``) of the ``RandomPassword``/``RandomBytes`` item with key ``key``."""
+    """An output (``result``, ``bcrypt_hash``; ``hex``) of the ``RandomPassword``/``RandomBytes`` item
+    with key ``key``, after the plain ``prefix`` (``user:`` of an htpasswd line)."""
 
     key: str
     output: str = "result"
+    prefix: str = ""
 
 
 SecretValue = str | ConfigSecret | Generated

@@ -13,8 +13,9 @@ password has no such value in chart 1.19: the chart reads it from its own Secret
 (``POSTGRES_PASSWORD``, through a ``lookup``) when ``database.internal.password`` is empty, so the
 stack creates that Secret first, with Helm's ownership marks so that the release adopts it rather
 than refusing it. Nothing is left to the chart's defaults (``changeit``) or generated anew at each
-upgrade. Not yet generated: the registry's basic-auth credentials (``registry.credentials``: its
-htpasswd line needs a bcrypt hash the bundle contract cannot express yet).
+upgrade. The registry's basic-auth credentials (what core and the job service present to the
+registry) are generated too: the password and the htpasswd line the registry checks it against
+(``<user>:<bcrypt hash of the password>``, the random item's ``bcrypt_hash``).
 
 Pod Security ``restricted``: the chart gives every container no privilege, no escalation, dropped
 capabilities, seccomp RuntimeDefault and a non-root user (``containerSecurityContext``). Network:
@@ -62,6 +63,9 @@ RELEASE = "harbor"
 CORE_SECRET = "aiinfn-harbor-core"
 JOBSERVICE_SECRET = "aiinfn-harbor-jobservice"
 REGISTRY_SECRET = "aiinfn-harbor-registry"
+#: The registry's basic-auth user (the chart's default name) and the Secret of its credentials.
+REGISTRY_USER = "harbor_registry_user"
+REGISTRY_CREDENTIALS_SECRET = "aiinfn-harbor-registry-credentials"
 #: The chart's own Secret of the internal database (``<release>-database``), adopted by the release.
 DATABASE_SECRET = f"{RELEASE}-database"
 HELM_OWNED_LABELS = {"app.kubernetes.io/managed-by": "Helm"}
@@ -132,7 +136,8 @@ def values(plan: Plan) -> dict[str, Any]:
         "existingSecretSecretKey": CORE_SECRET,
         "core": {"existingSecret": CORE_SECRET, "existingXsrfSecret": CORE_SECRET, "existingXsrfSecretKey": "CSRF_KEY"},
         "jobservice": {"existingSecret": JOBSERVICE_SECRET, "existingSecretKey": "JOBSERVICE_SECRET"},
-        "registry": {"existingSecret": REGISTRY_SECRET, "existingSecretKey": "REGISTRY_HTTP_SECRET"},
+        "registry": {"existingSecret": REGISTRY_SECRET, "existingSecretKey": "REGISTRY_HTTP_SECRET",
+                     "credentials": {"username": REGISTRY_USER, "existingSecret": REGISTRY_CREDENTIALS_SECRET}},
     }
     s3 = plan.env.storage.s3
     if h.s3_bucket and s3 is not None:
@@ -259,6 +264,11 @@ def bundle(plan: Plan, storage_class: str | None) -> Bundle | None:
         items.extend(RandomPassword(key, length=length, special=False) for key, length in keys.values())
         items.append(Secret(secret, (ns,), name=secret, namespace=NAMESPACE,
                             data={k: Generated(key) for k, (key, _) in keys.items()}))
+    items.append(RandomPassword("harbor-registry-password", length=32, special=False))
+    items.append(Secret(REGISTRY_CREDENTIALS_SECRET, (ns,), name=REGISTRY_CREDENTIALS_SECRET, namespace=NAMESPACE,
+                        data={"REGISTRY_PASSWD": Generated("harbor-registry-password"),
+                              "REGISTRY_HTPASSWD": Generated("harbor-registry-password", "bcrypt_hash",
+                                                             prefix=f"{REGISTRY_USER}:")}))
     items.append(RandomPassword("harbor-database-password", length=32, special=False))
     items.append(Secret("harbor-database-secret", (ns,), name=DATABASE_SECRET, namespace=NAMESPACE,
                         data={"POSTGRES_PASSWORD": Generated("harbor-database-password")},
