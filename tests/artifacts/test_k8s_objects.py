@@ -1,95 +1,324 @@
-"""The overlay's Kubernetes objects, checked as strictly as the API server's admission would.
+"""Every Kubernetes object the plans produce, checked as strictly as the API server would take it.
 
-No Kubernetes API server can run on these machines. Instead: every core object is validated with
-kubernetes-validate against the OpenAPI schema of the pinned Kubernetes version (strict: unknown
-fields refused), and every Kueue object against the CRD schema of the pinned Kueue release
-(../shared/schemas/kueue-v0.19.2, read in place), for the API version we write. Not covered by
-either: defaulting, admission webhooks and cross-object references, which the invariant tests in
-tests/stacks/test_overlay.py check instead.
+No Kubernetes API server can run on these machines. Instead, for every stack the shipped environments
+give (each site, and each event at each of its sites), every object is read twice: from the bundles the
+services return (``aiinfn.services.site_bundles``, the event's bundle) and from what the stack
+registers under the mock runtime (its recorded inputs), so a new service or object is covered without
+editing this file. Then:
+
+* a custom resource is validated against the CRD of the pinned release (../shared/schemas, read in
+  place) by tests/support/schemas.py, which refuses what the API server's structural-schema pruning
+  would drop (an unknown field anywhere), defaults, evaluates the CRDs' CEL rules, and checks
+  ObjectMeta; the CRD that covers a group comes from the table ``CRDS`` below, not from the product;
+* a built-in object is validated with kubernetes-validate against the pinned Kubernetes minor's
+  OpenAPI schema, strictly (unknown fields refused);
+* every ClusterQueue is in the cohort the queueing design needs (``kueue.COHORT``): a queue outside
+  it can neither lend nor borrow nor reclaim;
+* every custom resource a stack registers waits (``depends_on``) for the Helm release that installs
+  its CRD, the chart found from the object's API group by the table ``CRDS``.
+
+Not covered here: admission webhooks (Kueue's and cert-manager's own checks), cross-object references
+(tests/stacks/test_overlay.py), and, for event stacks, the order across stacks: an event's Kueue
+objects need the Kueue release of its site's stack, which a StackReference read cannot express as a
+dependency; the test checks that the site stack installs it and the event stack does not.
+PrometheusRule's CRD is that of prometheus-operator v0.82.2 (the version ../shared holds); the
+kube-prometheus-stack chart pinned may ship a later operator, whose PrometheusRule schema only adds
+fields.
 """
 
 from __future__ import annotations
 
+import copy
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import pytest
-from ruamel.yaml import YAML
 
-from aiinfn import versions
-from aiinfn.config.loader import list_environments, load
-from aiinfn.planning import make_plan
-from aiinfn.services import gpu_operator, jupyterhub, kueue, projects
+from aiinfn import preview, versions
+from aiinfn.config.loader import list_environments
+from aiinfn.offline import redact
+from aiinfn.services import kueue
 
-SHIPPED = list_environments(kind="site")
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+import schemas  # noqa: E402 - found through SUPPORT
+
+#: API group -> (folder of its CRDs under ../shared/schemas, chart that installs them). Facts of the
+#: upstream projects: Kueue's chart installs kueue.x-k8s.io, kube-prometheus-stack monitoring.coreos.com,
+#: cert-manager's chart (installCRDs) cert-manager.io and acme.cert-manager.io.
+CRDS = {
+    "kueue.x-k8s.io": (f"kueue-v{versions.KUEUE}", "kueue"),
+    "monitoring.coreos.com": ("prometheus-operator-v0.82.2", "kube-prometheus-stack"),
+    "cert-manager.io": (f"cert-manager-{versions.chart_version('cert-manager')}", "cert-manager"),
+    "acme.cert-manager.io": (f"cert-manager-{versions.chart_version('cert-manager')}", "cert-manager"),
+}
+#: The API groups Kubernetes itself serves (kube-apiserver 1.33): everything else is a custom resource.
+BUILTIN_GROUPS = {
+    "", "apps", "batch", "autoscaling", "policy", "rbac.authorization.k8s.io", "networking.k8s.io",
+    "storage.k8s.io", "admissionregistration.k8s.io", "scheduling.k8s.io", "coordination.k8s.io",
+    "node.k8s.io", "discovery.k8s.io", "certificates.k8s.io", "apiextensions.k8s.io",
+    "flowcontrol.apiserver.k8s.io", "resource.k8s.io", "events.k8s.io", "apiregistration.k8s.io",
+}
+RELEASE = "kubernetes:helm.sh/v3:Release"
+SITES = list_environments(kind="site")
+EVENTS = list_environments(kind="event")
 
 
-def kueue_objects(plan: Any) -> list[dict[str, Any]]:
-    return kueue.objects(plan, jupyterhub.NAMESPACE)
+def group_of(api_version: str) -> str:
+    return api_version.rpartition("/")[0]
 
 
-def project_objects(plan: Any) -> list[dict[str, Any]]:
-    return projects.objects(plan)
+def token_group(type_token: str) -> str:
+    """The API group of a provider type token (``kubernetes:core/v1:Namespace`` is the core group)."""
+    api = type_token.split(":")[1]
+    return "" if api.startswith("core/") else group_of(api)
 
 
-def mig_configmap(plan: Any) -> dict[str, Any]:
-    return gpu_operator.mig_configmap(plan)
+def _stacks() -> Iterator[tuple[str, str | None]]:
+    for site in SITES:
+        yield site, None
+    for event in EVENTS:
+        for site in preview.event_sites(event):
+            yield event, site
+
+
+STACKS = list(_stacks())
+
+
+@pytest.fixture(scope="module")
+def previews() -> dict[tuple[str, str | None], preview.Preview]:
+    return {(ref, site): preview.build(ref, site=site) for ref, site in STACKS}
 
 
 @pytest.fixture(scope="module")
 def crd_schemas(shared: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> openAPIV3Schema of every Kueue CRD version we may write."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    folder = shared / "schemas" / f"kueue-v{versions.KUEUE}"
-    for f in folder.glob("*.yaml"):
-        crd = YAML(typ="safe", pure=True).load(f.read_text())
-        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-        for v in crd["spec"]["versions"]:
-            if v.get("served"):
-                out[(f"{group}/{v['name']}", kind)] = v["schema"]["openAPIV3Schema"]
+    for folder, _ in set(CRDS.values()):
+        path = shared / "schemas" / folder
+        assert path.is_dir(), f"no CRDs for {folder} under {path.parent}"
+        out.update(schemas.crd_schemas(path))
     return out
 
 
-@pytest.fixture(params=SHIPPED)
-def plan(request: pytest.FixtureRequest) -> Any:
-    return make_plan(load(request.param))
+@pytest.fixture(params=STACKS, ids=[f"{r}@{s}" if s else r for r, s in STACKS])
+def report(request: pytest.FixtureRequest, previews: dict[Any, preview.Preview]) -> preview.Preview:
+    return previews[request.param]
 
 
-def test_every_kueue_object_is_valid_against_the_pinned_crd(plan: Any, crd_schemas: Any) -> None:
-    objs = kueue_objects(plan)
-    kinds = {o["kind"] for o in objs}
-    assert {"ResourceFlavor", "Cohort", "WorkloadPriorityClass"} <= kinds
-    for obj in objs:
+def bundle_objects(report: preview.Preview) -> list[dict[str, Any]]:
+    return [dict(m.manifest) for b in report.bundles for m in b.manifests]
+
+
+def registered_objects(report: preview.Preview) -> list[dict[str, Any]]:
+    """The recorded inputs of every Kubernetes object the stack registers (Helm releases aside; a
+    Secret's values are secret and replaced by an empty map)."""
+    out = []
+    for r in report.run.registrations:
+        if not r.type.startswith("kubernetes:") or r.type == RELEASE:
+            continue
+        inputs = redact(r.inputs)
+        if inputs.get("kind") == "Secret":
+            inputs["stringData"] = {}
+        out.append(inputs)
+    return out
+
+
+def every_object(report: preview.Preview) -> list[tuple[str, dict[str, Any]]]:
+    return [*(("bundle", o) for o in bundle_objects(report)), *(("registered", o) for o in registered_objects(report))]
+
+
+def name_of(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{obj.get('apiVersion')} {obj.get('kind')} {meta.get('namespace', '')}/{meta.get('name')}"
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def test_every_custom_resource_is_valid_as_the_api_server_would_take_it(
+    report: preview.Preview, crd_schemas: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    checked = 0
+    for source, obj in every_object(report):
+        group = group_of(str(obj["apiVersion"]))
+        if group in BUILTIN_GROUPS:
+            continue
+        assert group in CRDS, f"{name_of(obj)} ({source}): API group {group!r} is in no CRD table: add its CRDs"
         key = (obj["apiVersion"], obj["kind"])
-        assert obj["apiVersion"] == versions.KUEUE_API
-        assert key in crd_schemas, f"{key} is not served by Kueue {versions.KUEUE}"
-        jsonschema.validate(obj, crd_schemas[key])
+        assert key in crd_schemas, f"{name_of(obj)} ({source}): not served by the CRDs of {CRDS[group][0]}"
+        schemas.assert_valid(obj, crd_schemas[key], f"{name_of(obj)} ({source})")
+        checked += 1
+    kinds = {o["kind"] for _, o in every_object(report)}
+    # what a site and an event stack must at least hold, so an empty plan cannot pass
+    expected = {"ClusterQueue", "LocalQueue"} | (
+        {"ResourceFlavor", "Cohort", "WorkloadPriorityClass", "PrometheusRule", "ClusterIssuer"}
+        if report.scope == "site" else set())
+    assert expected <= kinds, expected - kinds
+    assert checked >= 2 * len([o for o in bundle_objects(report) if group_of(o["apiVersion"]) not in BUILTIN_GROUPS])
 
 
-def test_a_broken_kueue_object_is_refused_by_the_schema(crd_schemas: Any) -> None:
-    """The CRD check has teeth: a quota with an invalid quantity and a bad flavor name fail."""
-    plan = make_plan(load("cnaf"))
-    cq = next(o for o in kueue_objects(plan) if o["kind"] == "ClusterQueue")
-    cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuota"] = "lots"
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(cq, crd_schemas[(cq["apiVersion"], "ClusterQueue")])
-    cq = next(o for o in kueue_objects(plan) if o["kind"] == "ClusterQueue")
-    cq["spec"]["resourceGroups"][1]["flavors"][0]["name"] = "A100/1g"
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(cq, crd_schemas[(cq["apiVersion"], "ClusterQueue")])
+def test_every_builtin_object_is_valid_for_the_pinned_kubernetes(report: preview.Preview) -> None:
+    checked = 0
+    for source, obj in every_object(report):
+        if group_of(str(obj["apiVersion"])) in BUILTIN_GROUPS:
+            try:
+                kubernetes_validate.validate(obj, versions.KUBERNETES, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                pytest.fail(f"{name_of(obj)} ({source}): {e}")
+            checked += 1
+    assert checked >= (40 if report.scope == "site" else 6)
 
 
-def test_every_core_object_is_valid_for_the_pinned_kubernetes(plan: Any) -> None:
-    objs = [*project_objects(plan), mig_configmap(plan)]
-    assert objs
-    for obj in objs:
-        kubernetes_validate.validate(obj, versions.KUBERNETES, strict=True)
+def test_objects_registered_are_the_bundles_objects(report: preview.Preview) -> None:
+    """Both readings are the same objects, so validating them covers what `pulumi up` would apply."""
+    def keyed(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {name_of(o): o for o in objs}
+
+    bundles = keyed(bundle_objects(report))
+    registered = keyed([o for o in registered_objects(report) if o["kind"] != "Secret"])
+    assert set(registered) == set(bundles)
 
 
-def test_strict_kubernetes_validation_has_teeth() -> None:
-    bad = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "x"},
-           "spec": {"podSelector": {}, "policyTypes": ["Sideways"], "ingres": []}}
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(bad, versions.KUBERNETES, strict=True)
+# --------------------------------------------------------------------------- the cohort
+
+
+def test_every_cluster_queue_is_in_the_platform_cohort(
+    report: preview.Preview, previews: dict[Any, preview.Preview]
+) -> None:
+    queues = [(s, o) for s, o in every_object(report) if o["kind"] == "ClusterQueue"]
+    assert queues
+    for source, cq in queues:
+        assert cq["spec"].get("cohortName") == kueue.COHORT, f"{name_of(cq)} ({source}): {cq['spec']}"
+    site = previews[(report.site, None)] if report.scope == "event" else report
+    cohorts = [o for _, o in every_object(site) if o["kind"] == "Cohort"]
+    assert {c["metadata"]["name"] for c in cohorts} == {kueue.COHORT}
+
+
+# --------------------------------------------------------------------------- CRDs before their objects
+
+
+def _chart(release_inputs: dict[str, Any]) -> str:
+    """The chart a registered helm Release installs (its name, from an OCI reference too)."""
+    return str(release_inputs["chart"]).rstrip("/").rpartition("/")[2]
+
+
+def test_every_custom_resource_waits_for_the_release_that_installs_its_crd(
+    report: preview.Preview, previews: dict[Any, preview.Preview]
+) -> None:
+    releases = {_chart(r.inputs): r.urn for r in report.run.by_type(RELEASE)}
+    custom = [r for r in report.run.registrations if r.type.startswith("kubernetes:") and r.type != RELEASE
+              and token_group(r.type) not in BUILTIN_GROUPS]
+    assert custom
+    if report.scope == "event":
+        # an event stack installs no chart; its site's stack holds every release its objects need
+        assert releases == {}
+        site = previews[(report.site, None)]
+        site_charts = {_chart(r.inputs) for r in site.run.by_type(RELEASE)}
+        for r in custom:
+            assert CRDS[token_group(r.type)][1] in site_charts, r.urn
+        return
+    for r in custom:
+        group = token_group(r.type)
+        assert group in CRDS, f"{r.urn}: API group {group!r} is in no CRD table"
+        chart = CRDS[group][1]
+        assert chart in releases, f"{r.urn}: the stack registers no {chart} release"
+        assert releases[chart] in r.depends_on, f"{r.name} does not wait for the {chart} release: {r.depends_on}"
+
+
+# --------------------------------------------------------------------------- the checks have teeth
+
+
+@pytest.fixture(scope="module")
+def cnaf_objects(previews: dict[Any, preview.Preview]) -> dict[str, dict[str, Any]]:
+    objs = bundle_objects(previews[("cnaf", None)])
+    return {
+        "project-queue": next(o for o in objs if o["kind"] == "ClusterQueue" and o["metadata"]["name"] == "lhc-ml"),
+        "flavor": next(o for o in objs if o["kind"] == "ResourceFlavor" and o["spec"].get("tolerations")),
+        "rule": next(o for o in objs if o["kind"] == "PrometheusRule"),
+        "issuer": next(o for o in objs if o["kind"] == "ClusterIssuer"),
+    }
+
+
+def _spoil(obj: dict[str, Any], how: Any) -> dict[str, Any]:
+    out = copy.deepcopy(obj)
+    how(out)
+    return out
+
+
+def _rename(d: dict[str, Any], old: str, new: str) -> None:
+    d[new] = d.pop(old)
+
+
+SPOILED = {
+    # Kueue's v1beta1 name of the field: pruned by the v1beta2 API, the queue silently leaves the cohort
+    "cohort-renamed": ("project-queue", lambda o: _rename(o["spec"], "cohortName", "cohort"), "unknown field 'cohort'"),
+    "typo-deep-down": ("project-queue", lambda o: _rename(o["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0],
+                                                          "nominalQuota", "nominalQouta"), "unknown field"),
+    "quota-not-a-quantity": ("project-queue", lambda o: o["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]
+                             .update(nominalQuota="lots"), "does not match"),
+    "quota-a-float": ("project-queue", lambda o: o["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]
+                      .update(nominalQuota=1.5), "whole number or a string"),
+    "flavor-name-not-dns": ("project-queue", lambda o: o["spec"]["resourceGroups"][1]["flavors"][0]
+                            .update(name="A100/1g"), "does not match"),
+    # a CEL rule of the CRD: a borrowing limit means nothing outside a cohort
+    "borrowing-limit-without-cohort": ("project-queue", lambda o: (o["spec"].pop("cohortName"),
+                                       o["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]
+                                       .update(borrowingLimit=0)), "borrowingLimit must be nil"),
+    "queueing-strategy-unknown": ("project-queue", lambda o: o["spec"].update(queueingStrategy="Fastest"),
+                                  "is not one of"),
+    "metadata-typo": ("project-queue", lambda o: o["metadata"].update(label={"a": "b"}), "unknown field 'label'"),
+    "label-value-invalid": ("project-queue", lambda o: o["metadata"].update(labels={"a": "not valid!"}),
+                            "not a valid label value"),
+    "name-not-dns": ("project-queue", lambda o: o["metadata"].update(name="LHC_ML"), "not a DNS-1123 subdomain"),
+    "null-not-nullable": ("project-queue", lambda o: o["spec"].update(queueingStrategy=None), "null is not allowed"),
+    "toleration-typo": ("flavor", lambda o: _rename(o["spec"]["tolerations"][0], "effect", "efect"), "unknown field"),
+    "toleration-effect": ("flavor", lambda o: o["spec"]["tolerations"][0].update(effect="Sometimes"),
+                          "supported taint effect values"),
+    "node-labels-not-strings": ("flavor", lambda o: o["spec"]["nodeLabels"].update(extra=3), "int where string"),
+    "rule-typo": ("rule", lambda o: _rename(o["spec"]["groups"][0]["rules"][0], "expr", "expression"),
+                  "unknown field 'expression'"),
+    "issuer-typo": ("issuer", lambda o: _rename(o["spec"]["acme"], "server", "url"), "unknown field 'url'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SPOILED))
+def test_a_spoiled_custom_resource_is_refused(
+    case: str, cnaf_objects: dict[str, dict[str, Any]], crd_schemas: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    which, how, expected = SPOILED[case]
+    good = cnaf_objects[which]
+    schema = crd_schemas[(good["apiVersion"], good["kind"])]
+    assert schemas.problems(good, schema) == []
+    found = schemas.problems(_spoil(good, how), schema)
+    assert found and any(expected in p for p in found), found
+
+
+def test_what_the_api_server_keeps_is_accepted(
+    cnaf_objects: dict[str, dict[str, Any]], crd_schemas: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    """x-kubernetes-preserve-unknown-fields keeps anything below it, additionalProperties maps take any
+    key, int-or-string takes both forms, and defaults make CEL rules evaluable on a sparse object."""
+    issuer = copy.deepcopy(cnaf_objects["issuer"])
+    issuer["spec"]["acme"]["solvers"] = [{"dns01": {"webhook": {
+        "groupName": "acme.example.org", "solverName": "x", "config": {"anything": {"nested": [1, "two"]}}}}}]
+    schema = crd_schemas[(issuer["apiVersion"], "ClusterIssuer")]
+    assert schemas.problems(issuer, schema) == []
+    issuer["spec"]["acme"]["solvers"][0]["dns01"]["webhook"]["confg"] = {}
+    assert any("unknown field 'confg'" in p for p in schemas.problems(issuer, schema))
+
+    flavor = copy.deepcopy(cnaf_objects["flavor"])
+    flavor["spec"]["nodeLabels"]["example.org/any-key"] = "any-value"
+    assert schemas.problems(flavor, crd_schemas[(flavor["apiVersion"], "ResourceFlavor")]) == []
+
+    cq = copy.deepcopy(cnaf_objects["project-queue"])
+    schema = crd_schemas[(cq["apiVersion"], "ClusterQueue")]
+    resources = cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"]
+    resources[0]["nominalQuota"], resources[1]["nominalQuota"] = "4", 8 * 2**30
+    assert schemas.problems(cq, schema) == []
+    del cq["spec"]["preemption"]  # defaulted (reclaimWithinCohort: Never) before the CEL rule reads it
+    assert schemas.problems(cq, schema) == []
