@@ -163,6 +163,31 @@ def test_a_scheduled_pod_keeps_its_node_but_a_user_cannot_move_it(admission: Any
     assert not submit(admission, namespaces, moved, LHC, "UPDATE", scheduled).allowed
 
 
+def test_a_user_cannot_start_what_kueue_holds(admission: Any, namespaces: Any) -> None:
+    """Kueue holds a queued pod with a scheduling gate and a queued Job suspended, and lifts them when
+    it admits the workload; the owner lifting them would run outside every quota."""
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "p", "namespace": "lhc-ml", "labels": {QUEUE_NAME_LABEL: "default"}},
+           "spec": copy.deepcopy(_gpu_job()["spec"]["template"]["spec"])}
+    gated = copy.deepcopy(pod)
+    gated["spec"]["schedulingGates"] = [{"name": "kueue.x-k8s.io/admission"}]
+    assert submit(admission, namespaces, gated).allowed
+    ungated = copy.deepcopy(pod)
+    decision = submit(admission, namespaces, ungated, LHC, "UPDATE", gated)
+    assert not decision.allowed and any("scheduling gates" in m for _, m in decision.denials)
+    assert submit(admission, namespaces, ungated, KUEUE, "UPDATE", gated).allowed
+    job = _gpu_job()
+    suspended = copy.deepcopy(job)
+    suspended["spec"]["suspend"] = True
+    started = copy.deepcopy(job)
+    started["spec"]["suspend"] = False
+    decision = submit(admission, namespaces, started, LHC, "UPDATE", suspended)
+    assert not decision.allowed and any("unsuspend" in m for _, m in decision.denials)
+    assert submit(admission, namespaces, started, KUEUE, "UPDATE", suspended).allowed
+    # suspending one's own running Job stays possible
+    assert submit(admission, namespaces, suspended, LHC, "UPDATE", started).allowed
+
+
 def test_the_hub_may_spawn_event_notebooks_at_interactive_priority_a_tutor_may_not(
         admission: Any, namespaces: Any, cnaf: Any) -> None:
     """A participant's notebook, built from the event's profile as KubeSpawner would (node selector,

@@ -14,7 +14,9 @@ namespaces by the project and event labels, so an event's namespace is covered t
   and node labels of the flavor it admits a workload on, with its own identity; no ``nodeName``; no
   node selector or affinity naming a node reserved for another group (by name, by the reserved-for
   label, or by an accelerator model only such nodes carry); accelerator requests (``nvidia.com/*``,
-  ``amd.com/*``) only with a Kueue queue label.
+  ``amd.com/*``) only with a Kueue queue label; and no starting a workload Kueue has not admitted:
+  a user may not remove Kueue's scheduling gates from a pod nor unsuspend a suspended Job or JobSet
+  (Kueue does both when it admits the workload).
 * ``aiinfn-tenant-priority``, for users (the hub, which labels the notebooks it spawns, is exempt
   too): no Kueue WorkloadPriorityClass other than ``batch`` and no pod ``priorityClassName``.
 
@@ -55,6 +57,8 @@ KUEUE_CONTROLLER = "system:serviceaccount:kueue-system:kueue-controller-manager"
 #: kube-controller-manager, with or without per-controller service accounts (job, replicaset ...).
 CONTROLLER_MANAGER = "system:kube-controller-manager"
 KUBE_SYSTEM_SERVICE_ACCOUNTS = "system:serviceaccounts:kube-system"
+#: Scheduling gates Kueue puts on the pods it holds (pod integration; topology-aware scheduling).
+KUEUE_GATES = ("kueue.x-k8s.io/admission", "kueue.x-k8s.io/topology")
 #: The hub's service account (zero-to-jupyterhub's ``hub`` in the hub's namespace).
 HUB = "system:serviceaccount:jupyterhub:hub"
 #: Volume kinds a tenant pod may use.
@@ -285,6 +289,14 @@ def scheduling_policy(plan: Plan) -> dict[str, Any]:
              "message": "tenant workloads may not select nodes reserved for another group"},
             {"expression": affinity,
              "message": "tenant workloads may not ask (node affinity) for nodes reserved for another group"},
+            {"expression": (
+                "object.kind != 'Pod' || oldObject == null || !has(oldObject.spec.schedulingGates) || "
+                f"oldObject.spec.schedulingGates.filter(g, g.name in {lit(list(KUEUE_GATES))}).all(g, "
+                "has(object.spec.schedulingGates) && object.spec.schedulingGates.exists(n, n.name == g.name))"),
+             "message": "tenant pods may not remove Kueue's scheduling gates: Kueue lifts them when it admits the pod"},
+            {"expression": ("!(object.kind in ['Job', 'JobSet']) || oldObject == null || !has(oldObject.spec.suspend) "
+                            "|| !oldObject.spec.suspend || (has(object.spec.suspend) && object.spec.suspend)"),
+             "message": "tenant workloads may not unsuspend a suspended Job: Kueue starts it when it admits it"},
             {"expression": f"{queued} || {_each_container(no_accelerator)}",
              "message": f"accelerators (nvidia.com/*, amd.com/*) are given only through Kueue: label the workload "
                         f"{QUEUE_NAME_LABEL}=<local queue> (default)"},
