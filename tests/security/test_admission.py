@@ -18,7 +18,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from admission import Decision, Request, compile_all, evaluate
-from conftest import BENIGN, CORPUS, expectations, load_manifest
+from security_corpus import BENIGN, CORPUS, expectations, load_manifest
 
 from aiinfn import versions
 from aiinfn.config.loader import list_environments, load

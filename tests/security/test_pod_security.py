@@ -15,7 +15,7 @@ from typing import Any
 
 import pss
 import pytest
-from conftest import BENIGN, CORPUS, expectations, load_manifest
+from security_corpus import BENIGN, CORPUS, expectations, load_manifest
 
 from aiinfn import versions
 from aiinfn.config.loader import list_environments, load
@@ -126,7 +126,7 @@ def test_the_corpus_against_restricted(path: Path) -> None:
     obj = load_manifest(path)
     expected = expectations(path)["pod-security"][0]
     if expected == "not-a-pod":
-        assert not pss.pod_specs(obj) or obj["kind"] == "PersistentVolumeClaim"
+        assert obj["kind"] in ("PersistentVolumeClaim", "Service")
         return
     found = pss.violations(obj, "restricted")
     assert bool(found) == (expected == "fails"), found
@@ -135,7 +135,7 @@ def test_the_corpus_against_restricted(path: Path) -> None:
 @pytest.mark.parametrize("path", BENIGN, ids=lambda p: p.stem)
 def test_what_a_researcher_submits_fits_restricted(path: Path) -> None:
     obj = load_manifest(path)
-    if obj["kind"] != "PersistentVolumeClaim":
+    if obj["kind"] not in ("PersistentVolumeClaim", "Service"):
         assert pss.violations(obj, "restricted") == []
 
 

@@ -7,7 +7,12 @@ namespaces by the project and event labels, so an event's namespace is covered t
 * ``aiinfn-tenant-pods``, for everyone: no host namespaces, host ports, privileged containers,
   privilege escalation or added capabilities (belt and braces with Pod Security); volumes only of the
   kinds a researcher needs (claims, config, secrets, projected, emptyDir, ephemeral, image): never
-  hostPath, nfs (the export root holds every home) or inline CSI; claims never name a volume.
+  hostPath, nfs (the export root holds every home) or inline CSI; claims never name a volume; no
+  ``NVIDIA_VISIBLE_DEVICES`` in a container's environment (with the container toolkit's defaults it
+  hands every GPU of the node to the container, past the device plugin).
+* ``aiinfn-tenant-services``, for everyone: Services are ClusterIP only and carry no ``externalIPs``
+  (a Service claiming an address, the metadata service's or another tenant's, captures the cluster's
+  traffic to it: CVE-2020-8554); node ports would open the nodes to whatever reaches them.
 * ``aiinfn-tenant-scheduling``, for users (Kueue's controller and the kube-system controllers that
   copy already-admitted templates are exempt): no toleration of the platform's taints (``reserved``,
   the accelerator taint, the servers'; nor a toleration of every taint): Kueue adds the tolerations
@@ -182,6 +187,8 @@ def pods_policy() -> dict[str, Any]:
              "message": "tenant containers may add no capability but NET_BIND_SERVICE"},
             {"expression": _each_container("!has(c.ports) || c.ports.all(p, !has(p.hostPort) || p.hostPort == 0)"),
              "message": "tenant containers may not use host ports"},
+            {"expression": _each_container("!has(c.env) || !c.env.exists(e, e.name == 'NVIDIA_VISIBLE_DEVICES')"),
+             "message": "tenant containers may not set NVIDIA_VISIBLE_DEVICES: GPUs are given by the device plugin"},
         ],
         [],
         WORKLOADS,
@@ -198,6 +205,20 @@ def claims_policy() -> dict[str, Any]:
         [],
         [("", "v1", ["persistentvolumeclaims"])],
         ["CREATE"],
+    )
+
+
+def services_policy() -> dict[str, Any]:
+    return _policy(
+        "aiinfn-tenant-services",
+        [],
+        [{"expression": "!has(object.spec.externalIPs) || size(object.spec.externalIPs) == 0",
+          "message": "tenant Services may not claim external IPs (spec.externalIPs)"},
+         {"expression": "!has(object.spec.type) || object.spec.type == 'ClusterIP'",
+          "message": "tenant Services are ClusterIP only (no NodePort, LoadBalancer or ExternalName)"}],
+        [],
+        [("", "v1", ["services"])],
+        ["CREATE", "UPDATE"],
     )
 
 
@@ -325,7 +346,7 @@ def priority_policy() -> dict[str, Any]:
 
 
 def policies(plan: Plan) -> list[dict[str, Any]]:
-    return [pods_policy(), claims_policy(), scheduling_policy(plan), priority_policy()]
+    return [pods_policy(), claims_policy(), services_policy(), scheduling_policy(plan), priority_policy()]
 
 
 #: Bindings select tenant namespaces by these labels (one binding per label and policy).

@@ -33,6 +33,7 @@ RESOURCES = {
     "PodTemplate": ("", "v1", "podtemplates"),
     "ReplicationController": ("", "v1", "replicationcontrollers"),
     "PersistentVolumeClaim": ("", "v1", "persistentvolumeclaims"),
+    "Service": ("", "v1", "services"),
     "Deployment": ("apps", "v1", "deployments"),
     "ReplicaSet": ("apps", "v1", "replicasets"),
     "StatefulSet": ("apps", "v1", "statefulsets"),
