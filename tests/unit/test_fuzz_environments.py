@@ -13,18 +13,26 @@ chains merged) are mutated at random and loaded:
 * as arbitrary text and bytes.
 
 Either the result is a valid Environment, or a ConfigError with exit code 2 and one non-empty
-line that names the file. Any other exception fails. And when one file changes one field over the
-valid corpus fixture, any error names that file, loaded directly or from a file that extends it.
+line that names the file. Any other exception fails. The field path an error names exists in the
+input it blames (every key of it, compared as text; only a missing required field may be absent, as
+the last step). And when one file changes one field over the valid corpus fixture, any error names
+that file, loaded directly or from a file that extends it.
 
-CI (CI=true) runs at least 2,000 examples per property, AIINFN_FUZZ_EXAMPLES sets the number
-(profiles in tests/conftest.py); 300 locally.
+A mutated input that loads must plan: a sample of them (deterministic: hypothesis derandomized, at
+most ``PLAN_SAMPLE`` plans) goes through ``aiinfn.preview.build`` and ``preview.write``, which must
+neither raise nor refuse what loading accepted.
+
+.ci/run pins the CI budget (AIINFN_FUZZ_EXAMPLES=2000, checked below); without it 300 examples per
+property run locally (profiles in tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +42,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from aiinfn import preview
 from aiinfn.config.loader import layer, load
 from aiinfn.errors import ConfigError
 
@@ -195,7 +204,46 @@ def _mutate_text(text: str, draw: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _assert_clean(path: Path) -> None:
+#: A field path as errors write it: ``a.b[0]["odd key"].c`` (written here, not taken from the product).
+PATH_PART = re.compile(r'\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]|\.?([^.\[\]]+)')
+
+
+def _parts(path: str) -> list[str | int]:
+    out: list[str | int] = []
+    for m in PATH_PART.finditer(path):
+        if m.group(1) is not None:
+            out.append(int(m.group(1)))
+        elif m.group(2) is not None:
+            out.append(json.loads(f'"{m.group(2)}"'))
+        else:
+            out.append(m.group(3))
+    return out
+
+
+def _assert_path_in(err: ConfigError, data: Any) -> None:
+    """Every step of the error's path is in ``data``; only a required field may be missing, last."""
+    if err.path is None:
+        return
+    parts = _parts(err.path)
+    node = data
+    for i, part in enumerate(parts):
+        if isinstance(node, dict):
+            found = [k for k in node if str(k) == str(part)]
+            if found:
+                node = node[found[0]]
+                continue
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            continue
+        last = i == len(parts) - 1
+        assert last and err.message.startswith("required field is missing"), (
+            f"{err.path!r} is not in the input it blames (no {part!r} at step {i}): {err}")
+        return
+
+
+def _assert_clean(path: Path, data: Any = None) -> None:
+    """Load ``path``: it is valid, or one clean ConfigError; with ``data`` (what the file holds), the
+    path that error names is in it."""
     try:
         load(path)
     except ConfigError as e:
@@ -204,6 +252,21 @@ def _assert_clean(path: Path) -> None:
         assert len(text.splitlines()) == 1 and "\n" not in text and "\r" not in text, repr(text)
         assert e.file and text.startswith(e.file + ": "), text
         assert e.message.strip(), repr(text)
+        if data is not None and Path(e.file).resolve() == path.resolve():
+            _assert_path_in(e, data)
+
+
+def _parsed(text: str) -> Any:
+    """What plain YAML makes of ``text`` (None when it is no mapping, or no YAML the loader would read)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = YAML(typ="safe", pure=True).load(text)
+    except Exception:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 @FUZZ
@@ -216,7 +279,7 @@ def test_mutated_environments_fail_only_with_config_errors(tmp_path: Path, which
         return
     path = tmp_path / "mutated.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
-    _assert_clean(path)
+    _assert_clean(path, mutated)
 
 
 @FUZZ
@@ -227,7 +290,7 @@ def test_hand_edited_yaml_fails_only_with_config_errors(tmp_path: Path, which: i
     text = _mutate_text(TEXTS[which], data.draw)
     path = tmp_path / "edited.yaml"
     path.write_bytes(text.encode("utf-8", "surrogatepass"))
-    _assert_clean(path)
+    _assert_clean(path, _parsed(text))
 
 
 @FUZZ
@@ -236,6 +299,56 @@ def test_arbitrary_bytes_fail_only_with_config_errors(tmp_path: Path, content: b
     path = tmp_path / "random.yaml"
     path.write_bytes(content)
     _assert_clean(path)
+
+
+#: How many mutated inputs that load are planned per run (each plan takes about a second).
+PLAN_SAMPLE = 8
+
+
+def test_mutated_environments_that_load_also_plan(tmp_path: Path) -> None:
+    """What loading accepts, planning and writing take: no traceback, no late refusal."""
+    planned: list[str] = []
+    loaded = 0
+
+    @settings(max_examples=150, derandomize=True, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(st.sampled_from(range(len(BASES))), st.data())
+    def plan_if_it_loads(which: int, data: st.DataObject) -> None:
+        nonlocal loaded
+        mutated = _mutate(BASES[which], data.draw)
+        try:
+            text = _dump(mutated)
+        except Exception:
+            return
+        path = tmp_path / f"loadable-{which}.yaml"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            load(path)
+        except ConfigError:
+            return
+        loaded += 1
+        if len(planned) >= PLAN_SAMPLE:
+            return
+        try:
+            report = preview.build(path)
+            preview.write(report, tmp_path / "build")
+        except ConfigError as e:
+            pytest.fail(f"loaded, then refused by planning: {e}\n{text}")
+        json.dumps(report.document())
+        planned.append(report.stack)
+
+    plan_if_it_loads()
+    assert len(planned) == PLAN_SAMPLE, f"only {len(planned)} of {loaded} loadable inputs planned"
+
+
+def test_ci_pins_the_fuzz_budget(root: Path) -> None:
+    """.ci/run sets the examples per property itself (whatever CI's environment holds), then runs
+    exactly the README's test command."""
+    lines = [ln.strip() for ln in (root / ".ci" / "run").read_text().splitlines()
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    pinned = [int(m.group(1)) for ln in lines if (m := re.fullmatch(r"export AIINFN_FUZZ_EXAMPLES=(\d+)", ln))]
+    assert pinned and pinned[-1] >= 2000, lines
+    assert lines[-1] == "make test" and lines.index(f"export AIINFN_FUZZ_EXAMPLES={pinned[-1]}") < len(lines) - 1
 
 
 VALID_SITE = SOURCES[-1]
@@ -313,3 +426,14 @@ def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
         load(path)
     assert time.monotonic() - start < 10
     assert "\n" not in str(caught.value)
+
+
+def test_the_path_check_has_teeth() -> None:
+    data = {"node_pools": {"a100": {"mig": ["1g.10gb"]}}, 0: {"x": 1}, "odd.key": {}}
+    _assert_path_in(ConfigError("bad", path="node_pools.a100.mig[0]"), data)
+    _assert_path_in(ConfigError("unknown field '0'", path="0"), data)
+    _assert_path_in(ConfigError("bad", path='["odd.key"]'), data)
+    _assert_path_in(ConfigError("required field is missing", path="node_pools.a100.flavor"), data)
+    for wrong in ("node_pools.a30.mig", "node_pools.a100.mig[1]", "node_pools.a100.flavor"):
+        with pytest.raises(AssertionError, match="is not in the input it blames"):
+            _assert_path_in(ConfigError("bad value", path=wrong), data)
