@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 AIINFN = str(Path(sys.executable).parent / "aiinfn")
 
@@ -29,13 +32,48 @@ def test_plan_json_prints_the_plan_and_writes_build_dir(tmp_path: Path, root: Pa
     assert written == doc
 
 
+def _table(stdout: str, title: str) -> dict[str, list[str]]:
+    """The rows of the rich table under ``title``: first cell -> every cell."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(title))
+    rows: dict[str, list[str]] = {}
+    for line in lines[start + 1:]:
+        if line.startswith("└"):
+            break
+        if line.startswith("│"):
+            cells = [c.strip() for c in line.strip("│").split("│")]
+            rows[cells[0]] = cells
+    return rows
+
+
 def test_plan_table_shows_tree_and_capacity(tmp_path: Path, root: Path) -> None:
+    """The A100 row is worked out here from cnaf.yaml itself: GPUs x 7 slices of 1g.10gb, each project
+    guaranteed floor(share x units), the interactive queue the rest."""
     res = run("plan", "cnaf", "--build-dir", str(tmp_path), cwd=root, env={**os.environ, "COLUMNS": "200"})
     assert res.returncode == 0, res.stderr
-    assert "Infra cnaf" in res.stdout and "StatefulVolumes" in res.stdout
-    assert "A100-80GB/1g.10gb" in res.stdout and "28" in res.stdout
-    assert "protected" in res.stdout
-    assert "Overlay cnaf-overlay" in res.stdout and "Kueue queues" in res.stdout
+    raw: dict[str, Any] = YAML(typ="safe", pure=True).load((root / "environments" / "cnaf.yaml").read_text())
+    pool = raw["node_pools"]["a100"]
+    gpus = len(pool["nodes"]) * pool["accelerators"]["per_node"]
+    assert pool["mig"] == {"1g.10gb": 7}, "the expectation below is written for seven 1g.10gb slices per GPU"
+    kind, units = "A100-80GB/1g.10gb", gpus * 7
+    guaranteed = {p: math.floor(spec["shares"][kind] * units + 1e-9) for p, spec in raw["projects"].items()
+                  if kind in spec.get("shares", {})}
+    assert _table(res.stdout, "Accelerator capacity")[kind] == [
+        kind, "nvidia.com/gpu", str(gpus), str(units), str(len(pool["nodes"])),
+        ", ".join(f"{p} {q}" for p, q in guaranteed.items()), str(units - sum(guaranteed.values()))]
+    queues = _table(res.stdout, "Kueue queues (cohort aiinfn)")
+    for project, quota in guaranteed.items():
+        assert f"{quota}x {kind}" in queues[project][2], queues[project]
+    assert f"{units - sum(guaranteed.values())}x {kind}" in queues["interactive"][2]
+    # the summary line says what plan.json (written beside it) holds
+    summary = json.loads((tmp_path / "cnaf" / "plan.json").read_text())["summary"]
+    assert (f"{summary['resources']} resources ({summary['custom_resources']} cloud resources, "
+            f"{summary['components']} components), {summary['nodes']} nodes, "
+            f"{len(summary['protected'])} protected") in res.stdout
+    # the NFS data, the Borg repository, the hub's and Harbor's databases
+    assert sorted(u.rpartition("::")[2] for u in summary["protected"]) == [
+        "cnaf-overlay-harbor-database", "cnaf-overlay-hub-db", "cnaf-stateful-borg-repo", "cnaf-stateful-nfs-data"]
+    assert "Infra cnaf" in res.stdout and "StatefulVolumes" in res.stdout and "Overlay cnaf-overlay" in res.stdout
     assert "v70 (ai-infn/fpga only)" in res.stdout  # reserved nodes' profile, for their group only
 
 
@@ -81,9 +119,12 @@ def test_up_without_pulumi_cli_fails_clearly(root: Path) -> None:
 
 
 def test_validate_ok_names_the_environment(root: Path) -> None:
+    path = root / "environments" / "events" / "hackathon-example.yaml"
+    raw = YAML(typ="safe", pure=True).load(path.read_text())
     res = run("validate", "hackathon-example", cwd=root)
     assert res.returncode == 0, res.stderr
-    assert "hackathon-example" in res.stdout
+    expected = f"ok environments/events/hackathon-example.yaml: event {raw['name']!r} over {', '.join(raw['sites'])}"
+    assert res.stdout.strip() == expected
 
 
 @pytest.mark.parametrize("command", ["preflight", "inventory"])
