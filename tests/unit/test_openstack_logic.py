@@ -5,8 +5,13 @@ servers' metadata. The same code runs against a real OpenStack in tests/integrat
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -19,8 +24,7 @@ from aiinfn.openstack import connect as osconnect
 from aiinfn.openstack import inventory as inv
 from aiinfn.openstack import preflight as pf
 from aiinfn.openstack.requirements import DEFAULT_RULES_PER_GROUP, requirements
-from aiinfn.render import host_vars, inventory_groups, plain
-from aiinfn.render import site_vars as render_site_vars
+from aiinfn.render import inventory_groups, plain
 
 
 @pytest.fixture(scope="module")
@@ -269,31 +273,121 @@ def _servers_from_plan(report: preview.Preview) -> list[inv.FoundServer]:
     return out
 
 
+# ---- the oracle: what each node is, read from the environment's pools here (names `<prefix>-NN` from
+# `count`, or the `nodes` given), and what the node itself registers with (its cloud-init node.json)
+
+
+def _pool_members(report: preview.Preview) -> dict[str, tuple[str, Any]]:
+    """node name -> (pool name, pool), from the environment as written."""
+    out: dict[str, tuple[str, Any]] = {}
+    for name, pool in report.env.node_pools.items():
+        names = pool.nodes if pool.nodes is not None else [
+            f"{pool.name_prefix or name}-{i:02d}" for i in range(1, (pool.count or 0) + 1)]
+        out.update({n: (name, pool) for n in names})
+    return out
+
+
+def _node_json(report: preview.Preview, node: str) -> dict[str, Any]:
+    from ruamel.yaml import YAML
+
+    doc = YAML(typ="safe", pure=True).load(report.artifacts[f"cloud-init/{node}.yaml"])
+    (content,) = [f["content"] for f in doc["write_files"] if f["path"] == "/etc/aiinfn/node.json"]
+    return dict(json.loads(content))
+
+
+def _oracle_tags(report: preview.Preview) -> dict[str, dict[str, str]]:
+    out = {}
+    for node, (pool_name, pool) in _pool_members(report).items():
+        acc = pool.accelerators
+        mig = _node_json(report, node)["labels"]["nvidia.com/mig.config"] if pool.mig else None
+        out[node] = {"aiinfn:site": report.env.site.name, "aiinfn:pool": pool_name, "aiinfn:role": pool.role.value,
+                     "aiinfn:accelerators": f"{acc.model}:{acc.per_node}" if acc else "none",
+                     "aiinfn:mig-config": mig or "none"}
+    return out
+
+
+def _oracle_groups(report: preview.Preview) -> dict[str, list[str]]:
+    """role_<role>, pool_<pool>, accel_<model> (lower case, `-` as `_`), k8s_cluster (servers, agents,
+    GPU and FPGA nodes), in node order; sts_wire for pools that mount shared buckets."""
+    groups: dict[str, list[str]] = {}
+    s3 = report.env.storage.s3
+    for node, (pool_name, pool) in _pool_members(report).items():
+        keys = [f"role_{pool.role.value}", f"pool_{pool_name}"]
+        if pool.accelerators:
+            keys.append(f"accel_{pool.accelerators.model}")
+        if pool.role.value in ("server", "agent", "gpu", "fpga"):
+            keys.append("k8s_cluster")
+        if s3 is not None and any(pool_name in m.pools for m in s3.node_mounts):
+            keys.append("sts_wire")
+        for k in keys:
+            groups.setdefault(k.lower().replace("-", "_"), []).append(node)
+    return groups
+
+
 @pytest.mark.parametrize("env", ["cnaf", "recas", "example"])
 def test_expected_tags_are_what_the_stacks_assign(env: str) -> None:
     report = preview.build(env)
     registered = {r.inputs["name"]: r.inputs["metadata"] for r in report.run.by_type(
         "openstack:compute/instance:Instance")}
+    assert registered == _oracle_tags(report)
     assert {n.name: inv.expected_tags(report.plan, n) for n in report.plan.nodes} == registered
 
 
 def test_dynamic_inventory_equals_the_planned_one(cnaf: preview.Preview) -> None:
-    found = inv.build(cnaf.plan, _servers_from_plan(cnaf))
-    ips = {e["name"]: e["fixed_ip"] for e in cnaf.run.stack_outputs["inventory"]}
-    assert found.groups == inventory_groups(cnaf.plan) == found.tag_groups
-    assert found.hosts == {n.name: host_vars(cnaf.plan, n, ips[n.name]) for n in cnaf.plan.nodes}
-    assert found.yaml() == cnaf.artifacts["ansible/inventory.yaml"]
+    """Each host's address is its fixed IPv4 on the site network (not the other network's, the IPv6 or
+    the floating one Nova also lists); what it is comes from the environment's pools; its labels and
+    taints are those the node registers with (cloud-init's node.json)."""
+    servers = _servers_from_plan(cnaf)
+    found = inv.build(cnaf.plan, servers)
+    net = inv.site_network(cnaf.plan)
+    assert found.groups == _oracle_groups(cnaf) == found.tag_groups
+    members = _pool_members(cnaf)
+    assert set(found.hosts) == set(members)
+    for server in servers:
+        (site_v4,) = [a["addr"] for a in server.addresses[net]
+                      if a["version"] == 4 and a["OS-EXT-IPS:type"] == "fixed"]
+        pool_name, pool = members[server.name]
+        node = _node_json(cnaf, server.name)
+        got = plain(found.hosts[server.name])
+        assert got["ansible_host"] == site_v4
+        assert (got["aiinfn_pool"], got["aiinfn_role"]) == (pool_name, pool.role.value)
+        assert (got["aiinfn_accelerator"], got["aiinfn_accelerator_count"]) == (
+            (pool.accelerators.model, pool.accelerators.per_node) if pool.accelerators else (None, 0))
+        assert got["aiinfn_node_labels"] == node["labels"] and got["aiinfn_node_taints"] == node["taints"]
+        # MIG GPUs name their mig-parted entry; other GPUs carry only the label that disables MIG
+        assert got["aiinfn_mig_config"] == (node["labels"]["nvidia.com/mig.config"] if pool.mig else None)
+    assert found.yaml() == cnaf.artifacts["ansible/inventory.yaml"]  # the live servers give the planned file
     assert found.notes() == []
 
 
-def test_ansible_list_is_the_yaml_inventory(cnaf: preview.Preview) -> None:
+def _ansible_inventory(source: Path) -> Any:
+    """What Ansible itself makes of an inventory source (ansible-inventory --list --export)."""
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true",
+           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_NOCOLOR": "true"}
+    res = subprocess.run([str(bindir / "ansible-inventory"), "-i", str(source), "--list", "--export"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_ansible_list_is_the_yaml_inventory(cnaf: preview.Preview, tmp_path: Path) -> None:
+    """Ansible reads the script's --list JSON as it reads the planned YAML inventory: same groups, group
+    variables and host variables."""
     found = inv.build(cnaf.plan, _servers_from_plan(cnaf))
-    doc = plain(found.ansible_list())  # every string is an __ansible_unsafe marker: compare the values
-    assert doc["all"]["vars"] == render_site_vars(cnaf.plan)
-    assert doc["all"]["vars"]["aiinfn_site"] == "cnaf"
-    assert doc["all"]["children"] == list(inventory_groups(cnaf.plan))
-    assert {g: doc[g]["hosts"] for g in doc["all"]["children"]} == inventory_groups(cnaf.plan)
-    assert doc["_meta"]["hostvars"] == found.hosts
+    script = tmp_path / "list.py"
+    listing = json.dumps(json.dumps(found.ansible_list()))
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.stdout.write({listing})\n")
+    script.chmod(0o755)
+    planned = tmp_path / "inventory.yaml"
+    planned.write_text(cnaf.artifacts["ansible/inventory.yaml"])
+    from_script, from_yaml = _ansible_inventory(script), _ansible_inventory(planned)
+    assert from_script == from_yaml
+    read = plain(from_yaml)  # strings come back as Ansible's unsafe markers
+    assert read["all"]["vars"]["aiinfn_site"] == "cnaf" and read["all"]["vars"]["aiinfn_domain"] == cnaf.env.site.domain
+    assert {g: read[g]["hosts"] for g in _oracle_groups(cnaf)} == _oracle_groups(cnaf)
+    assert read["_meta"]["hostvars"]["gpu-t4-01"]["aiinfn_accelerator"] == "T4"
     assert plain(found.host("gpu-a100-01"))["aiinfn_mig_config"] == "aiinfn-a100-80gb-1g.10gbx7"
     assert found.host("not-a-node") == {}
 
@@ -302,7 +396,7 @@ def test_grouping_from_tags_alone_is_the_plans(cnaf: preview.Preview, recas: pre
     for report in (cnaf, recas):
         found = {s.name: s.metadata for s in _servers_from_plan(report)}
         tags = {n.name: found[n.name] for n in report.plan.nodes}  # in the plan's order, as build() passes them
-        assert inv.groups_from_tags(tags) == inventory_groups(report.plan)
+        assert inv.groups_from_tags(tags) == _oracle_groups(report) == inventory_groups(report.plan)
 
 
 def test_fixed_ip_prefers_the_site_network() -> None:
