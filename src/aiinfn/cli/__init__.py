@@ -248,11 +248,12 @@ def up(
 
 
 def _register_live_commands() -> None:
-    from . import bootstrap, diff, openstack
+    from . import bootstrap, diff, fl, openstack
 
     diff.register(app)
     openstack.register(app)
     bootstrap.register(app)
+    fl.register(app)
 
 
 _register_live_commands()

@@ -1,0 +1,432 @@
+"""Plan, run and resume a federated training: aiinfn prepares, StreamFlow runs, aiinfn reports.
+
+State of a training (``--state``, default ``build/fl/<name>``)::
+
+    state.json            what the checkpoints belong to (the description's digest), the rounds
+    plan/                 the last `aiinfn fl plan`: workflow, deployments, batch scripts, charts
+    rounds/round-NNNN/    every completed round (aggregate.py): model, updates, results, round.json
+    runs/NNNN/            one hand-over to StreamFlow: its files, log (streamflow.log), engine.json
+    model.npz             the final model, once every round is complete
+    report.json, report.md
+
+A run hands rounds ``k+1..R`` to StreamFlow, where ``k`` is the last complete round in ``rounds/``:
+StreamFlow 0.1.6 cannot resume a failed workflow itself (it keeps no state a new run could start from),
+so resuming is done a level up, by round: aiinfn's aggregator checkpoints each round on the controller
+and a rerun hands the engine a workflow of the rounds still to do, starting from the last round's model.
+
+While StreamFlow runs, its log gives the progress per round and facility (aiinfn.fl.engine) and a
+watchdog probes each HPC facility's login node: a facility that stops answering, or whose step fails,
+stops the run with one line naming it, the round, and how to resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import AiinfnError
+from . import aggregate as aggregate_program
+from . import registry, remote
+from .description import Description, SiteQueue, check_platform
+from .engine import EngineLog, StepRecord
+from .model import HpcFacility
+from .workflow import Generated, generate
+
+#: Seconds between probes of a login node, and how many may fail in a row before it counts as down.
+PROBE_INTERVAL = 2.0
+PROBE_FAILURES = 4
+#: Seconds StreamFlow gets to undeploy after it is told to stop, before it is killed.
+STOP_GRACE = 10.0
+
+
+class RunError(AiinfnError):
+    """The training stopped before its last round: the message names the facility and how to resume."""
+
+    exit_code = 1
+
+
+def default_state(desc: Description) -> Path:
+    return Path("build") / "fl" / desc.training.name
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class State:
+    root: Path
+
+    @property
+    def rounds(self) -> Path:
+        return self.root / "rounds"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.npz"
+
+    def meta(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.root / "state.json").read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def write_meta(self, data: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / "state.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, self.root / "state.json")
+
+    def completed(self) -> list[dict[str, Any]]:
+        """Round records of the complete rounds 1..k (a round counts only if its model is intact)."""
+        out = []
+        number = 1
+        while True:
+            d = aggregate_program.round_dir(self.rounds, number)
+            try:
+                rec = json.loads((d / aggregate_program.ROUND).read_text())
+                intact = aggregate_program.sha256(d / aggregate_program.MODEL) == rec.get("model_sha256")
+            except (OSError, ValueError):
+                break
+            if not intact:
+                break
+            out.append(rec)
+            number += 1
+        return out
+
+    def round_model(self, number: int) -> Path:
+        return aggregate_program.round_dir(self.rounds, number) / aggregate_program.MODEL
+
+    def last_run(self) -> Path | None:
+        runs = sorted(self.runs.glob("[0-9][0-9][0-9][0-9]")) if self.runs.is_dir() else []
+        return runs[-1] if runs else None
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int((self.root / "run.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return None
+        return pid
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fh = open(self.root / "run.lock", "a+")  # noqa: SIM115 - held for the run
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(f"another `aiinfn fl run` is using {self.root} (pid {self.running_pid() or '?'}): "
+                               "wait for it, or see `aiinfn fl status`") from None
+            (self.root / "run.pid").write_text(str(os.getpid()))
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                (self.root / "run.pid").unlink()
+            fh.close()
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class Planned:
+    desc: Description
+    state: State
+    queues: dict[str, SiteQueue]
+    generated: Generated
+    ssh_config: Path
+    remote_checked: bool
+
+
+def _ssh_home(desc: Description, where: Path) -> Path:
+    """A HOME for the engine whose ~/.ssh/config is ours (keepalives, known_hosts); returns its config."""
+    ssh = where / "home" / ".ssh"
+    ssh.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = ssh / "config"
+    config.write_text(remote.ssh_config(desc))
+    config.chmod(0o600)
+    return config
+
+
+def check_generated(gen: Generated) -> None:
+    """The generated files as StreamFlow itself reads them: its schema, its connectors, cwltool's loader."""
+    import cwltool.context
+    import cwltool.load_tool
+    from streamflow.config.validator import SfValidator
+    from streamflow.core.exception import WorkflowDefinitionException
+    from streamflow.deployment.deployment_manager import connector_classes
+
+    try:
+        config = SfValidator().validate_file(str(gen.streamflow))
+    except WorkflowDefinitionException as e:
+        last = str(e).splitlines()[-1]
+        raise AiinfnError(f"{gen.streamflow}: StreamFlow refuses the generated file: {last}") from None
+    for name, model in config.get("models", {}).items():
+        connector_classes[model["type"]](str(gen.root), **model["config"])  # reads templates, connects nowhere
+        del name
+    ctx = cwltool.context.LoadingContext()
+    ctx, obj, uri = cwltool.load_tool.fetch_document(str(gen.workflow), ctx)
+    cwltool.load_tool.resolve_and_validate_document(ctx, obj, uri)
+
+
+def plan(desc: Description, state_dir: Path | None = None, *, registry_url: str | None = None,
+         check_remote: bool = True) -> Planned:
+    """Every check, then the full workflow and deployments under ``<state>/plan`` (nothing runs)."""
+    state = State(state_dir or default_state(desc))
+    queues = check_platform(desc)
+    state.plan.mkdir(parents=True, exist_ok=True)
+    config = _ssh_home(desc, state.plan)
+    if check_remote:
+        registry.check(desc, registry_url)
+        remote.check(desc, config)
+    gen = generate(desc, state.plan, first=1, last=desc.training.rounds, model=desc.local(desc.training.initial_model),
+                   checkpoints=state.rounds, queues=queues)
+    check_generated(gen)
+    return Planned(desc, state, queues, gen, config, check_remote)
+
+
+# --------------------------------------------------------------------------- run
+
+
+@dataclass
+class Event:
+    """Something a user watching the run wants to see."""
+
+    round: int
+    facility: str | None
+    what: str  # submitted | done | failed | aggregated
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    state: State
+    first: int
+    last: int
+    resumed_from: int
+    report: dict[str, Any]
+
+
+class _Watchdog(threading.Thread):
+    """Probes each HPC facility's login node (TCP connect) while the engine runs."""
+
+    def __init__(self, desc: Description) -> None:
+        super().__init__(daemon=True, name="aiinfn-fl-watchdog")
+        self.targets = {n: (f.host, f.port) for n, f in desc.training.hpc().items()}
+        self.failures = dict.fromkeys(self.targets, 0)
+        self.down: dict[str, float] = {}
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(PROBE_INTERVAL):
+            for name, (host, port) in self.targets.items():
+                try:
+                    with socket.create_connection((host, port), timeout=PROBE_INTERVAL):
+                        self.failures[name] = 0
+                except OSError:
+                    self.failures[name] += 1
+                    if self.failures[name] >= PROBE_FAILURES and name not in self.down:
+                        self.down[name] = time.time()
+
+
+def _describe_facility(desc: Description, name: str) -> str:
+    f = desc.training.facilities[name]
+    if isinstance(f, HpcFacility):
+        return f"facility {name} ({f.kind} at {f.user}@{f.address})"
+    return f"facility {name} (site {f.site})"
+
+
+def _resume_hint(desc: Description, done: int, number: int) -> str:
+    kept = f"rounds 1-{done} are complete and kept" if done > 1 else ("round 1 is complete and kept" if done == 1
+                                                                        else "no round is complete yet")
+    return f"{kept}; rerun `aiinfn fl run {desc.file}` to resume from round {number}"
+
+
+def _start_engine(gen: Generated, home: Path, log: IO[str]) -> subprocess.Popen[str]:
+    tmp = gen.root / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamflow", "run", str(gen.streamflow), "--outdir", str(gen.root / "out")],
+        cwd=gen.root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, errors="replace", start_new_session=True,
+    )
+
+
+def _stop_engine(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def _event_of(rec: StepRecord, state: State) -> Event | None:
+    if rec.facility is None:
+        if rec.status == "COMPLETED":
+            detail: dict[str, Any] = {}
+            with contextlib.suppress(OSError, ValueError):
+                detail = json.loads((aggregate_program.round_dir(state.rounds, rec.round) /
+                                     aggregate_program.ROUND).read_text())
+            return Event(rec.round, None, "aggregated", detail)
+        return None
+    if rec.status == "COMPLETED":
+        return Event(rec.round, rec.facility, "done", {"seconds": rec.seconds, "job_id": rec.job_id})
+    if rec.status == "FAILED":
+        return Event(rec.round, rec.facility, "failed", {"error": rec.error[:3]})
+    if rec.job_id is not None and rec.ended is None:
+        return Event(rec.round, rec.facility, "submitted", {"job_id": rec.job_id})
+    return None
+
+
+def run(desc: Description, state_dir: Path | None = None, *, registry_url: str | None = None,
+        check_remote: bool = True, restart: bool = False,
+        on_event: Callable[[Event], None] | None = None) -> Outcome:
+    """Run the rounds not complete yet; raise RunError naming the facility when one fails."""
+    from .report import build_report, write_report
+
+    state = State(state_dir or default_state(desc))
+    emit = on_event or (lambda _e: None)
+    with state.lock():
+        digest = desc.digest()
+        meta = state.meta()
+        if restart or (meta.get("digest") not in (None, digest) and not state.completed()):
+            shutil.rmtree(state.rounds, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                state.model.unlink()
+        elif meta.get("digest") not in (None, digest):
+            raise RunError(f"{desc.file} changed since rounds were completed in {state.root}: the checkpoints belong "
+                           "to another training; run with --restart to start over from round 1")
+        state.write_meta({"digest": digest, "name": desc.training.name, "rounds": desc.training.rounds,
+                          "facilities": sorted(desc.training.facilities)})
+        done = len(state.completed())
+        total = desc.training.rounds
+        if done >= total:
+            report = build_report(desc, state)
+            write_report(state, report)
+            return Outcome(state, total + 1, total, done, report)
+        first = done + 1
+        planned = plan(desc, state.root, registry_url=registry_url, check_remote=check_remote)
+        number = len(list(state.runs.glob("[0-9][0-9][0-9][0-9]"))) + 1 if state.runs.is_dir() else 1
+        root = state.runs / f"{number:04d}"
+        shutil.rmtree(root, ignore_errors=True)
+        start_model = state.round_model(done) if done else desc.local(desc.training.initial_model)
+        gen = generate(desc, root, first=first, last=total, model=start_model, checkpoints=state.rounds,
+                       queues=planned.queues)
+        _ssh_home(desc, root)
+        resources = {f.address: n for n, f in desc.training.hpc().items()}
+        log = EngineLog(resources, first)
+        failure = _drive(desc, state, gen, log, emit)
+        log.settle()
+        (root / "engine.json").write_text(json.dumps(log.to_json(), indent=1, sort_keys=True) + "\n")
+        report = build_report(desc, state)
+        write_report(state, report)
+        completed = len(state.completed())
+        if failure is not None or completed < total:
+            reason = failure or _engine_failure(desc, log)
+            number_failed = completed + 1
+            raise RunError(f"{reason} in round {number_failed}; {_resume_hint(desc, completed, number_failed)}")
+        shutil.copyfile(state.round_model(total), state.model)
+        report = build_report(desc, state)
+        write_report(state, report)
+        return Outcome(state, first, total, done, report)
+
+
+def _drive(desc: Description, state: State, gen: Generated, log: EngineLog,
+           emit: Callable[[Event], None]) -> str | None:
+    """Run StreamFlow to its end; return why a facility stopped it, if one did."""
+    watchdog = _Watchdog(desc)
+    lines: list[str] = []
+    done_reading = threading.Event()
+    with open(gen.root / "streamflow.log", "w") as logfile:
+        proc = _start_engine(gen, gen.root / "home", logfile)
+
+        def reader() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                logfile.write(line)
+                logfile.flush()
+                lines.append(line.rstrip("\n"))
+            done_reading.set()
+
+        threading.Thread(target=reader, daemon=True, name="aiinfn-fl-log").start()
+        watchdog.start()
+        failure: str | None = None
+        seen = 0
+        emitted: set[tuple[int, str | None, str]] = set()
+        try:
+            while True:
+                finished = done_reading.wait(0.2)
+                while seen < len(lines):
+                    rec = log.feed(lines[seen])
+                    seen += 1
+                    ev = _event_of(rec, state) if rec is not None else None
+                    if ev is not None and (ev.round, ev.facility, ev.what) not in emitted:
+                        emitted.add((ev.round, ev.facility, ev.what))
+                        emit(ev)
+                    if rec is not None and rec.status == "FAILED" and rec.facility is not None and failure is None:
+                        failure = f"{_describe_facility(desc, rec.facility)} failed: " + _first_error(rec)
+                if finished:
+                    break
+                down = sorted(watchdog.down, key=watchdog.down.__getitem__)
+                if down and failure is None:
+                    name = down[0]
+                    failure = (f"{_describe_facility(desc, name)} stopped answering (no reply from its login node for "
+                               f"{PROBE_INTERVAL * PROBE_FAILURES:.0f} s)")
+                if failure is not None:
+                    emit(Event(len(state.completed()) + 1, None, "stopping", {"reason": failure}))
+                    _stop_engine(proc)
+        finally:
+            watchdog.stop_event.set()
+            _stop_engine(proc)
+            done_reading.wait(10)
+    return failure
+
+
+def _first_error(rec: StepRecord) -> str:
+    text = [line for line in rec.error if line]
+    if not text:
+        return "its job failed (see the run's streamflow.log)"
+    message = next((line for line in text if "aiinfn-fl task:" in line), text[-1])
+    return message.split("aiinfn-fl task: ", 1)[-1][:300]
+
+
+def _engine_failure(desc: Description, log: EngineLog) -> str:
+    rec = log.failed_step()
+    if rec is not None and rec.facility is not None:
+        return f"{_describe_facility(desc, rec.facility)} failed: {_first_error(rec)}"
+    if rec is not None:
+        return f"the aggregation failed: {_first_error(rec)}"
+    last = log.errors[-1] if log.errors else "it exited before the last round"
+    return f"the workflow engine stopped ({last[:300]})"

@@ -1,0 +1,340 @@
+"""The workflow and deployments handed to StreamFlow: one CWL workflow, one deployment per facility.
+
+For rounds ``first..last`` the workflow (CWL v1.2, written out round by round: StreamFlow 0.1.6 runs no
+CWL loops) has, per round, one ``train-rNNNN-<facility>`` step per facility and one ``aggregate-rNNNN``
+step. A train step gets the global model, the entry point and task.py as CWL Files (the engine copies
+them to the facility) and the dataset as a plain string argument: the engine never stages it, the job
+reads it where it is. Its outputs are the update and result.json (task.py). The aggregate step runs on
+the controller (StreamFlow's local connector) and gets every facility's update and result; its output
+is the next round's model, and it writes the round's checkpoint (aggregate.py).
+
+Deployments (StreamFlow ``models``, schema v1.0): an HPC facility is a ``slurm`` or ``pbs`` model
+(StreamFlow's queue-manager connectors over SSH) whose batch-script template (``facilities/<name>.sh``)
+holds the round's resources as ``#SBATCH``/``#PBS`` directives and runs the step inside the facility's
+Apptainer image with the dataset bound read-only. A platform site is a ``helm3`` model: a chart of ours
+(``facilities/<name>/chart``) with one worker Deployment in the project's namespace, labelled with the
+project's Kueue LocalQueue and the ``batch`` priority, whose pod mounts the dataset claim read-only;
+StreamFlow runs each step in that pod.
+
+Everything here is written from validated values; nothing of the description is a template or a shell
+word that needs quoting (aiinfn.fl.model).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..serialize import yaml_dump
+from . import aggregate as aggregate_program
+from . import task as task_program
+from .description import Description, SiteQueue
+from .model import HpcFacility, SiteFacility
+
+STREAMFLOW_VERSION = "v1.0"
+WORKFLOW_NAME = "aiinfn-fl"
+#: Container of the worker pod at a platform site (StreamFlow's helm ``service``).
+WORKER_CONTAINER = "trainer"
+#: Where a platform site's pod mounts the dataset claim.
+SITE_DATA_MOUNT = "/data"
+#: Kueue's labels on a workload (the queue it is submitted to, its priority class).
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+BATCH_PRIORITY = "batch"
+
+
+def train_step(number: int, facility: str) -> str:
+    return f"train-r{number:04d}-{facility}"
+
+
+def aggregate_step(number: int) -> str:
+    return f"aggregate-r{number:04d}"
+
+
+def output_id(what: str, facility: str) -> str:
+    """A train step's output id, different per facility: StreamFlow 0.1.6 merges the sources of a step input
+    by their output's short name, so that sources sharing one name (every facility's ``update``) collapse
+    into one and the aggregator would get a single update."""
+    return f"{what}_{facility.replace('-', '_')}"
+
+
+def release_name(training: str, facility: str) -> str:
+    return f"aiinfn-fl-{training}-{facility}"[:53].rstrip("-")
+
+
+@dataclass(frozen=True)
+class Generated:
+    """The files of one hand-over to StreamFlow (all under ``root``)."""
+
+    root: Path
+    streamflow: Path
+    workflow: Path
+    inputs: Path
+    first: int
+    last: int
+
+
+def _dataset_argument(f: HpcFacility | SiteFacility) -> str:
+    if isinstance(f, HpcFacility):
+        return f.dataset
+    return SITE_DATA_MOUNT
+
+
+#: StreamFlow 0.1.6 orders a command's bindings by their position as text ("10" before "9"): every position
+#: here has three digits, so that text order is number order.
+
+
+def _train_tool(desc: Description, number: int, name: str, f: HpcFacility | SiteFacility) -> dict[str, Any]:
+    args = [
+        {"position": 101, "valueFrom": "$(inputs.task.path)"},
+        {"position": 102, "valueFrom": "--facility"}, {"position": 103, "valueFrom": name},
+        {"position": 104, "valueFrom": "--round"}, {"position": 105, "valueFrom": str(number)},
+        {"position": 106, "valueFrom": "--dataset"}, {"position": 107, "valueFrom": _dataset_argument(f)},
+        {"position": 108, "valueFrom": "--entry"}, {"position": 109, "valueFrom": "$(inputs.entry.path)"},
+        {"position": 110, "valueFrom": "--model"}, {"position": 111, "valueFrom": "$(inputs.model.path)"},
+        {"position": 112, "valueFrom": "--"},
+    ]
+    args += [{"position": 113 + i, "valueFrom": a} for i, a in enumerate(desc.training.entrypoint.args)]
+    return {
+        "class": "CommandLineTool",
+        "baseCommand": ["python3"],
+        "arguments": args,
+        "inputs": {"task": "File", "entry": "File", "model": "File"},
+        "outputs": {
+            output_id("update", name): {"type": "File", "outputBinding": {"glob": task_program.update_file(name)}},
+            output_id("result", name): {"type": "File", "outputBinding": {"glob": task_program.result_file(name)}},
+        },
+    }
+
+
+def _aggregate_tool(desc: Description, number: int, checkpoints: Path, python: str) -> dict[str, Any]:
+    return {
+        "class": "CommandLineTool",
+        "baseCommand": [python],
+        "arguments": [
+            {"position": 101, "valueFrom": "$(inputs.program.path)"},
+            {"position": 102, "valueFrom": "--round"}, {"position": 103, "valueFrom": str(number)},
+            {"position": 104, "valueFrom": "--method"},
+            {"position": 105, "valueFrom": desc.training.aggregation.method.value},
+            {"position": 106, "valueFrom": "--checkpoints"}, {"position": 107, "valueFrom": str(checkpoints)},
+        ],
+        "inputs": {
+            "program": "File",
+            "updates": {"type": "File[]",
+                        "inputBinding": {"position": 108, "prefix": "--updates", "itemSeparator": ","}},
+            "results": {"type": "File[]",
+                        "inputBinding": {"position": 109, "prefix": "--results", "itemSeparator": ","}},
+        },
+        "outputs": {"model": {"type": "File", "outputBinding": {"glob": aggregate_program.MODEL}}},
+    }
+
+
+def workflow(desc: Description, first: int, last: int, checkpoints: Path, python: str) -> dict[str, Any]:
+    """The CWL workflow of rounds ``first..last`` (the model of round ``first - 1`` is its input)."""
+    steps: dict[str, Any] = {}
+    names = list(desc.training.facilities)
+    for number in range(first, last + 1):
+        model_source = "model" if number == first else f"{aggregate_step(number - 1)}/model"
+        for name in names:
+            steps[train_step(number, name)] = {
+                "run": _train_tool(desc, number, name, desc.training.facilities[name]),
+                "in": {"task": "task", "entry": "entry", "model": model_source},
+                "out": [output_id("update", name), output_id("result", name)],
+            }
+        steps[aggregate_step(number)] = {
+            "run": _aggregate_tool(desc, number, checkpoints, python),
+            "in": {
+                "program": "aggregate",
+                "updates": {"source": [f"{train_step(number, n)}/{output_id('update', n)}" for n in names],
+                            "linkMerge": "merge_flattened"},
+                "results": {"source": [f"{train_step(number, n)}/{output_id('result', n)}" for n in names],
+                            "linkMerge": "merge_flattened"},
+            },
+            "out": ["model"],
+        }
+    return {
+        "cwlVersion": "v1.2",
+        "class": "Workflow",
+        "label": f"aiinfn fl {desc.training.name}: rounds {first}-{last}",
+        "requirements": {"MultipleInputFeatureRequirement": {}, "StepInputExpressionRequirement": {}},
+        "inputs": {"model": "File", "task": "File", "entry": "File", "aggregate": "File"},
+        "outputs": {"final_model": {"type": "File", "outputSource": f"{aggregate_step(last)}/model"}},
+        "steps": steps,
+    }
+
+
+def slurm_script(desc: Description, name: str, f: HpcFacility) -> str:
+    r = f.resources
+    lines = ["#!/bin/sh", f"#SBATCH --job-name=aiinfn-fl-{desc.training.name}-{name}",
+             "#SBATCH --nodes=1", "#SBATCH --ntasks=1", f"#SBATCH --cpus-per-task={r.cpus}",
+             f"#SBATCH --mem={r.memory_mb}M", f"#SBATCH --time={r.slurm_time}"]
+    lines += [f"#SBATCH --partition={f.partition}"] if f.partition else []
+    lines += [f"#SBATCH --account={f.account}"] if f.account else []
+    lines += [f"#SBATCH --qos={f.qos}"] if f.qos else []
+    lines += [f"#SBATCH --gpus={r.gpus}"] if r.gpus else []
+    return "\n".join([*lines, *_apptainer(desc, name, f)]) + "\n"
+
+
+def pbs_script(desc: Description, name: str, f: HpcFacility) -> str:
+    r = f.resources
+    select = f"select=1:ncpus={r.cpus}:mem={r.memory_mb}mb" + (f":ngpus={r.gpus}" if r.gpus else "")
+    hours, minutes = divmod(r.time_minutes, 60)
+    lines = ["#!/bin/sh", f"#PBS -N aiinfn-fl-{name}"[:17], f"#PBS -l {select}",
+             f"#PBS -l walltime={hours:02d}:{minutes:02d}:00"]
+    lines += [f"#PBS -q {f.partition}"] if f.partition else []
+    lines += [f"#PBS -A {f.account}"] if f.account else []
+    return "\n".join([*lines, *_apptainer(desc, name, f)]) + "\n"
+
+
+def _apptainer(desc: Description, name: str, f: HpcFacility) -> list[str]:
+    gpu = " --nv" if f.resources.gpus else ""
+    return [
+        f"# aiinfn fl {desc.training.name}: one round at facility {name}; the data is read in place, read-only",
+        f"apptainer exec{gpu} --bind {f.dataset}:{f.dataset}:ro --bind {f.workdir} oras://{f.image} "
+        "{{ streamflow_command }}",
+    ]
+
+
+def hpc_model(desc: Description, f: HpcFacility, script: str, poll: int) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "hostname": f.address,
+        "username": f.user,
+        "sshKey": str(desc.machine_path(f.ssh_key)),
+        "checkHostKey": True,
+        "file": script,
+        "maxConcurrentJobs": 1,
+        "pollingInterval": poll,
+    }
+    return {"type": f.kind, "config": config}
+
+
+def site_objects(desc: Description, name: str, f: SiteFacility, queue: SiteQueue) -> list[dict[str, Any]]:
+    """The worker of a platform site: a Deployment Kueue admits through the project's queue."""
+    release = release_name(desc.training.name, name)
+    r = f.resources
+    limits: dict[str, Any] = {"cpu": str(r.cpus), "memory": f"{r.memory_mb}Mi"}
+    if queue.accelerator_resource:
+        limits[queue.accelerator_resource] = "1"
+    labels = {
+        "app.kubernetes.io/instance": release,
+        "app.kubernetes.io/name": "aiinfn-fl-worker",
+        "app.kubernetes.io/managed-by": "aiinfn-fl",
+        QUEUE_LABEL: queue.local_queue,
+        PRIORITY_LABEL: BATCH_PRIORITY,
+    }
+    mount: dict[str, Any] = {"name": "dataset", "mountPath": SITE_DATA_MOUNT, "readOnly": True}
+    if f.dataset.path:
+        mount["subPath"] = f.dataset.path
+    pod = {
+        "metadata": {"labels": labels},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "restartPolicy": "Always",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": WORKER_CONTAINER,
+                "image": f.image,
+                "command": ["sleep", str(r.time_minutes * 60 * max(1, desc.training.rounds))],
+                "resources": {"requests": dict(limits), "limits": dict(limits)},
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                    "readOnlyRootFilesystem": False},
+                "volumeMounts": [mount, {"name": "work", "mountPath": "/tmp"}],
+            }],
+            "volumes": [
+                {"name": "dataset", "persistentVolumeClaim": {"claimName": f.dataset.claim, "readOnly": True}},
+                {"name": "work", "emptyDir": {}},
+            ],
+        },
+    }
+    return [{
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": release, "namespace": queue.namespace, "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app.kubernetes.io/instance": release}},
+                 "template": pod},
+    }]
+
+
+def _write_chart(root: Path, desc: Description, name: str, f: SiteFacility, queue: SiteQueue) -> Path:
+    chart = root / "facilities" / name / "chart"
+    (chart / "templates").mkdir(parents=True, exist_ok=True)
+    (chart / "Chart.yaml").write_text(yaml_dump({
+        "apiVersion": "v2", "name": "aiinfn-fl-worker", "version": "0.1.0", "type": "application",
+        "description": f"aiinfn fl {desc.training.name}: the worker pod at site {f.site}",
+    }))
+    (chart / "templates" / "worker.yaml").write_text(
+        "\n---\n".join(yaml_dump(o) for o in site_objects(desc, name, f, queue)))
+    return chart
+
+
+def site_model(desc: Description, name: str, f: SiteFacility, queue: SiteQueue, chart: str) -> dict[str, Any]:
+    return {"type": "helm3", "config": {
+        "chart": chart,
+        "kubeconfig": str(desc.machine_path(f.kubeconfig)),
+        "namespace": queue.namespace,
+        "releaseName": release_name(desc.training.name, name),
+        "wait": True,
+        "atomic": True,
+        "timeout": f"{f.resources.time_minutes}m",
+    }}
+
+
+def streamflow_file(desc: Description, workflow_file: str, inputs_file: str, first: int, last: int,
+                    models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    bindings: list[dict[str, Any]] = []
+    for number in range(first, last + 1):
+        for name, f in desc.training.facilities.items():
+            target: dict[str, Any] = {"model": name}
+            binding: dict[str, Any] = {"step": f"/{train_step(number, name)}", "target": target}
+            if isinstance(f, HpcFacility):
+                binding["workdir"] = f.workdir
+            else:
+                target["service"] = WORKER_CONTAINER
+                binding["workdir"] = "/tmp/aiinfn-fl"
+            bindings.append(binding)
+    return {
+        "version": STREAMFLOW_VERSION,
+        "workflows": {WORKFLOW_NAME: {
+            "type": "cwl",
+            "config": {"file": workflow_file, "settings": inputs_file},
+            "bindings": bindings,
+        }},
+        "models": models,
+    }
+
+
+def generate(desc: Description, root: Path, *, first: int, last: int, model: Path, checkpoints: Path,
+             queues: dict[str, SiteQueue], python: str | None = None) -> Generated:
+    """Write everything StreamFlow needs for rounds ``first..last`` starting from ``model`` under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    programs = root / "programs"
+    programs.mkdir(exist_ok=True)
+    shutil.copyfile(task_program.__file__, programs / "task.py")
+    shutil.copyfile(aggregate_program.__file__, programs / "aggregate.py")
+    (root / "facilities").mkdir(exist_ok=True)
+    models: dict[str, dict[str, Any]] = {}
+    t = desc.training
+    for name, f in t.facilities.items():
+        if isinstance(f, HpcFacility):
+            script = root / "facilities" / f"{name}.sh"
+            script.write_text(slurm_script(desc, name, f) if f.kind == "slurm" else pbs_script(desc, name, f))
+            models[name] = hpc_model(desc, f, str(script.relative_to(root)), t.poll_seconds)
+        else:
+            chart = _write_chart(root, desc, name, f, queues[name])
+            models[name] = site_model(desc, name, f, queues[name], str(chart.resolve()))
+    wf = root / "workflow.cwl"
+    wf.write_text(yaml_dump(workflow(desc, first, last, checkpoints.resolve(), python or sys.executable)))
+    inputs = root / "inputs.yml"
+    inputs.write_text(yaml_dump({
+        "model": {"class": "File", "path": str(model.resolve())},
+        "task": {"class": "File", "path": str((programs / "task.py").resolve())},
+        "entry": {"class": "File", "path": str(desc.local(t.entrypoint.script))},
+        "aggregate": {"class": "File", "path": str((programs / "aggregate.py").resolve())},
+    }))
+    sf = root / "streamflow.yml"
+    sf.write_text(yaml_dump(streamflow_file(desc, wf.name, inputs.name, first, last, models)))
+    return Generated(root, sf, wf, inputs, first, last)
