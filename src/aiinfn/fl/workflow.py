@@ -284,8 +284,9 @@ def site_model(desc: Description, name: str, f: SiteFacility, queue: SiteQueue, 
 
 
 def streamflow_file(desc: Description, workflow_file: str, inputs_file: str, first: int, last: int,
-                    models: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    bindings: list[dict[str, Any]] = []
+                    models: dict[str, dict[str, Any]], local_workdir: str) -> dict[str, Any]:
+    # what runs on the controller (the workflow's inputs, the aggregation) works in the run's own directory
+    bindings: list[dict[str, Any]] = [{"step": "/", "workdir": local_workdir}]
     for number in range(first, last + 1):
         for name, f in desc.training.facilities.items():
             target: dict[str, Any] = {"model": name}
@@ -336,5 +337,7 @@ def generate(desc: Description, root: Path, *, first: int, last: int, model: Pat
         "aggregate": {"class": "File", "path": str((programs / "aggregate.py").resolve())},
     }))
     sf = root / "streamflow.yml"
-    sf.write_text(yaml_dump(streamflow_file(desc, wf.name, inputs.name, first, last, models)))
+    local = root / "work"
+    local.mkdir(exist_ok=True)
+    sf.write_text(yaml_dump(streamflow_file(desc, wf.name, inputs.name, first, last, models, str(local.resolve()))))
     return Generated(root, sf, wf, inputs, first, last)

@@ -1,0 +1,203 @@
+"""What aiinfn hands to StreamFlow, read by StreamFlow itself; the aggregator; the engine's log.
+
+The workflow and every deployment (slurm, pbs and a platform site's helm3) of a description are
+checked with StreamFlow 0.1.6's own schema validator, built into its own connector classes (as its
+deployment manager does, without connecting) and loaded by cwltool as StreamFlow loads them. The site's
+worker Deployment is checked against the Kubernetes 1.33 schemas and Pod Security ``restricted``, and
+carries the project's Kueue LocalQueue. A platform site cannot be run here (no Kubernetes API server,
+no helm): these offline checks are what covers that facility kind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import numpy as np
+import pytest
+from ruamel.yaml import YAML
+
+from aiinfn import versions
+from aiinfn.fl import aggregate, description, engine, run, workflow
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support" / "security"))
+import pss
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fl"
+SITE = {
+    "kind": "site", "site": "cnaf", "kubeconfig": "kubeconfig",
+    "image": "harbor.ai-infn.cloud.cnaf.infn.it/environments/fl-numpy:1.0",
+    "dataset": {"claim": "fl-data", "path": "part-a"},
+    "resources": {"cpus": 2, "memory_gb": 4, "accelerator": "A100-80GB/1g.10gb", "time_minutes": 30},
+}
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory: pytest.TempPathFactory) -> run.Planned:
+    tmp_path = tmp_path_factory.mktemp("fl-plan")
+    yaml = YAML(typ="safe", pure=True)
+    data = yaml.load((EXAMPLE / "training.yaml").read_text())
+    for f in ("train.py", "init.npz"):
+        shutil.copyfile(EXAMPLE / f, tmp_path / f)
+    (tmp_path / "known_hosts").write_text("")
+    (tmp_path / "key").write_text("only the path is used\n")
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    for f in data["facilities"].values():
+        f["ssh_key"] = "key"
+    data["facilities"]["bari"].update(kind="pbs", partition="workq", account="inf24_fl",
+                                      resources={"cpus": 4, "memory_gb": 8, "gpus": 1, "time_minutes": 90})
+    data["facilities"]["cnaf"] = SITE
+    with (tmp_path / "training.yaml").open("w") as fh:
+        yaml.dump(data, fh)
+    desc = description.load(tmp_path / "training.yaml")
+    return run.plan(desc, tmp_path / "state", check_remote=False)
+
+
+def test_streamflow_reads_the_workflow_and_one_deployment_per_facility(planned: run.Planned) -> None:
+    from streamflow.config.config import WorkflowConfig
+    from streamflow.config.validator import SfValidator
+    from streamflow.deployment.connector.kubernetes import Helm3Connector
+    from streamflow.deployment.connector.queue_manager import PBSConnector, SlurmConnector
+    from streamflow.deployment.deployment_manager import connector_classes
+
+    gen = planned.generated
+    config = SfValidator().validate_file(str(gen.streamflow))
+    models = config["models"]
+    assert {n: m["type"] for n, m in models.items()} == {"bologna": "slurm", "bari": "pbs", "cnaf": "helm3"}
+    built = {n: connector_classes[m["type"]](str(gen.root), **m["config"]) for n, m in models.items()}
+    assert isinstance(built["bologna"], SlurmConnector) and isinstance(built["bari"], PBSConnector)
+    assert isinstance(built["cnaf"], Helm3Connector) and built["cnaf"].namespace == "lhc-ml"
+    assert models["bologna"]["config"]["checkHostKey"] is True
+    # every train step is bound to its facility's deployment; the aggregation stays on the controller
+    wc = WorkflowConfig(workflow.WORKFLOW_NAME, config)
+    from pathlib import PurePosixPath
+
+    rounds = planned.desc.training.rounds
+    for number in range(1, rounds + 1):
+        for name in ("bologna", "bari", "cnaf"):
+            target = wc.propagate(PurePosixPath(f"/{workflow.train_step(number, name)}"), "target")
+            assert target["model"] == name
+        assert wc.propagate(PurePosixPath(f"/{workflow.aggregate_step(number)}"), "target") is None
+
+
+def test_the_dataset_is_never_a_file_the_engine_could_stage(planned: run.Planned) -> None:
+    wf = YAML(typ="safe", pure=True).load(planned.generated.workflow.read_text())
+    for name, step in wf["steps"].items():
+        tool = step["run"]
+        assert all(t in ("File", "File[]") or t["type"] in ("File", "File[]") for t in tool["inputs"].values())
+        if name.startswith("train-"):
+            assert set(tool["inputs"]) == {"task", "entry", "model"}
+            values = [a["valueFrom"] for a in tool["arguments"]]
+            facility = name.split("-", 2)[2]
+            f = planned.desc.training.facilities[facility]
+            expected = f.dataset if hasattr(f, "host") else workflow.SITE_DATA_MOUNT
+            assert values[values.index("--dataset") + 1] == expected
+    inputs = YAML(typ="safe", pure=True).load(planned.generated.inputs.read_text())
+    assert set(inputs) == {"model", "task", "entry", "aggregate"}
+
+
+def test_batch_scripts_carry_the_round_resources_and_run_in_the_image(planned: run.Planned) -> None:
+    root = planned.generated.root / "facilities"
+    slurm = (root / "bologna.sh").read_text().splitlines()
+    assert "#SBATCH --cpus-per-task=1" in slurm and "#SBATCH --mem=1024M" in slurm
+    assert "#SBATCH --time=0-00:10:00" in slurm and "#SBATCH --partition=debug" in slurm
+    assert slurm[-1] == ("apptainer exec --bind /srv/data/fl-bologna:/srv/data/fl-bologna:ro --bind /tmp/aiinfn-fl "
+                         "oras://harbor.ai-infn.cloud.cnaf.infn.it/apptainer/fl-numpy:1.0 {{ streamflow_command }}")
+    pbs = (root / "bari.sh").read_text().splitlines()
+    assert "#PBS -l select=1:ncpus=4:mem=8192mb:ngpus=1" in pbs and "#PBS -l walltime=01:30:00" in pbs
+    assert "#PBS -q workq" in pbs and "#PBS -A inf24_fl" in pbs and pbs[-1].startswith("apptainer exec --nv ")
+    # the only template expression is StreamFlow's own command
+    for script in (root / "bologna.sh", root / "bari.sh"):
+        assert script.read_text().count("{{") == 1
+
+
+def test_site_worker_is_a_valid_deployment_admitted_through_the_project_queue(planned: run.Planned) -> None:
+    text = (planned.generated.root / "facilities" / "cnaf" / "chart" / "templates" / "worker.yaml").read_text()
+    (obj,) = list(YAML(typ="safe", pure=True).load_all(text))
+    kubernetes_validate.validate(obj, versions.KUBERNETES, strict=True)
+    pod = obj["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    assert labels[workflow.QUEUE_LABEL] == "default" and labels[workflow.PRIORITY_LABEL] == "batch"
+    assert obj["metadata"]["namespace"] == "lhc-ml"
+    assert labels["app.kubernetes.io/instance"] == workflow.release_name("logreg-example", "cnaf")
+    container = pod["spec"]["containers"][0]
+    resource = planned.queues["cnaf"].accelerator_resource
+    assert resource is not None and container["resources"]["limits"][resource] == "1"
+    volume = pod["spec"]["volumes"][0]
+    assert volume["persistentVolumeClaim"] == {"claimName": "fl-data", "readOnly": True}
+    assert container["volumeMounts"][0] == {"name": "dataset", "mountPath": "/data", "readOnly": True,
+                                            "subPath": "part-a"}
+    assert pss.violations(obj, "restricted") == []
+
+
+def _update(tmp: Path, name: str, w: np.ndarray, samples: int, number: int = 1) -> tuple[Path, Path]:
+    u = tmp / f"update-{name}.npz"
+    np.savez(u, w=w, b=np.array([float(samples)]))
+    r = tmp / f"result-{name}.json"
+    r.write_text(json.dumps({"facility": name, "round": number, "samples": samples, "metrics": {"loss": 1.0},
+                             "update_sha256": aggregate.sha256(u)}))
+    return u, r
+
+
+def test_aggregation_is_the_sample_weighted_average(tmp_path: Path) -> None:
+    a = _update(tmp_path, "a", np.array([1.0, 2.0]), 100)
+    b = _update(tmp_path, "b", np.array([3.0, -2.0]), 300)
+    rec = aggregate.aggregate(1, "fedavg", [a[0], b[0]], [b[1], a[1]], tmp_path / "ck", tmp_path / "model.npz")
+    model = aggregate.load_arrays(tmp_path / "model.npz")
+    np.testing.assert_allclose(model["w"], 0.25 * np.array([1.0, 2.0]) + 0.75 * np.array([3.0, -2.0]))
+    assert rec["weights"] == {"a": 0.25, "b": 0.75}
+    done = tmp_path / "ck" / "round-0001"
+    assert sorted(p.name for p in done.iterdir()) == ["model.npz", "results", "round.json", "updates"]
+    mean = aggregate.aggregate(1, "mean", [a[0], b[0]], [a[1], b[1]], tmp_path / "ck2", tmp_path / "m2.npz")
+    assert mean["weights"] == {"a": 0.5, "b": 0.5}
+
+
+def test_aggregation_refuses_an_update_that_is_not_the_one_reported(tmp_path: Path) -> None:
+    a = _update(tmp_path, "a", np.array([1.0, 2.0]), 100)
+    b = _update(tmp_path, "b", np.array([3.0, 2.0]), 100)
+    np.savez(b[0], w=np.array([9.0, 9.0]), b=np.array([0.0]))  # changed after its result was written
+    with pytest.raises(aggregate.AggregationError, match="did not arrive intact"):
+        aggregate.aggregate(1, "fedavg", [a[0], b[0]], [a[1], b[1]], tmp_path / "ck", tmp_path / "m.npz")
+    c = _update(tmp_path, "c", np.array([1.0, 2.0, 3.0]), 100)
+    with pytest.raises(aggregate.AggregationError, match="is float64"):
+        aggregate.aggregate(1, "fedavg", [a[0], c[0]], [a[1], c[1]], tmp_path / "ck", tmp_path / "m.npz")
+    assert not (tmp_path / "ck" / "round-0001").exists()
+
+
+LOG = """\
+2026-12-01 11:23:18.000 INFO     Executing job /train-r0003-bari/run/nDMqPF on resource 10.0.0.2:22 into directory /w/TnEJ:
+python3 \\
+2026-12-01 11:23:18.100 INFO     Scheduled job /train-r0003-bari/run/nDMqPF with job id 17
+2026-12-01 11:23:21.000 ERROR    Job /train-r0003-bari/run/nDMqPF failed with error:
+\taiinfn-fl task: facility bari: the entry point exited 1 in round 3
+2026-12-01 11:23:21.010 INFO     Step /train-r0003-bari/run terminated with status FAILED
+2026-12-01 11:23:22.000 INFO     Copying /w/TnEJ/update-bari.npz on resource 10.0.0.2:22 to /l/u/update-bari.npz on local file-system
+2026-12-01 11:23:22.500 INFO     Executing job /aggregate-r0002/run/xyz locally into directory /l/agg2:
+2026-12-01 11:23:23.000 INFO     Copying /l/agg2/model.npz on local file-system to /w/x/model.npz on resource 10.0.0.2:22
+"""  # noqa: E501 - StreamFlow's log lines as it writes them
+
+
+def test_engine_log_gives_steps_jobs_failures_and_copies() -> None:
+    log = engine.EngineLog({"10.0.0.2:22": "bari"}, first_round=2)
+    for line in LOG.splitlines():
+        log.feed(line)
+    rec = log.steps["train-r0003-bari"]
+    assert (rec.round, rec.facility, rec.job_id, rec.status) == (3, "bari", "17", "FAILED")
+    assert rec.seconds == pytest.approx(3.01)
+    assert log.failed_step() is rec
+    assert run._first_error(rec) == "facility bari: the entry point exited 1 in round 3"
+    log.settle()
+    assert [(c.round, c.direction) for c in log.copies] == [(3, "to"), (3, "from")]
+
+
+def test_registry_asks_harbor_for_the_artifact(tmp_path: Path) -> None:
+    from aiinfn.fl import registry
+
+    url = registry.artifact_url("https://h", "h/apptainer/team/fl-numpy:1.0")
+    assert url == "https://h/api/v2.0/projects/apptainer/repositories/team%252Ffl-numpy/artifacts/1.0"
+    digest = "sha256:" + "a" * 64
+    assert registry.artifact_url("https://h", f"h/environments/x@{digest}").endswith(f"/artifacts/{digest}")
+
