@@ -68,8 +68,9 @@ def register(app: typer.Typer) -> None:
             planned = run.plan(desc, state, registry_url=registry_url, check_remote=not offline)
         out.print(_facility_table(planned))
         t = desc.training
-        out.print(f"{t.rounds} rounds, aggregation {t.aggregation.method.value} on the {t.aggregation.runs_on}; "
-                  f"StreamFlow files in [cyan]{planned.generated.root}[/cyan] (streamflow.yml, workflow.cwl)")
+        out.print(f"{t.rounds} rounds, aggregation {t.aggregation.method.value} on the {t.aggregation.runs_on}, "
+                  f"handed to StreamFlow {planned.generated.last} rounds at a time; StreamFlow files of rounds "
+                  f"1-{planned.generated.last} in [cyan]{planned.generated.root}[/cyan] (streamflow.yml, workflow.cwl)")
         if offline:
             err.print("[yellow]note[/yellow]: --offline: the registry and the facilities were not asked")
 

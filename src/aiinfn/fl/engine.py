@@ -23,8 +23,10 @@ _STEP = r"/(?P<step>(?:train-r(?P<round>\d{4})-(?P<facility>[a-z0-9-]+))|(?:aggr
 EXECUTING = re.compile(_STAMP + r"Executing job " + _STEP + r"/run/\S+ (?:locally|on resource (?P<res>\S+)) "
                        r"into directory (?P<dir>\S+?):?$")
 SCHEDULED = re.compile(_STAMP + r"Scheduled job " + _STEP + r"/run/\S+ with job id (?P<job>\S+)")
-TERMINATED = re.compile(_STAMP + r"Step " + _STEP + r"/run terminated with status (?P<status>[A-Z]+)")
-FAILED = re.compile(_STAMP + r"Job " + _STEP + r"/run/\S+ failed with error:")
+#: a step's own job (``/run``) or one of its input/output transfers (``/in/model``) ends
+TERMINATED = re.compile(_STAMP + r"Step " + _STEP + r"/(?P<sub>run|in/[\w-]+|out/[\w-]+) terminated with status "
+                        r"(?P<status>[A-Z]+)")
+FAILED = re.compile(_STAMP + r"Job " + _STEP + r"/(?:run|in/[\w-]+|out/[\w-]+)/\S+ failed with error:")
 TO_REMOTE = re.compile(_STAMP + r"Copying (?P<src>\S+) on local file-system to (?P<dst>\S+) on resource (?P<res>\S+)$")
 TO_LOCAL = re.compile(_STAMP + r"Copying (?P<src>\S+) on resource (?P<res>\S+) to (?P<dst>\S+) on local file-system$")
 ERROR = re.compile(_STAMP + r"(?P<message>.*)$")
@@ -105,7 +107,8 @@ class EngineLog:
             return rec
         if m := TERMINATED.match(line):
             rec = self._record(m)
-            rec.ended, rec.status = _time(m["t"]), m["status"]
+            if m["sub"] == "run" or m["status"] == "FAILED":
+                rec.ended, rec.status = _time(m["t"]), m["status"]
             return rec
         if m := FAILED.match(line):
             rec = self._record(m)
@@ -119,6 +122,14 @@ class EngineLog:
             return None
         if (m := ERROR.match(line)) and m["level"] in ("ERROR", "CRITICAL"):
             self.errors.append(m["message"])
+        return None
+
+    def facility_in_errors(self) -> str | None:
+        """The facility whose login node an error message names (an SSH error names host:port)."""
+        for message in reversed(self.errors):
+            for resource, facility in self.facilities.items():
+                if resource in message or resource.rsplit(":", 1)[0] in message:
+                    return facility
         return None
 
     def _copy_to(self, src: str, resource: str) -> None:

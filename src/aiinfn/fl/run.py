@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import shutil
 import signal
@@ -48,6 +49,8 @@ from .workflow import Generated, generate
 #: Seconds between probes of a login node, and how many may fail in a row before it counts as down.
 PROBE_INTERVAL = 2.0
 PROBE_FAILURES = 4
+#: Most paths StreamFlow's translator may walk from the last aggregation back (see rounds_per_run).
+MAX_PATHS = 64
 #: Seconds StreamFlow gets to undeploy after it is told to stop, before it is killed.
 STOP_GRACE = 10.0
 
@@ -197,7 +200,8 @@ def check_generated(gen: Generated) -> None:
 
 def plan(desc: Description, state_dir: Path | None = None, *, registry_url: str | None = None,
          check_remote: bool = True) -> Planned:
-    """Every check, then the full workflow and deployments under ``<state>/plan`` (nothing runs)."""
+    """Every check, then the workflow of the first hand-over (rounds 1..rounds_per_run) and the deployments
+    under ``<state>/plan`` (nothing runs)."""
     state = State(state_dir or default_state(desc))
     queues = check_platform(desc)
     state.plan.mkdir(parents=True, exist_ok=True)
@@ -205,7 +209,8 @@ def plan(desc: Description, state_dir: Path | None = None, *, registry_url: str 
     if check_remote:
         registry.check(desc, registry_url)
         remote.check(desc, config)
-    gen = generate(desc, state.plan, first=1, last=desc.training.rounds, model=desc.local(desc.training.initial_model),
+    last = min(desc.training.rounds, rounds_per_run(len(desc.training.facilities)))
+    gen = generate(desc, state.plan, first=1, last=last, model=desc.local(desc.training.initial_model),
                    checkpoints=state.rounds, queues=queues)
     check_generated(gen)
     return Planned(desc, state, queues, gen, config, check_remote)
@@ -338,29 +343,44 @@ def run(desc: Description, state_dir: Path | None = None, *, registry_url: str |
             return Outcome(state, total + 1, total, done, report)
         first = done + 1
         planned = plan(desc, state.root, registry_url=registry_url, check_remote=check_remote)
-        number = len(list(state.runs.glob("[0-9][0-9][0-9][0-9]"))) + 1 if state.runs.is_dir() else 1
-        root = state.runs / f"{number:04d}"
-        shutil.rmtree(root, ignore_errors=True)
-        start_model = state.round_model(done) if done else desc.local(desc.training.initial_model)
-        gen = generate(desc, root, first=first, last=total, model=start_model, checkpoints=state.rounds,
-                       queues=planned.queues)
-        _ssh_home(desc, root)
         resources = {f.address: n for n, f in desc.training.hpc().items()}
-        log = EngineLog(resources, first)
-        failure = _drive(desc, state, gen, log, emit)
-        log.settle()
-        (root / "engine.json").write_text(json.dumps(log.to_json(), indent=1, sort_keys=True) + "\n")
-        report = build_report(desc, state)
-        write_report(state, report)
-        completed = len(state.completed())
-        if failure is not None or completed < total:
-            reason = failure or _engine_failure(desc, log)
-            number_failed = completed + 1
-            raise RunError(f"{reason} in round {number_failed}; {_resume_hint(desc, completed, number_failed)}")
+        per_run = rounds_per_run(len(desc.training.facilities))
+        a = first
+        while a <= total:
+            b = min(total, a + per_run - 1)
+            number = len(list(state.runs.glob("[0-9][0-9][0-9][0-9]"))) + 1 if state.runs.is_dir() else 1
+            root = state.runs / f"{number:04d}"
+            shutil.rmtree(root, ignore_errors=True)
+            start_model = state.round_model(a - 1) if a > 1 else desc.local(desc.training.initial_model)
+            gen = generate(desc, root, first=a, last=b, model=start_model, checkpoints=state.rounds,
+                           queues=planned.queues)
+            _ssh_home(desc, root)
+            log = EngineLog(resources, a)
+            failure = _drive(desc, state, gen, log, emit)
+            log.settle()
+            (root / "engine.json").write_text(json.dumps(log.to_json(), indent=1, sort_keys=True) + "\n")
+            completed = len(state.completed())
+            if failure is not None or completed < b:
+                write_report(state, build_report(desc, state))
+                reason = failure or _engine_failure(desc, log)
+                number_failed = completed + 1
+                raise RunError(f"{reason} in round {number_failed}; {_resume_hint(desc, completed, number_failed)}")
+            a = b + 1
         shutil.copyfile(state.round_model(total), state.model)
         report = build_report(desc, state)
         write_report(state, report)
         return Outcome(state, first, total, done, report)
+
+
+def rounds_per_run(facilities: int) -> int:
+    """Rounds handed to StreamFlow at once. Its 0.1.6 translator walks every path from a step back to the
+    workflow's inputs without remembering any, and a round's aggregation has one path per facility into
+    each earlier round: ``facilities ** rounds`` paths (2 facilities, 8 rounds: 50 s before the first job
+    here). Keeping that at most MAX_PATHS bounds the translation; the rounds of a training then run as a
+    sequence of workflows, each starting from the last one's checkpoint."""
+    if facilities <= 1:
+        return 1000
+    return max(1, int(math.log(MAX_PATHS) / math.log(facilities) + 1e-9))
 
 
 def _drive(desc: Description, state: State, gen: Generated, log: EngineLog,
@@ -422,10 +442,28 @@ def _first_error(rec: StepRecord) -> str:
     return message.split("aiinfn-fl task: ", 1)[-1][:300]
 
 
+def _unreachable(desc: Description) -> list[str]:
+    """HPC facilities whose login node does not answer now (one TCP connect each)."""
+    out = []
+    for name, f in desc.training.hpc().items():
+        try:
+            with socket.create_connection((f.host, f.port), timeout=PROBE_INTERVAL):
+                pass
+        except OSError:
+            out.append(name)
+    return out
+
+
 def _engine_failure(desc: Description, log: EngineLog) -> str:
+    down = _unreachable(desc)
+    if down:
+        return f"{_describe_facility(desc, down[0])} stopped answering (its login node does not accept connections)"
     rec = log.failed_step()
     if rec is not None and rec.facility is not None:
         return f"{_describe_facility(desc, rec.facility)} failed: {_first_error(rec)}"
+    named = log.facility_in_errors()
+    if named is not None:
+        return f"{_describe_facility(desc, named)} failed: {log.errors[-1][:300]}"
     if rec is not None:
         return f"the aggregation failed: {_first_error(rec)}"
     last = log.errors[-1] if log.errors else "it exited before the last round"

@@ -158,6 +158,7 @@ def test_a_facility_that_dies_mid_round_is_named_and_a_rerun_resumes(facilities:
     kept = {n: (state / "rounds" / f"round-{n:04d}" / "round.json").read_text() for n in range(1, done + 1)}
 
     setup.facilities.revive("leonardo")
+    runs_before = len(list((state / "runs").iterdir()))
     res = setup.aiinfn("run", str(desc), state=state)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"resumed after round {done}" in res.stdout.replace("\n", " ")
@@ -165,9 +166,9 @@ def test_a_facility_that_dies_mid_round_is_named_and_a_rerun_resumes(facilities:
     assert report["rounds_done"] == 6
     # the rounds done before the failure are untouched; the rerun handed the engine only the others
     assert all((state / "rounds" / f"round-{n:04d}" / "round.json").read_text() == kept[n] for n in kept)
-    runs = sorted((state / "runs").iterdir())
-    steps = json.loads((runs[-1] / "engine.json").read_text())["steps"]
-    assert {s["round"] for s in steps.values()} == set(range(done + 1, 7))
+    rerun = sorted((state / "runs").iterdir())[runs_before:]
+    handed = {s["round"] for r in rerun for s in json.loads((r / "engine.json").read_text())["steps"].values()}
+    assert handed == set(range(done + 1, 7))
     # round done + 1 started from round done's model
     first = json.loads((state / "rounds" / f"round-{done + 1:04d}" / "round.json").read_text())
     before = json.loads(kept[done])["model_sha256"]
