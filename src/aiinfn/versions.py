@@ -30,6 +30,21 @@ JOB_IMAGE: Final = "docker.io/library/python:3.12.8-slim"
 #: sts-wire release the managed notebook images carry (checked at mount time, see planning.jupyterhub).
 STS_WIRE: Final = "v2.1.3"
 
+#: interLink (virtual kubelets for offloading to HPC): the Helm chart the overlay installs per offload
+#: target (its values.schema.json is ../shared/schemas/interlink-chart-0.6.1), the release of the
+#: images the chart runs (the chart's appVersion; its defaults say `latest`, never used here), and
+#: what the interlink_edge role installs on an HPC edge node: the interLink API and the SLURM plugin.
+INTERLINK_CHART: Final = "0.6.1"
+INTERLINK: Final = "0.6.0"
+INTERLINK_VIRTUAL_KUBELET_IMAGE: Final = f"ghcr.io/interlink-hq/interlink/virtual-kubelet-inttw:{INTERLINK}"
+INTERLINK_SLURM_PLUGIN: Final = "0.6.1"
+
+#: The batch service (aiinfn.batch.service, shipped as files): the z2jh-pinned hub image (JupyterHub
+#: 5.5.0, tornado) with the official Kubernetes Python client added (src/aiinfn/batch/Containerfile),
+#: built into the platform's registry.
+KUBERNETES_CLIENT: Final = "33.1.0"
+BATCH_IMAGE: Final = f"harbor.cloud.infn.it/ai-infn/aiinfn-batch:hub-4.4.0-k8s-{KUBERNETES_CLIENT}"
+
 #: Helm charts: name -> (repository, chart, version).
 CHARTS: Final[dict[str, tuple[str, str, str]]] = {
     "jupyterhub": ("https://hub.jupyter.org/helm-chart/", "jupyterhub", "4.4.0"),
@@ -48,7 +63,7 @@ CHARTS: Final[dict[str, tuple[str, str, str]]] = {
         "4.0.18",
     ),
     "cert-manager": ("https://charts.jetstack.io", "cert-manager", "v1.19.1"),
-    "interlink": ("https://intertwin-eu.github.io/interLink/", "interlink", "0.5.0"),
+    "interlink": ("https://interlink-hq.github.io/interlink-helm-chart/", "interlink", INTERLINK_CHART),
 }
 
 

@@ -770,8 +770,22 @@ class Tls(Model):
     )
 
 
+class BatchService(Model):
+    """The batch service (aiinfn.batch): users turn a notebook session into a queued Kueue Job."""
+
+    max_jobs_per_user: int = Field(4, ge=1, le=1000, description="jobs a user may have queued or running at once")
+    max_cpu: int = Field(32, ge=1, le=4096, description="CPU cores one job may request")
+    max_memory_gb: int = Field(256, ge=1, le=65536, description="memory one job may request")
+    max_accelerators: int = Field(4, ge=1, le=64, description="accelerator units one job may request")
+    max_time_hours: int = Field(72, ge=1, le=2160, description="longest time limit (--time) a job may ask for")
+    finished_ttl_hours: int = Field(
+        168, ge=1, le=8760, description="finished jobs (and their logs) are deleted this long after they end"
+    )
+
+
 class Services(Model):
     jupyterhub: JupyterHub | None = None
+    batch: BatchService | None = None
     harbor: Harbor | None = None
     monitoring: Monitoring = Monitoring()
     tls: Tls = Tls()
@@ -825,6 +839,59 @@ class ParticipantShare(Model):
     )
 
 
+# --------------------------------------------------------------------------- offloading
+
+
+class OidcOffloadAuth(Model):
+    """The virtual kubelet sends IAM access tokens of its own client (refresh grant at the platform's IAM).
+
+    The target's edge checks them (interLink's oauth2-proxy in front of its API).
+    """
+
+    type: Literal["oidc"]
+    client_id: ClientId = Field(description="IAM client of the site's virtual kubelets")
+    client_secret: SecretRef = Field(description="its secret (name of a Pulumi config secret)")
+    refresh_token_secret: SecretRef = Field(description="its refresh token (name of a Pulumi config secret)")
+    audience: ClientId | None = Field(None, description="audience the edge expects in the token")
+
+
+class MtlsOffloadAuth(Model):
+    """The virtual kubelet presents a client certificate to the target's interLink API."""
+
+    type: Literal["mtls"]
+    cert_secret: SecretRef = Field(description="PEM client certificate (name of a Pulumi config secret)")
+    key_secret: SecretRef = Field(description="PEM private key (name of a Pulumi config secret)")
+    ca_secret: SecretRef = Field(description="PEM CA that signed the edge's certificate (name of a Pulumi config secret)")
+
+
+class OffloadLimits(Model):
+    max_wall_time_hours: int = Field(24, ge=1, le=2160, description="longest job the target runs")
+    max_cpu: int | None = Field(None, ge=1, le=100000, description="CPU cores one job may request")
+    max_memory_gb: int | None = Field(None, ge=1, le=1000000, description="memory one job may request")
+
+
+class OffloadTarget(Model):
+    """A remote batch system reached through interLink: a virtual node on the cluster."""
+
+    kind: Literal["slurm", "htcondor", "kueue"] = Field(description="what runs the jobs behind the interLink API")
+    endpoint: HttpsUrl = Field(description="the interLink API of the target's edge node (https://host[:port])")
+    auth: Annotated[OidcOffloadAuth | MtlsOffloadAuth, Field(discriminator="type")]
+    description: Description = ""
+    cpu: int = Field(ge=1, le=10000000, description="CPU cores the platform may use there at once")
+    memory_gb: int = Field(ge=1, le=100000000, description="memory the platform may use there at once")
+    pods: int = Field(100, ge=1, le=100000, description="jobs the platform may have there at once")
+    accelerators: dict[AcceleratorName, Annotated[int, Field(ge=1, le=100000)]] = Field(
+        default_factory=dict, description="accelerators the platform may use there at once, by model"
+    )
+    limits: OffloadLimits = OffloadLimits()
+
+
+class Offload(Model):
+    targets: dict[DnsLabel, OffloadTarget] = Field(
+        default_factory=dict, description="remote batch systems jobs may be offloaded to (one virtual node each)"
+    )
+
+
 # --------------------------------------------------------------------------- the environment
 
 
@@ -844,6 +911,7 @@ class Environment(Model):
     iam: Iam
     projects: dict[DnsLabel, Project] = Field(default_factory=dict)
     services: Services = Services()
+    offload: Offload = Offload()
 
     def pci_aliases(self, flavor: str) -> dict[str, int]:
         """Nova PCI alias -> device count that flavor ``flavor`` passes through (the site's aliases)."""

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..planning import labels
 from ..planning.capacity import capacity, fit_on_hosts, installed_accelerators, requested_accelerators
 from ..planning.nodes import inventory, pool_node_names
+from . import validate_offload
 from .models import Environment, Event, Federation, NodePool, Role
 from .paths import format_path, parse_path
 
@@ -322,6 +323,7 @@ def check(env: Environment) -> None:
     _check_site(env)
     _check_projects(env)
     _check_services(env)
+    validate_offload.check(env)
 
 
 def check_event(event: Event, sites: dict[str, Environment]) -> None:

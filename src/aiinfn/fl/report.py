@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .description import Description
-    from .run import State
+    from .state import State
 
 
 def _engine_records(state: State) -> dict[int, dict[str, Any]]:

@@ -22,7 +22,6 @@ stops the run with one line naming it, the round, and how to resume.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -33,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -44,6 +43,7 @@ from . import registry, remote
 from .description import Description, SiteQueue, check_platform
 from .engine import EngineLog, StepRecord
 from .model import HpcFacility
+from .state import RunError, State
 from .workflow import Generated, generate
 
 #: Seconds between probes of a login node, and how many may fail in a row before it counts as down.
@@ -55,103 +55,8 @@ MAX_PATHS = 64
 STOP_GRACE = 10.0
 
 
-class RunError(AiinfnError):
-    """The training stopped before its last round: the message names the facility and how to resume."""
-
-    exit_code = 1
-
-
 def default_state(desc: Description) -> Path:
     return Path("build") / "fl" / desc.training.name
-
-
-# --------------------------------------------------------------------------- state
-
-
-@dataclass(frozen=True)
-class State:
-    root: Path
-
-    @property
-    def rounds(self) -> Path:
-        return self.root / "rounds"
-
-    @property
-    def plan(self) -> Path:
-        return self.root / "plan"
-
-    @property
-    def runs(self) -> Path:
-        return self.root / "runs"
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model.npz"
-
-    def meta(self) -> dict[str, Any]:
-        try:
-            data = json.loads((self.root / "state.json").read_text())
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
-
-    def write_meta(self, data: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / "state.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, self.root / "state.json")
-
-    def completed(self) -> list[dict[str, Any]]:
-        """Round records of the complete rounds 1..k (a round counts only if its model is intact)."""
-        out = []
-        number = 1
-        while True:
-            d = aggregate_program.round_dir(self.rounds, number)
-            try:
-                rec = json.loads((d / aggregate_program.ROUND).read_text())
-                intact = aggregate_program.sha256(d / aggregate_program.MODEL) == rec.get("model_sha256")
-            except (OSError, ValueError):
-                break
-            if not intact:
-                break
-            out.append(rec)
-            number += 1
-        return out
-
-    def round_model(self, number: int) -> Path:
-        return aggregate_program.round_dir(self.rounds, number) / aggregate_program.MODEL
-
-    def last_run(self) -> Path | None:
-        runs = sorted(self.runs.glob("[0-9][0-9][0-9][0-9]")) if self.runs.is_dir() else []
-        return runs[-1] if runs else None
-
-    def running_pid(self) -> int | None:
-        try:
-            pid = int((self.root / "run.pid").read_text())
-        except (OSError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return None
-        return pid
-
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fh = open(self.root / "run.lock", "a+")  # noqa: SIM115 - held for the run
-        try:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunError(f"another `aiinfn fl run` is using {self.root} (pid {self.running_pid() or '?'}): "
-                               "wait for it, or see `aiinfn fl status`") from None
-            (self.root / "run.pid").write_text(str(os.getpid()))
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                (self.root / "run.pid").unlink()
-            fh.close()
 
 
 # --------------------------------------------------------------------------- plan

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..planning.labels import PRIORITY_CLASS_LABEL, QUEUE_NAME_LABEL
 from ..serialize import yaml_dump
 from . import aggregate as aggregate_program
 from . import task as task_program
@@ -41,8 +42,8 @@ WORKER_CONTAINER = "trainer"
 #: Where a platform site's pod mounts the dataset claim.
 SITE_DATA_MOUNT = "/data"
 #: Kueue's labels on a workload (the queue it is submitted to, its priority class).
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+QUEUE_LABEL = QUEUE_NAME_LABEL
+PRIORITY_LABEL = PRIORITY_CLASS_LABEL
 BATCH_PRIORITY = "batch"
 
 

@@ -92,6 +92,31 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 ACCELERATOR_RESOURCE_PREFIXES = ("nvidia.com/", "amd.com/", "xilinx.com/")
 
 
+#: interLink's virtual kubelet (0.6) labels its node ``kubernetes.io/hostname=<node name>`` and this type
+#: label, and taints it ``virtual-node.interlink/no-schedule=true:NoSchedule``: only pods that tolerate the
+#: taint (Kueue adds it from an offload flavor) land there.
+VIRTUAL_NODE_TYPE_LABEL = "virtual-node.interlink/type"
+VIRTUAL_NODE_TAINT = "virtual-node.interlink/no-schedule"
+#: Label of a batch Job and its pods (aiinfn.batch): the owner's hub name as a label value; the
+#: annotation holds the name itself.
+BATCH_OWNER_LABEL = f"{LABEL_PREFIX}/batch-owner"
+BATCH_OWNER_ANNOTATION = f"{LABEL_PREFIX}/batch-owner"
+#: Label of a batch Job sent to an offload target: the target's name.
+OFFLOAD_TARGET_LABEL = f"{LABEL_PREFIX}/offload-target"
+#: Pods that may call the batch service (the notebooks carry it).
+BATCH_ACCESS_LABEL = f"{LABEL_PREFIX}/batch-access"
+
+
+def virtual_node_name(target: str) -> str:
+    """The virtual node of offload target ``target`` (a Node name: at most 63 characters)."""
+    return f"interlink-{target}"
+
+
+def virtual_node_toleration() -> dict[str, Any]:
+    """Tolerates the taint of interLink's virtual nodes (only offload flavors carry it)."""
+    return {"key": VIRTUAL_NODE_TAINT, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+
+
 def group_label_value(group: str) -> str:
     """An IAM group as a label/taint value: ``ai-infn/lhcb`` -> ``ai-infn.lhcb``."""
     value = re.sub(r"[^A-Za-z0-9_.-]", ".", group).strip("._-")

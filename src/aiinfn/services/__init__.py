@@ -8,7 +8,7 @@ a service contains is decided here and nowhere else.
 from __future__ import annotations
 
 from ..planning import Plan
-from . import gpu_operator, harbor, juicefs, jupyterhub, kueue, monitoring, nfs, policy, projects, tls
+from . import batch, gpu_operator, harbor, juicefs, jupyterhub, kueue, monitoring, nfs, offload, policy, projects, tls
 from .bundle import Bundle, check
 
 
@@ -28,6 +28,8 @@ def site_bundles(plan: Plan) -> list[Bundle]:
         monitoring.bundle(plan, storage_class),
         juicefs.bundle(plan),
         harbor.bundle(plan, storage_class),
+        batch.bundle(plan),
+        offload.bundle(plan, kueue.COHORT),
     ]
     bundles = [b for b in candidates if b is not None]
     check(bundles)

@@ -38,6 +38,7 @@ from typing import Any
 from ..planning import Plan
 from ..planning.labels import (
     INTERACTIVE_LABEL,
+    NAMESPACE_NAME_LABEL,
     PRIORITY_CLASS_LABEL,
     QUEUE_NAME_LABEL,
     ROLE_LABEL,
@@ -149,6 +150,24 @@ AUTH_REFRESH_AGE = 300
 REFRESH_MARGIN = 900
 NOTEBOOK_UID = 1000
 NOTEBOOK_GID = 100
+#: The batch service (services.batch, aiinfn.batch): registered here as a hub service, in its own namespace.
+BATCH_SERVICE = "aiinfn-batch"
+BATCH_NAMESPACE = "aiinfn-batch"
+BATCH_PORT = 8080
+BATCH_PODS = {"app.kubernetes.io/name": BATCH_SERVICE}
+BATCH_TOKEN_SECRET = "aiinfn-batch-api-token"
+BATCH_TOKEN_KEY = "token"
+BATCH_TOKEN_ENV = "AIINFN_BATCH_API_TOKEN"
+BATCH_COMMAND = "/usr/local/bin/aiinfn-batch"
+#: hub.extraConfig snippet (fixed text): the batch service's hub API token from its Secret (hub.extraEnv),
+#: never a Helm value. The chart's own config (run before) registered the service from hub.services.
+BATCH_EXTRA_CONFIG = (
+    "# aiinfn: the batch service's API token comes from the Secret aiinfn-batch-api-token (hub.extraEnv)\n"
+    "import os\n"
+    "for _service in c.JupyterHub.services:\n"
+    f"    if _service['name'] == {BATCH_SERVICE!r}:\n"
+    f"        _service['api_token'] = os.environ[{BATCH_TOKEN_ENV!r}]\n"
+)
 
 RESTRICTED_CONTAINER: dict[str, Any] = {
     "runAsNonRoot": True,
@@ -190,9 +209,21 @@ def tokens_url() -> str:
     return f"http://{HUB_SERVICE}:{TOKENS_PORT}/services/{TOKENS_SERVICE}/access-token"
 
 
+def batch_url() -> str:
+    """Where notebooks call the batch service (its Service, directly)."""
+    return f"http://{BATCH_SERVICE}.{BATCH_NAMESPACE}.svc:{BATCH_PORT}/services/{BATCH_SERVICE}/"
+
+
+def batch_client() -> str:
+    """The ``aiinfn-batch`` command as shipped to notebooks (``aiinfn/batch/client.py``)."""
+    return resources.files("aiinfn.batch").joinpath("client.py").read_text()
+
+
 def notebook_env(plan: Plan) -> dict[str, Any]:
     """The notebook's environment: addresses and names only, each a plain value."""
     env: dict[str, Any] = {"AIINFN_TOKEN_URL": tokens_url()}
+    if plan.env.services.batch is not None:
+        env["AIINFN_BATCH_URL"] = batch_url()
     s3 = plan.env.storage.s3
     if s3 is not None:
         env.update({
@@ -236,10 +267,13 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
     }
     if s3 is not None:
         user_files["aws-config"] = {"mountPath": AWS_CONFIG, "stringData": aws_config(), "mode": 0o644}
+    batch = env.services.batch is not None
+    if batch:
+        user_files["aiinfn-batch"] = {"mountPath": BATCH_COMMAND, "stringData": batch_client(), "mode": 0o755}
     hub_selector = {"matchLabels": {"component": "hub"}}
     notebooks_selector = {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}
     tokens_port = {"port": TOKENS_PORT, "protocol": "TCP"}
-    return {
+    out: dict[str, Any] = {
         "hub": {
             "config": {
                 "JupyterHub": {"authenticator_class": f"{HUB_MODULE}.IamAuthenticator", "admin_access": True},
@@ -358,6 +392,39 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
         "prePuller": {"hook": {"enabled": prepull}, "continuous": {"enabled": prepull}},
         "cull": {"enabled": True, "timeout": hub.cull_idle_seconds, "every": 300},
     }
+    if batch:
+        register_batch(out)
+    return out
+
+
+def register_batch(values: dict[str, Any]) -> None:
+    """The batch service in the hub's values: its hub.services entry (an external service at its own
+    Service), its API token from a Secret (hub.extraEnv + the ``aiinfn-batch`` extraConfig snippet), the
+    service role (users' names and groups), users' and servers' tokens allowed to call it, the hub API
+    reachable from its namespace, notebooks' egress to it."""
+    hub_values = values["hub"]
+    hub_values["services"][BATCH_SERVICE] = {
+        "url": f"http://{BATCH_SERVICE}.{BATCH_NAMESPACE}.svc:{BATCH_PORT}",
+        "display": True,
+        "info": {"description": "batch jobs of your projects (aiinfn-batch in a notebook)"},
+    }
+    hub_values["extraEnv"][BATCH_TOKEN_ENV] = {
+        "valueFrom": {"secretKeyRef": {"name": BATCH_TOKEN_SECRET, "key": BATCH_TOKEN_KEY}}}
+    hub_values["extraConfig"][BATCH_SERVICE] = BATCH_EXTRA_CONFIG
+    roles = hub_values["loadRoles"]
+    access = f"access:services!service={BATCH_SERVICE}"
+    roles["user"]["scopes"].append(access)
+    roles["server"]["scopes"].append(access)
+    roles[BATCH_SERVICE] = {
+        "description": "read users' names and IAM groups (which projects' queues they may use)",
+        "scopes": ["read:users:name", "read:users:groups"],
+        "services": [BATCH_SERVICE],
+    }
+    batch_pods = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: BATCH_NAMESPACE}},
+                  "podSelector": {"matchLabels": dict(BATCH_PODS)}}
+    hub_values["networkPolicy"]["ingress"].append({"from": [batch_pods], "ports": [{"port": 8081, "protocol": "TCP"}]})
+    values["singleuser"]["networkPolicy"]["egress"].append(
+        {"to": [batch_pods], "ports": [{"port": BATCH_PORT, "protocol": "TCP"}]})
 
 
 def hub_db_claim(storage_class: str) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from ..planning.labels import (
     kind_tolerations,
 )
 from ..serialize import yaml_dump
-from . import network
+from . import network, offload
 from .bundle import Bundle, Release, manifests, namespace
 
 NAMESPACE = "kueue-system"
@@ -205,7 +205,8 @@ def project_queues(plan: Plan) -> list[dict[str, Any]]:
                             "maxPriorityThreshold": PRIORITIES["batch"],
                         },
                     },
-                    "resourceGroups": resource_groups(plan.visible_kinds(q.iam_group), q.nominal, 0, 0, q.borrowing),
+                    "resourceGroups": offload.lend(plan, resource_groups(
+                        plan.visible_kinds(q.iam_group), q.nominal, 0, 0, q.borrowing), q.borrowing),
                 },
             }
         )

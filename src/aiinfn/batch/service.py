@@ -1,0 +1,364 @@
+"""aiinfn-batch: the JupyterHub service between a user's session and Kubernetes Jobs queued by Kueue.
+
+Shipped as the package ``aiinfn_batch`` (with ``jobs.py``) and run as ``python3 -m aiinfn_batch.service``
+in its own pod next to the hub (``aiinfn.services.batch``). API, under the service prefix
+(``/services/aiinfn-batch/``), JSON in and out, one ``{"error", "status"}`` line on refusal:
+
+* ``POST api/jobs``: submit (``jobs.parse`` says what a body holds) -> 201 with the Job's name;
+* ``GET api/jobs``: the caller's jobs in their projects, each with its Kueue state;
+* ``GET api/jobs/<name>``, ``DELETE api/jobs/<name>`` (cancel), ``GET api/jobs/<name>/logs``;
+* ``GET api/whoami``: the caller's projects, kinds, images and offload targets;
+* ``GET health``: no authentication (the pod's probes).
+
+Authentication is the hub's (``HubOAuth``): a JupyterHub token in ``Authorization: token ...`` (a
+server's own token, as in notebooks) or the service's OAuth cookie. No token, or one the hub does not
+know, is 401; a token without ``access:services!service=aiinfn-batch`` or of a service is 403. The
+caller's IAM groups are read from the hub with the service's own token (``read:users:groups``, the hub
+keeps them from IAM and re-checks them at every auth refresh), so membership is the hub's current view.
+
+A user submits only to the queue of a project whose group they are in; they see, follow and cancel
+only their own jobs (owner label and annotation). Every field is validated before anything is
+created; the per-user limit of unfinished jobs is counted under a per-user lock (one replica); the
+user's home claim in the project is created at their first submission there and never deleted. The
+Kubernetes calls go through the official client with the pod's service account, which may only
+manage Jobs, read their pods' logs and Kueue workloads, and get and create claims, in project
+namespaces. Scripts and tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from jupyterhub.services.auth import HubOAuth
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from tornado import httpclient, ioloop, web
+
+from . import jobs
+
+log = logging.getLogger("aiinfn-batch")
+#: Lines of a job's log ``logs`` returns at most.
+MAX_LOG_LINES = 5000
+
+
+def claim_name(user: str) -> str:
+    """The home claim KubeSpawner gives ``user``'s default server (z2jh 4.4.0: ``claim-{user_server}``
+    with KubeSpawner 7's ``safe`` slug scheme), so a job's home has the notebook's name."""
+    from kubespawner.slugs import safe_slug  # the hub image's KubeSpawner: its own naming, not a copy
+
+    return f"claim-{safe_slug(user, max_length=48)}"
+
+
+class Kube:
+    """The service's Kubernetes calls (official client, run in threads: it is synchronous)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kw)
+
+
+def _plain(obj: Any) -> Any:
+    return client.ApiClient().sanitize_for_serialization(obj)
+
+
+class Batch:
+    def __init__(self, settings: jobs.Settings, kube: Kube, hub_auth: HubOAuth) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.hub_auth = hub_auth
+        self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def groups_of(self, name: str) -> set[str]:
+        url = f"{self.hub_auth.api_url.rstrip('/')}/users/{quote(name, safe='')}"
+        try:
+            resp = await httpclient.AsyncHTTPClient().fetch(
+                url, headers={"Authorization": f"token {self.hub_auth.api_token}"}, request_timeout=20)
+        except httpclient.HTTPClientError as e:
+            raise web.HTTPError(502, f"the hub did not give {name}'s groups ({e.code})") from None
+        return {str(g) for g in json.loads(resp.body).get("groups") or []}
+
+
+class Handler(web.RequestHandler):
+    def initialize(self, batch: Batch) -> None:
+        self.batch = batch
+
+    def check_xsrf_cookie(self) -> None:
+        # token-authenticated API: a request with the OAuth cookie alone must come with the token
+        # header too to change anything (see _identify)
+        return None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        reason = self._reason
+        exc = kwargs.get("exc_info")
+        if exc and isinstance(exc[1], web.HTTPError) and exc[1].log_message:
+            reason = exc[1].log_message
+        self.finish(json.dumps({"error": reason, "status": status_code}))
+
+    def refuse(self, e: jobs.Refused) -> None:
+        self.set_status(e.status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": e.message, "status": e.status}))
+
+    def answer(self, doc: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(doc))
+
+    async def _identify(self) -> tuple[str, set[str]]:
+        auth = self.batch.hub_auth
+        header = auth.get_token(self, in_cookie=False)
+        token = header or (auth.get_token(self) if self.request.method == "GET" else None)
+        if not token:
+            raise web.HTTPError(401, "no JupyterHub token (Authorization: token ...): run aiinfn-batch in a "
+                                "notebook of the platform, or make a token on the hub's token page")
+        model = await auth.user_for_token(token, use_cache=False, sync=False)
+        if not model:
+            raise web.HTTPError(401, "token not valid, or the login behind it has expired: log in again")
+        if model.get("kind", "user") != "user":
+            raise web.HTTPError(403, "only a user's token can submit jobs")
+        if not auth.check_scopes(auth.access_scopes, model):
+            raise web.HTTPError(403, f"the token lacks {sorted(auth.access_scopes)}")
+        name = str(model["name"])
+        return name, await self.batch.groups_of(name)
+
+
+class JobsHandler(Handler):
+    async def get(self) -> None:
+        user, groups = await self._identify()
+        found = await find_jobs(self.batch, user, groups)
+        out = [jobs.summary(j, w, self.batch.settings) for j, w in found]
+        self.answer({"jobs": sorted(out, key=lambda s: str(s.get("created") or ""), reverse=True)})
+
+    async def post(self) -> None:
+        user, groups = await self._identify()
+        try:
+            body = json.loads(self.request.body or b"null")
+        except ValueError:
+            return self.refuse(jobs.Refused(400, "the request body is not JSON"))
+        try:
+            created = await submit(self.batch, user, groups, body)
+        except jobs.Refused as e:
+            return self.refuse(e)
+        self.answer(created, 201)
+
+
+class JobHandler(Handler):
+    async def _own(self, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        user, groups = await self._identify()
+        for j, w in await find_jobs(self.batch, user, groups):
+            if j["metadata"]["name"] == name:
+                return j, w
+        raise web.HTTPError(404, f"you have no job {name[:80]!r} (aiinfn-batch list shows yours)")
+
+    async def get(self, name: str) -> None:
+        j, w = await self._own(name)
+        self.answer(jobs.summary(j, w, self.batch.settings))
+
+    async def delete(self, name: str) -> None:
+        j, _ = await self._own(name)
+        meta = j["metadata"]
+        try:
+            await self.batch.kube.call(self.batch.kube.batch.delete_namespaced_job, meta["name"], meta["namespace"],
+                                       propagation_policy="Background")
+        except ApiException as e:
+            if e.status != 404:
+                raise web.HTTPError(502, f"the cluster did not delete the job ({e.status} {e.reason})") from None
+        log.info("cancelled %s/%s", meta["namespace"], meta["name"])
+        self.answer({"name": meta["name"], "state": "cancelled"})
+
+
+class LogsHandler(JobHandler):
+    async def get(self, name: str) -> None:
+        j, _ = await self._own(name)
+        meta = j["metadata"]
+        kube = self.batch.kube
+        selector = f"{self.batch.settings.labels['job_name']}={meta['name']}"
+        pods = _plain(await kube.call(kube.core.list_namespaced_pod, meta["namespace"], label_selector=selector))
+        items = sorted(pods.get("items") or [], key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
+        if not items:
+            raise web.HTTPError(409, f"{meta['name']} has no pod yet ({jobs.state(j, None)}): no log to show")
+        try:
+            lines = int(self.get_argument("tail", str(MAX_LOG_LINES)))
+        except ValueError:
+            raise web.HTTPError(400, "tail: a number of lines") from None
+        try:
+            text = await kube.call(kube.core.read_namespaced_pod_log, items[-1]["metadata"]["name"], meta["namespace"],
+                                   container="job", tail_lines=max(1, min(lines, MAX_LOG_LINES)))
+        except ApiException as e:
+            raise web.HTTPError(502 if e.status >= 500 else 409,
+                                f"no log from {meta['name']}'s pod yet ({e.status} {e.reason})") from None
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(text)
+
+
+class WhoamiHandler(Handler):
+    async def get(self) -> None:
+        user, groups = await self._identify()
+        s = self.batch.settings
+        mine = s.member_projects(groups)
+        self.answer({
+            "user": user,
+            "projects": {n: {"kinds": p["kinds"], "namespace": p["namespace"]} for n, p in sorted(mine.items())},
+            "images": s.images,
+            "offload": {n: {"accelerators": list(t["accelerators"]), "max_time_hours": t["max_time_hours"]}
+                        for n, t in s.offload.items()},
+            "limits": s.limits,
+        })
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.finish("ok")
+
+
+# --------------------------------------------------------------------------- operations
+
+
+async def find_jobs(batch: Batch, user: str, groups: set[str]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """The caller's Jobs in their projects' namespaces (owner label and annotation both theirs), each
+    with the Kueue Workload that owns its admission."""
+    s = batch.settings
+    kube = batch.kube
+    selector = f"{s.labels['owner']}={jobs.owner_label(user)}"
+    out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    for project in s.member_projects(groups).values():
+        ns = project["namespace"]
+        listed = _plain(await kube.call(kube.batch.list_namespaced_job, ns, label_selector=selector))
+        mine = [j for j in listed.get("items") or []
+                if (j["metadata"].get("annotations") or {}).get(s.labels["owner_annotation"]) == user]
+        if not mine:
+            continue
+        workloads = await kube.call(kube.custom.list_namespaced_custom_object, "kueue.x-k8s.io",
+                                    s.doc["kueue_version"], ns, "workloads")
+        by_uid = {ref.get("uid"): w for w in workloads.get("items") or []
+                  for ref in (w.get("metadata") or {}).get("ownerReferences") or [] if ref.get("kind") == "Job"}
+        out.extend((j, by_uid.get(j["metadata"].get("uid"))) for j in mine)
+    return out
+
+
+def _finished(job_obj: dict[str, Any]) -> bool:
+    return jobs.state(job_obj, None) in ("succeeded", "failed", "timed-out")
+
+
+async def ensure_home(batch: Batch, user: str, namespace: str) -> str:
+    """The user's home claim in ``namespace`` (created at their first job there; never changed)."""
+    s = batch.settings
+    kube = batch.kube
+    name = claim_name(user)
+    home = s.doc["home"]
+    try:
+        found = _plain(await kube.call(kube.core.read_namespaced_persistent_volume_claim, name, namespace))
+    except ApiException as e:
+        if e.status != 404:
+            raise jobs.Refused(502, f"home: no answer for claim {name} ({e.status} {e.reason})") from None
+        body = {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {s.labels["owner"]: jobs.owner_label(user), s.labels["managed_by"]: "aiinfn-batch"},
+                         "annotations": {s.labels["owner_annotation"]: user}},
+            "spec": {"accessModes": list(home["access_modes"]), "storageClassName": home["storage_class"],
+                     "resources": {"requests": {"storage": f"{home['size_gb']}Gi"}}},
+        }
+        try:
+            await kube.call(kube.core.create_namespaced_persistent_volume_claim, namespace, body)
+        except ApiException as e2:
+            if e2.status != 409:  # created meanwhile: fine
+                raise jobs.Refused(502, f"home: the cluster refused claim {name} ({e2.status} {e2.reason})") from None
+        log.info("created home claim %s/%s", namespace, name)
+        return name
+    owner = (found["metadata"].get("annotations") or {}).get(s.labels["owner_annotation"])
+    if owner != user:
+        raise jobs.Refused(409, f"home: claim {name} in {namespace} was not made for you by the batch service: "
+                           "ask the project's admins, or submit with --no-home")
+    return name
+
+
+async def submit(batch: Batch, user: str, groups: set[str], body: Any) -> dict[str, Any]:
+    s = batch.settings
+    sub = jobs.parse(body, s, groups)
+    name = jobs.job_name(claim_name(user)[len("claim-"):])
+    claim = claim_name(user)
+    manifest = jobs.job(sub, user, claim, name, s)
+    if sub.offload:
+        why = jobs.offload_refusal(manifest["spec"]["template"]["spec"], sub.offload)
+        if why:
+            raise jobs.Refused(400, why)
+    kube = batch.kube
+    async with batch.locks[user]:
+        active = [j for j, _ in await find_jobs(batch, user, groups) if not _finished(j)]
+        limit = int(s.limits["max_jobs_per_user"])
+        if len(active) >= limit:
+            raise jobs.Refused(429, f"you have {len(active)} unfinished jobs, the most a user may have at once "
+                               f"({limit}): wait for one to end or cancel one")
+        if sub.home:
+            await ensure_home(batch, user, sub.namespace)
+        started = time.monotonic()
+        try:
+            created = _plain(await kube.call(kube.batch.create_namespaced_job, sub.namespace, manifest))
+        except ApiException as e:
+            raise jobs.Refused(502, f"the cluster refused the job ({e.status} {e.reason})") from None
+    log.info("submitted %s/%s for %s (%.0f ms)", sub.namespace, name, user, (time.monotonic() - started) * 1000)
+    return {"name": created["metadata"]["name"], "project": sub.project, "namespace": sub.namespace,
+            "queue": sub.queue, "offload": sub.offload, "state": "queued"}
+
+
+# --------------------------------------------------------------------------- the application
+
+
+def make_app(batch: Batch, prefix: str) -> web.Application:
+    p = "/" + prefix.strip("/") + "/"
+    routes: list[Any] = [
+        (p + "health", HealthHandler),
+        (p + "api/whoami", WhoamiHandler, {"batch": batch}),
+        (p + "api/jobs", JobsHandler, {"batch": batch}),
+        (p + r"api/jobs/([a-z0-9][a-z0-9-]{0,62})", JobHandler, {"batch": batch}),
+        (p + r"api/jobs/([a-z0-9][a-z0-9-]{0,62})/logs", LogsHandler, {"batch": batch}),
+    ]
+    return web.Application(routes, cookie_secret=os.urandom(32))
+
+
+def kubernetes_api() -> client.ApiClient:
+    """In the cluster the pod's service account; elsewhere (tests) the kubeconfig ``KUBECONFIG`` names."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+        cfg = client.Configuration.get_default_copy()
+    else:
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=os.environ["KUBECONFIG"], client_configuration=cfg)
+    cfg.connection_pool_maxsize = 32
+    return client.ApiClient(cfg)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token_file = os.environ.get("AIINFN_BATCH_API_TOKEN_FILE")
+    if token_file:
+        with open(token_file) as f:
+            os.environ["JUPYTERHUB_API_TOKEN"] = f.read().strip()
+    with open(os.environ["AIINFN_BATCH_SETTINGS"]) as f:
+        settings = jobs.Settings.load(f.read())
+    hub_auth = HubOAuth(cache_max_age=0)
+    batch = Batch(settings, Kube(kubernetes_api()), hub_auth)
+    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:8080"))
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/aiinfn-batch/")
+    make_app(batch, prefix).listen(url.port or 8080, address=os.environ.get("AIINFN_BATCH_BIND", ""))
+    log.info("listening on port %s under %s", url.port or 8080, prefix)
+    ioloop.IOLoop.current().start()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+"""The batch service: a JupyterHub service that turns a user's session into a Job queued by Kueue.
+
+What the overlay runs (``aiinfn.batch`` holds the programs; this module only ships them):
+
+* the namespace ``aiinfn-batch`` (Pod Security ``restricted``, default-deny, ``allow-dns``): the
+  service's Deployment (one replica: the per-user job limit is counted under an in-process lock), its
+  Service on ``PORT``, the programs and settings in a ConfigMap mounted as the package ``aiinfn_batch``
+  (the pod template carries a digest of both, so a change rolls the pod), in ``versions.BATCH_IMAGE``;
+* its hub API token: generated once (``RandomPassword``), a Secret in this namespace (a file of the
+  pod) and one in the hub's namespace (hub.extraEnv; hub.extraConfig's ``aiinfn-batch`` snippet gives
+  it to the service's hub registration), never a Helm value;
+* its ServiceAccount may, in project namespaces only (a RoleBinding per namespace to the ClusterRole
+  ``aiinfn-batch``, no cluster-wide binding): manage Jobs, read pods and their logs, read Kueue
+  workloads, get and create claims (the user's home claim in the project, created at their first job);
+* NetworkPolicies: notebooks and the hub's proxy reach the service on ``PORT``; the service reaches
+  the hub's API (8081) and the Kubernetes API, nothing else.
+
+The hub side (``services.jupyterhub``): the hub.services entry, the roles (users' and servers' tokens
+may call the service; the service's own token reads users' names and groups), the notebooks'
+``AIINFN_BATCH_URL`` and their egress to the service, the ``aiinfn-batch`` client in every notebook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from typing import Any
+
+from .. import versions
+from ..config.validate_offload import offload_queue_name
+from ..planning import Plan
+from ..planning.labels import (
+    BATCH_OWNER_ANNOTATION,
+    BATCH_OWNER_LABEL,
+    HOSTNAME_LABEL,
+    OFFLOAD_TARGET_LABEL,
+    PLATFORM_LABEL,
+    PRIORITY_CLASS_LABEL,
+    QUEUE_NAME_LABEL,
+    virtual_node_name,
+)
+from . import jupyterhub, network
+from .bundle import Bundle, Generated, RandomPassword, Secret, manifests, namespace
+from .kueue import LOCAL_QUEUE
+
+NAMESPACE = jupyterhub.BATCH_NAMESPACE
+SERVICE = jupyterhub.BATCH_SERVICE
+PORT = jupyterhub.BATCH_PORT
+PREFIX = f"/services/{SERVICE}/"
+PODS = dict(jupyterhub.BATCH_PODS)
+TOKEN_SECRET = jupyterhub.BATCH_TOKEN_SECRET
+TOKEN_KEY = jupyterhub.BATCH_TOKEN_KEY
+PROGRAM_DIR = "/srv/aiinfn-batch"
+PACKAGE = "aiinfn_batch"
+PROGRAMS = ("__init__", "jobs", "service")
+#: z2jh's singleuser.storage.homeMountPath (the chart's default, which the platform keeps).
+HOME_MOUNT = "/home/jovyan"
+RBAC_API = "rbac.authorization.k8s.io/v1"
+#: The hub's API port and pods (z2jh: the hub Service's port 8081).
+HUB_API_PORT = 8081
+HUB_PODS = {"app": "jupyterhub", "component": "hub"}
+PROXY_PODS = {"app": "jupyterhub", "component": "proxy"}
+NOTEBOOK_PODS = {"component": "singleuser-server"}
+
+
+def program(name: str) -> str:
+    """The text of ``aiinfn/batch/<name>.py``, as shipped."""
+    return resources.files("aiinfn.batch").joinpath(f"{name}.py").read_text()
+
+
+def images(plan: Plan) -> dict[str, str]:
+    hub = plan.env.services.jupyterhub
+    assert hub is not None
+    out = dict(hub.images)
+    if hub.default_image not in out.values():
+        out.setdefault("default", hub.default_image)
+    return out
+
+
+def settings(plan: Plan) -> dict[str, Any]:
+    """What the service reads (``aiinfn_batch.jobs.Settings``): data only, one JSON document."""
+    env = plan.env
+    batch = env.services.batch
+    hub = env.services.jupyterhub
+    assert batch is not None and hub is not None
+    nfs = env.storage.nfs
+    kinds = {key: {"resource": cap.kind.resource, "node_labels": dict(cap.kind.node_labels),
+                   "slug": jupyterhub.profile_slug(key)} for key, cap in plan.capacity.items()}
+    projects = {q.project: {"namespace": q.namespace, "group": q.iam_group, "queue": LOCAL_QUEUE,
+                            "kinds": list(plan.visible_kinds(q.iam_group)), "offload": q.borrowing}
+                for q in plan.quotas}
+    offload = {
+        name: {
+            "node": virtual_node_name(name),
+            "queue": offload_queue_name(name),
+            "max_time_hours": t.limits.max_wall_time_hours,
+            "max_cpu": t.limits.max_cpu,
+            "max_memory_gb": t.limits.max_memory_gb,
+            "accelerators": {m: "nvidia.com/gpu" for m in t.accelerators},
+        }
+        for name, t in env.offload.targets.items()
+    }
+    return {
+        "projects": projects,
+        "kinds": kinds,
+        "images": images(plan),
+        "default_image": hub.default_image,
+        "limits": {
+            "max_jobs_per_user": batch.max_jobs_per_user,
+            "max_cpu": batch.max_cpu,
+            "max_memory_gb": batch.max_memory_gb,
+            "max_accelerators": batch.max_accelerators,
+            "max_time_hours": batch.max_time_hours,
+            "finished_ttl_hours": batch.finished_ttl_hours,
+        },
+        "labels": {
+            "queue": QUEUE_NAME_LABEL,
+            "priority": PRIORITY_CLASS_LABEL,
+            "owner": BATCH_OWNER_LABEL,
+            "owner_annotation": BATCH_OWNER_ANNOTATION,
+            "offload": OFFLOAD_TARGET_LABEL,
+            "hostname": HOSTNAME_LABEL,
+            "managed_by": "app.kubernetes.io/managed-by",
+            "job_name": "batch.kubernetes.io/job-name",
+        },
+        "priority_class": "batch",
+        "kueue_version": versions.KUEUE_API.rpartition("/")[2],
+        "home": {
+            "mount_path": HOME_MOUNT,
+            "storage_class": nfs.storage_class if nfs else "",
+            "size_gb": hub.home_size_gb,
+            "access_modes": ["ReadWriteMany"],
+        },
+        "uid": jupyterhub.NOTEBOOK_UID,
+        "gid": jupyterhub.NOTEBOOK_GID,
+        "tmp_size_gb": hub.tmp_size_gb,
+        "offload": offload,
+        "virtual_nodes": sorted(virtual_node_name(n) for n in env.offload.targets),
+    }
+
+
+def config_map(plan: Plan) -> dict[str, Any]:
+    data = {f"{name}.py": program(name) for name in PROGRAMS}
+    data["settings.json"] = json.dumps(settings(plan), sort_keys=True, indent=1)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": SERVICE, "namespace": NAMESPACE},
+            "data": data}
+
+
+def cluster_role() -> dict[str, Any]:
+    """What the service may do where it is bound (project namespaces, by RoleBindings)."""
+    rules = [
+        ("batch", ["jobs"], ["get", "list", "watch", "create", "delete"]),
+        ("", ["pods"], ["get", "list"]),
+        ("", ["pods/log"], ["get"]),
+        ("", ["persistentvolumeclaims"], ["get", "create"]),
+        ("kueue.x-k8s.io", ["workloads"], ["get", "list"]),
+    ]
+    return {"apiVersion": RBAC_API, "kind": "ClusterRole", "metadata": {"name": SERVICE},
+            "rules": [{"apiGroups": [g], "resources": r, "verbs": v} for g, r, v in rules]}
+
+
+def role_binding(ns: str) -> dict[str, Any]:
+    return {
+        "apiVersion": RBAC_API, "kind": "RoleBinding", "metadata": {"name": SERVICE, "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": SERVICE},
+        "subjects": [{"kind": "ServiceAccount", "name": SERVICE, "namespace": NAMESPACE}],
+    }
+
+
+def deployment(plan: Plan, digest: str) -> dict[str, Any]:
+    env = {
+        "PYTHONPATH": PROGRAM_DIR,
+        "AIINFN_BATCH_SETTINGS": f"{PROGRAM_DIR}/settings.json",
+        "AIINFN_BATCH_API_TOKEN_FILE": f"/var/run/{SERVICE}/{TOKEN_KEY}",
+        "JUPYTERHUB_SERVICE_NAME": SERVICE,
+        "JUPYTERHUB_SERVICE_PREFIX": PREFIX,
+        "JUPYTERHUB_SERVICE_URL": f"http://0.0.0.0:{PORT}",
+        "JUPYTERHUB_API_URL": f"http://{jupyterhub.HUB_SERVICE}.{jupyterhub.NAMESPACE}.svc:{HUB_API_PORT}/hub/api",
+        "JUPYTERHUB_CLIENT_ID": f"service-{SERVICE}",
+        "JUPYTERHUB_BASE_URL": "/",
+    }
+    items = [{"key": f"{n}.py", "path": f"{PACKAGE}/{n}.py"} for n in PROGRAMS]
+    items.append({"key": "settings.json", "path": "settings.json"})
+    probe = {"httpGet": {"path": f"{PREFIX}health", "port": PORT}, "periodSeconds": 10}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": SERVICE, "namespace": NAMESPACE, "labels": dict(PODS)},
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": dict(PODS)},
+            "template": {
+                "metadata": {"labels": dict(PODS), "annotations": {"aiinfn.batch/digest": digest}},
+                "spec": {
+                    "serviceAccountName": SERVICE,
+                    "enableServiceLinks": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "service",
+                        "image": versions.BATCH_IMAGE,
+                        "command": ["python3", "-m", f"{PACKAGE}.service"],
+                        "workingDir": PROGRAM_DIR,
+                        "env": [{"name": k, "value": v} for k, v in env.items()],
+                        "ports": [{"name": "http", "containerPort": PORT}],
+                        "readinessProbe": probe,
+                        "livenessProbe": {**probe, "failureThreshold": 6},
+                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                      "limits": {"cpu": "1", "memory": "512Mi"}},
+                        "volumeMounts": [
+                            {"name": "program", "mountPath": PROGRAM_DIR, "readOnly": True},
+                            {"name": "token", "mountPath": f"/var/run/{SERVICE}", "readOnly": True},
+                        ],
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                    }],
+                    "volumes": [
+                        {"name": "program", "configMap": {"name": SERVICE, "items": items}},
+                        {"name": "token", "secret": {"secretName": TOKEN_SECRET}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def service() -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": SERVICE, "namespace": NAMESPACE},
+            "spec": {"selector": dict(PODS), "ports": [{"name": "http", "port": PORT, "targetPort": PORT}]}}
+
+
+def network_policies(plan: Plan) -> list[dict[str, Any]]:
+    """Notebooks and the hub's proxy in; the hub's API and the Kubernetes API out."""
+    hub = jupyterhub.NAMESPACE
+    ranges = network.Ranges.of(plan)
+    return [
+        *network.baseline(NAMESPACE, same_namespace=False),
+        network.allow_apiserver(NAMESPACE, ranges, PODS),
+        network.policy("allow-hub", NAMESPACE, pods=PODS, ingress=[{
+            "from": [network.in_namespace(hub, NOTEBOOK_PODS), network.in_namespace(hub, PROXY_PODS)],
+            "ports": network.tcp(PORT),
+        }], egress=[{"to": [network.in_namespace(hub, HUB_PODS)], "ports": network.tcp(HUB_API_PORT)}]),
+    ]
+
+
+def objects(plan: Plan) -> list[dict[str, Any]]:
+    cm = config_map(plan)
+    digest = hashlib.sha256((json.dumps(cm["data"], sort_keys=True) + versions.BATCH_IMAGE).encode()).hexdigest()[:16]
+    return [
+        *network_policies(plan),
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE, "namespace": NAMESPACE}},
+        cluster_role(),
+        *(role_binding(q.namespace) for q in plan.quotas),
+        cm,
+        deployment(plan, digest),
+        service(),
+    ]
+
+
+def hub_token_secrets(after_hub_namespace: tuple[str, ...]) -> list[Any]:
+    """The generated token and its two Secrets (the service's, the hub's)."""
+    token = Generated("batch-api-token")
+    return [
+        RandomPassword("batch-api-token", length=48, special=False),
+        Secret("batch-token-service", (f"ns-{NAMESPACE}",), name=TOKEN_SECRET, namespace=NAMESPACE,
+               data={TOKEN_KEY: token}),
+        Secret("batch-token-hub", after_hub_namespace, name=TOKEN_SECRET, namespace=jupyterhub.NAMESPACE,
+               data={TOKEN_KEY: token}),
+    ]
+
+
+def bundle(plan: Plan) -> Bundle | None:
+    """The batch service, when the site asks for it (``services.batch``) and runs the hub."""
+    env = plan.env
+    if env.services.batch is None or env.services.jupyterhub is None:
+        return None
+    ns = f"ns-{NAMESPACE}"
+    secrets = hub_token_secrets((f"ns-{jupyterhub.NAMESPACE}",))
+    return Bundle(
+        "batch",
+        (
+            namespace(NAMESPACE, "restricted", {PLATFORM_LABEL: "true"}),
+            *secrets,
+            *manifests(*objects(plan), after=(ns, "batch-token-service", jupyterhub.RELEASE)),
+        ),
+    )
