@@ -115,18 +115,30 @@ def test_authenticator_settings_are_real_traits(hub: Any) -> None:
 
 
 def test_hub_programs_are_shipped_as_the_projects_files(hub: Any) -> None:
-    _, values = hub
+    report, values = hub
     files = values["hub"]["extraFiles"]
     root = Path(jupyterhub.__file__).parents[1] / "hub"
     assert files["aiinfn_hub"]["stringData"] == (root / "authenticator.py").read_text()
     assert files["aiinfn_tokens"]["stringData"] == (root / "tokens.py").read_text()
+    for name, module in jupyterhub.HUB_MODULES.items():
+        assert files[module]["stringData"] == (root / f"{name}.py").read_text()
+        assert files[module]["mountPath"] == f"/usr/local/etc/jupyterhub/{module}.py"
     assert files["aiinfn_hub"]["mountPath"] == "/usr/local/etc/jupyterhub/aiinfn_hub.py"
     service = values["hub"]["services"][jupyterhub.TOKENS_SERVICE]
     assert service["command"][-1] == files["aiinfn_tokens"]["mountPath"]
     roles = values["hub"]["loadRoles"]
     assert set(roles[jupyterhub.TOKENS_SERVICE]["scopes"]) == {"read:users:name", "admin:auth_state"}
-    notebook = values["singleuser"]["extraFiles"]["aiinfn-token"]
-    assert notebook["stringData"] == (root / "notebook.py").read_text() and notebook["mode"] == 0o755
+    # the notebooks' files come from a ConfigMap of their own namespace (the chart's Secret is elsewhere)
+    (cm,) = [r for r in report.run.by_type("kubernetes:core/v1:ConfigMap")
+             if r.inputs["metadata"]["name"] == jupyterhub.FILES_CONFIGMAP]
+    assert cm.inputs["metadata"]["namespace"] == jupyterhub.USERS_NAMESPACE
+    assert cm.inputs["data"]["aiinfn-token"] == (root / "notebook.py").read_text()
+    assert cm.inputs["data"]["aiinfn-env"] == (root / "envs.py").read_text()
+    (volume,) = [v for v in values["singleuser"]["storage"]["extraVolumes"] if v["name"] == "files"]
+    assert volume["configMap"]["name"] == jupyterhub.FILES_CONFIGMAP
+    modes = {i["key"]: i.get("mode") for i in volume["configMap"]["items"]}
+    assert modes["aiinfn-token"] == 0o755 and modes["aiinfn-env"] == 0o755
+    assert not values["singleuser"].get("extraFiles"), "no singleuser Secret: it exists only in the hub's namespace"
 
 
 def test_profiles_cover_every_kind_with_real_spawner_settings(hub: Any) -> None:
@@ -148,24 +160,15 @@ def test_profiles_cover_every_kind_with_real_spawner_settings(hub: Any) -> None:
             assert spawner.node_selector == kind.node_labels
 
 
-def _visible(values: dict[str, Any], groups: set[str]) -> set[str]:
-    """Run the hub's own profile filter (hub.extraConfig) for a user in `groups`."""
-    _hub_module()
-    c = Config()
-    c.KubeSpawner.profile_list = values["singleuser"]["profileList"]
-    exec(compile(values["hub"]["extraConfig"]["aiinfn"], "extraConfig", "exec"), {"c": c})
-    user = SimpleNamespace(groups=[SimpleNamespace(name=g) for g in groups])
-    return {p["slug"] for p in c.KubeSpawner.profile_list(SimpleNamespace(user=user))}
-
-
 def test_reserved_accelerators_are_shown_only_to_their_group(shipped_reports: dict[str, Preview]) -> None:
+    """The settings the hub filters profiles by (the real filter runs in tests/services/test_hub.py)."""
     report = shipped_reports["cnaf"]
-    (release,) = [r for r in report.run.by_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "jupyterhub"]
-    values = release.inputs["values"]
-    everyone = _visible(values, {"ai-infn/users"})
-    fpga = _visible(values, {"ai-infn/users", "ai-infn/fpga"})
-    assert "v70" not in everyone and "v70" in fpga
-    assert "a100-80gb-1g-10gb" in everyone and "cpu" in everyone
+    settings = jupyterhub.hub_settings(report.plan)
+    assert settings["profiles"]["v70"] == ["ai-infn/fpga"]
+    assert settings["profiles"]["a100-80gb-1g-10gb"] is None and settings["profiles"]["cpu"] is None
+    assert "ai-infn/users" in settings["site_groups"]
+    assert settings["kinds"]["T4"] == {"slug": "t4", "resource": "nvidia.com/gpu", "flavor": "t4",
+                                       "node_labels": {"aiinfn.infn.it/accelerator": "T4"}}
 
 
 def test_no_secret_in_the_values_and_the_secret_is_a_pulumi_secret(hub: Any) -> None:
@@ -191,9 +194,16 @@ def test_hub_database_is_on_a_protected_claim(hub: Any) -> None:
 
 
 def test_homes_on_nfs_tmp_an_emptydir_culling_and_placeholders(hub: Any) -> None:
+    """Homes are subPaths of the platform areas' claim in the notebooks' namespace (aiinfn_spawner)."""
     report, values = hub
     su = values["singleuser"]
-    assert su["storage"]["dynamic"]["storageClass"] == report.env.storage.nfs.storage_class
+    assert su["storage"]["type"] == "none"
+    (pv,) = [r for r in report.run.by_type("kubernetes:core/v1:PersistentVolume")
+             if r.inputs["metadata"]["name"] == "aiinfn-areas-users"]
+    assert pv.protect and pv.retain_on_delete
+    assert pv.inputs["spec"]["nfs"]["path"] == f"{report.env.storage.nfs.export_path}/areas"
+    assert pv.inputs["spec"]["claimRef"] == {"namespace": jupyterhub.USERS_NAMESPACE, "name": jupyterhub.AREAS_CLAIM}
+    assert jupyterhub.hub_settings(report.plan)["areas"]["claim"] == jupyterhub.AREAS_CLAIM
     assert {"name": "tmp", "mountPath": "/tmp"} in su["storage"]["extraVolumeMounts"]
     (tmp,) = [v for v in su["storage"]["extraVolumes"] if v["name"] == "tmp"]
     assert tmp == {"name": "tmp", "emptyDir": {"sizeLimit": f"{report.env.services.jupyterhub.tmp_size_gb}Gi"}}
@@ -219,7 +229,7 @@ def test_notebooks_reach_s3_through_the_api_with_no_secret(hub: Any) -> None:
     assert not {k for k in env if "SECRET" in k or ("TOKEN" in k and k != "AIINFN_TOKEN_URL")}
     assert env["AWS_ENDPOINT_URL"] == s3.endpoint and env["AWS_REGION"] == s3.region
     assert env["AIINFN_TOKEN_URL"] == jupyterhub.tokens_url()
-    assert su["extraFiles"]["aws-config"]["stringData"] == jupyterhub.aws_config()
+    assert jupyterhub.notebook_files(report.plan)["aws-config"]["stringData"] == jupyterhub.aws_config()
     assert not su.get("lifecycleHooks")
     volumes = su["storage"]["extraVolumes"]
     assert not [v for v in volumes if "hostPath" in v]

@@ -80,6 +80,9 @@ class EngineLog:
     steps: dict[str, StepRecord] = field(default_factory=dict)
     copies: list[Copy] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: when the engine was started and when it exited (time.time())
+    engine_started: float | None = None
+    engine_ended: float | None = None
     _pending_remote: list[tuple[str, str, str]] = field(default_factory=list)
     _last_failed: StepRecord | None = None
 
@@ -165,6 +168,8 @@ class EngineLog:
             "steps": {k: vars(v) for k, v in sorted(self.steps.items())},
             "copies": [vars(c) for c in self.copies],
             "errors": self.errors[-20:],
+            "engine_started": self.engine_started,
+            "engine_ended": self.engine_ended,
         }
 
 

@@ -295,6 +295,7 @@ def _drive(desc: Description, state: State, gen: Generated, log: EngineLog,
     lines: list[str] = []
     done_reading = threading.Event()
     with open(gen.root / "streamflow.log", "w") as logfile:
+        log.engine_started = time.time()
         proc = _start_engine(gen, gen.root / "home", logfile)
 
         def reader() -> None:
@@ -336,6 +337,7 @@ def _drive(desc: Description, state: State, gen: Generated, log: EngineLog,
             watchdog.stop_event.set()
             _stop_engine(proc)
             done_reading.wait(10)
+            log.engine_ended = time.time()
     return failure
 
 

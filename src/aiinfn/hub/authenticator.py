@@ -16,6 +16,13 @@
   refresh uses it, and the new tokens are saved as the hub's auth state (the ``aiinfn-tokens`` service
   only reads them).
 * ``expires_at`` (absolute time) is kept beside the tokens.
+* **Events.** Members of an event's groups (its registration ConfigMap, read by ``aiinfn_cluster``)
+  may log in on the days of its window (``starts`` to ``ends`` inclusive, UTC) and are refused before
+  and after (a session open at the end is dropped at the next auth refresh). The event's tutors
+  (``admin_groups``) get, during the window, a role whose scopes are filtered to the participants'
+  group (``TUTOR_SCOPES``: the admin page, start, stop and open their servers): JupyterHub's roles are
+  managed by this authenticator (``manage_roles``), so the role is given and taken away at each login
+  and auth refresh.
 
 ``configure(c, settings)`` (called by hub.extraConfig) filters the profile list per user and tells
 each notebook which bucket is its user's. No token, refresh token or client secret is ever put into a
@@ -24,8 +31,6 @@ notebook's environment or spec.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from collections.abc import Mapping
 from inspect import isawaitable
@@ -34,45 +39,21 @@ from typing import Any
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
 from tornado.httpclient import HTTPClientError
-from traitlets import Integer, Unicode
+from traitlets import Integer, List, Unicode
 
+try:  # shipped beside this module in the hub
+    import aiinfn_cluster as cluster  # type: ignore[import-not-found]
+    import aiinfn_spawner as spawner  # type: ignore[import-not-found]
+    from aiinfn_identity import Identities  # type: ignore[import-not-found]
+except ImportError:  # the project's own tests import the package
+    from aiinfn.hub import cluster, spawner  # type: ignore[no-redef]
+    from aiinfn.hub.identity import Identities  # type: ignore[no-redef]
 
-class Identities:
-    """The binding of hub usernames to IAM subjects: one row per account, both columns unique."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        with self._connect() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS identities ("
-                " sub TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, bound_at REAL NOT NULL)"
-            )
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=10)
-
-    def name_for(self, sub: str) -> str | None:
-        with self._lock, self._connect() as db:
-            row = db.execute("SELECT name FROM identities WHERE sub = ?", (sub,)).fetchone()
-        return row[0] if row else None
-
-    def sub_for(self, name: str) -> str | None:
-        with self._lock, self._connect() as db:
-            row = db.execute("SELECT sub FROM identities WHERE name = ?", (name,)).fetchone()
-        return row[0] if row else None
-
-    def bind(self, sub: str, name: str) -> bool:
-        """Bind ``name`` to ``sub``; False when either is already bound to someone else."""
-        with self._lock, self._connect() as db:
-            row = db.execute("SELECT name FROM identities WHERE sub = ?", (sub,)).fetchone()
-            if row:
-                return bool(row[0] == name)
-            try:
-                db.execute("INSERT INTO identities (sub, name, bound_at) VALUES (?, ?, ?)", (sub, name, time.time()))
-            except sqlite3.IntegrityError:
-                return False
-        return True
+#: What a tutor of an event may do with the event's participants (JupyterHub 5 scopes filtered to the
+#: participants' group): see them on the admin page, start, stop and open their servers. Not: delete
+#: them, change their groups or admin status, read their auth state, or touch anyone else.
+TUTOR_SCOPES = ("list:users", "read:users", "read:users:activity", "admin:servers", "servers",
+                "access:servers", "read:servers")
 
 
 class IamAuthenticator(GenericOAuthenticator):
@@ -89,6 +70,10 @@ class IamAuthenticator(GenericOAuthenticator):
         config=True,
         help="refresh the access token when it expires within this many seconds "
         "(at least auth_refresh_age plus the validity a caller of aiinfn-tokens needs)",
+    )
+
+    base_roles = List(
+        config=True, help="roles (load_roles entries) every user keeps when roles are managed: set by configure"
     )
 
     _identities: Identities | None = None
@@ -119,8 +104,40 @@ class IamAuthenticator(GenericOAuthenticator):
             )
         return name
 
+    async def open_events(self, auth_model: Mapping[str, Any]) -> list[Any]:
+        """The registered events whose window is open today and whose groups hold this user."""
+        groups = set(auth_model.get("groups") or [])
+        if not groups:
+            return []
+        try:
+            regs = await spawner.shared_cluster().registrations(self.log)
+        except Exception as e:  # no API: the site's own users still log in
+            self.log.warning("event registrations unreadable (%s): no event logins now", e)
+            return []
+        day = cluster.today()
+        return [r for r in regs if r.open_on(day) and groups & set(r.groups)]
+
+    async def _token_to_auth_model(self, token_info: dict[str, Any]) -> dict[str, Any]:
+        model: dict[str, Any] = await super()._token_to_auth_model(token_info)
+        if self.manage_roles:
+            roles: list[dict[str, Any]] = [dict(r) for r in self.base_roles] or [{"name": "user"}]
+            if model.get("admin"):
+                roles.append({"name": "admin"})
+            groups = set(model.get("groups") or [])
+            for reg in await self.open_events(model):
+                if groups & set(reg.admin_groups) and reg.participants:
+                    roles.append({
+                        "name": f"event-{reg.event}-tutors",
+                        "description": f"tutors of {reg.event}: its participants' servers",
+                        "scopes": ["admin-ui", *(f"{s}!group={reg.participants}" for s in TUTOR_SCOPES)],
+                    })
+            model["roles"] = roles
+        return model
+
     async def check_allowed(self, username: str, auth_model: dict[str, Any] | None) -> bool:
         allowed = bool(await super().check_allowed(username, auth_model))
+        if not allowed and auth_model is not None:
+            allowed = bool(await self.open_events(auth_model))
         if not allowed or auth_model is None:
             return allowed
         user_info = (auth_model.get("auth_state") or {}).get(self.user_auth_state_key) or {}
@@ -203,28 +220,38 @@ class IamAuthenticator(GenericOAuthenticator):
 def configure(c: Any, settings: Mapping[str, Any]) -> None:
     """Apply the platform's hub settings (hub.extraConfig passes them as one JSON literal).
 
-    ``settings``: ``profiles`` (profile slug -> IAM groups that may use it, None for everyone),
-    ``bucket_prefix`` (a user's bucket is ``<prefix><username>``; None: no S3).
+    ``settings`` (services.jupyterhub.hub_settings): ``profiles`` (profile slug -> IAM groups that may
+    use it, None for every user of the site), ``site_groups``, ``kinds``, ``projects``, ``sizing``,
+    ``custom_images``, ``areas``, ``bucket_prefix`` (a user's bucket is ``<prefix><username>``; None:
+    no S3) and the rest ``aiinfn_spawner`` reads. The provisioner's address and token come from the
+    hub's environment (``AIINFN_PROVISIONER_URL``, ``AIINFN_PROVISIONER_TOKEN`` from a Secret).
     """
-    allowed: dict[str, list[str] | None] = {str(k): v for k, v in dict(settings.get("profiles") or {}).items()}
-    profiles = list(c.KubeSpawner.profile_list or [])
+    import os
 
-    def profile_list(spawner: Any) -> list[dict[str, Any]]:
-        groups = {g.name for g in spawner.user.groups}
-        out = []
-        for p in profiles:
-            who = allowed.get(p["slug"], [])  # a profile the settings do not name is nobody's
-            if who is None or groups & set(who):
-                out.append(p)
-        return out
+    merged = dict(settings)
+    merged["profile_list"] = list(c.KubeSpawner.profile_list or [])
+    merged["provisioner_url"] = os.environ.get("AIINFN_PROVISIONER_URL", "")
+    merged["provisioner_token"] = os.environ.get("AIINFN_PROVISIONER_TOKEN", "")
+    merged["hub_namespace"] = os.environ.get("POD_NAMESPACE", "jupyterhub")
+    if os.environ.get("AIINFN_CLUSTER_CACHE_SECONDS"):
+        merged["cache_seconds"] = float(os.environ["AIINFN_CLUSTER_CACHE_SECONDS"])
+    spawner.configure(merged)
+
+    def profile_list(s: Any) -> Any:
+        return s.profiles_for_user()
 
     c.KubeSpawner.profile_list = profile_list
+    # roles are managed by the authenticator (event tutors): every user keeps the chart's `user` role
+    c.IamAuthenticator.base_roles = [
+        {k: v for k, v in r.items() if k in ("name", "description", "scopes")}
+        for r in (c.JupyterHub.load_roles or []) if r.get("name") == "user"
+    ]
 
     prefix = settings.get("bucket_prefix")
     if prefix is not None:
         bucket_prefix = str(prefix)
 
-        def pre_spawn(spawner: Any) -> None:
-            spawner.environment["AIINFN_S3_BUCKET"] = bucket_prefix + spawner.user.name
+        def pre_spawn(s: Any) -> None:
+            s.environment["AIINFN_S3_BUCKET"] = bucket_prefix + s.user.name
 
         c.Spawner.pre_spawn_hook = pre_spawn
