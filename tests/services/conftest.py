@@ -10,4 +10,4 @@ SUPPORT = Path(__file__).resolve().parents[1] / "support" / "hub"
 if str(SUPPORT) not in sys.path:
     sys.path.insert(0, str(SUPPORT))
 
-from hub_fixtures import hub, hub_factory, iam, site_hub_values  # noqa: E402,F401 - fixtures, found through SUPPORT
+from hub_fixtures import areas, hub, hub_factory, iam, kube, site_hub_values  # noqa: E402,F401 - fixtures, through SUPPORT

@@ -24,6 +24,8 @@ import pytest
 import requests
 from hub_fixtures import CLIENT_SECRET, HUB_REFRESH_AGE
 
+from aiinfn.config.loader import load_site
+from aiinfn.planning import make_plan
 from aiinfn.services import jupyterhub
 
 pytestmark = pytest.mark.integration
@@ -183,7 +185,8 @@ def test_the_notebook_pod_is_restricted_and_carries_no_secret(hub: Any, iam: Any
     names = {e["name"] for e in nb["env"]}
     assert not {n for n in names if "SECRET" in n or n in ("ACCESS_TOKEN", "REFRESH_TOKEN")}
     assert not nb.get("lifecycle"), "no postStart hook: nothing from the environment runs as shell"
-    assert hub.pvcs(), "the home claim is created"
+    home = next(m for m in nb["volumeMounts"] if m["mountPath"] == "/home/jovyan")
+    assert home["subPath"] == "home/gina", "the home is the user's own directory of the platform areas"
 
 
 def test_a_notebook_gets_its_own_users_access_token_only(hub: Any, iam: Any) -> None:
@@ -235,7 +238,7 @@ def test_s3_credentials_through_the_aws_sdk(hub: Any, iam: Any, tmp_path: Path) 
     (nb,) = [c for c in pod["spec"]["containers"] if c["name"] == "notebook"]
     env = {e["name"]: e["value"] for e in nb["env"] if "value" in e}
     assert env["AWS_CONFIG_FILE"] == jupyterhub.AWS_CONFIG and env["AIINFN_S3_BUCKET"] == "marta"
-    files = hub.values["singleuser"]["extraFiles"]
+    files = jupyterhub.notebook_files(make_plan(load_site("cnaf")))
     command = tmp_path / "aiinfn-token"
     command.write_text(files["aiinfn-token"]["stringData"])
     command.chmod(0o755)

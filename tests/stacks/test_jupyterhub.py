@@ -200,7 +200,7 @@ def test_homes_on_nfs_tmp_an_emptydir_culling_and_placeholders(hub: Any) -> None
     assert su["storage"]["type"] == "none"
     (pv,) = [r for r in report.run.by_type("kubernetes:core/v1:PersistentVolume")
              if r.inputs["metadata"]["name"] == "aiinfn-areas-users"]
-    assert pv.protect and pv.retain_on_delete
+    assert pv.inputs["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
     assert pv.inputs["spec"]["nfs"]["path"] == f"{report.env.storage.nfs.export_path}/areas"
     assert pv.inputs["spec"]["claimRef"] == {"namespace": jupyterhub.USERS_NAMESPACE, "name": jupyterhub.AREAS_CLAIM}
     assert jupyterhub.hub_settings(report.plan)["areas"]["claim"] == jupyterhub.AREAS_CLAIM

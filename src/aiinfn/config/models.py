@@ -734,15 +734,77 @@ class Project(Model):
 # --------------------------------------------------------------------------- services
 
 
+#: A pip requirement without a direct reference (no URL, path or option): ``torch==2.5.1``, ``numpy>=2``,
+#: ``dask[distributed]~=2024.1``.
+REQUIREMENT = TextKind(
+    "a pip requirement", rf"{_ALNUM}._\[\],<>=!~*+ -",
+    r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*\])?"
+    r"( *(==|>=|<=|~=|!=|<|>) *[A-Za-z0-9.*+!_-]+( *, *(==|>=|<=|~=|!=|<|>) *[A-Za-z0-9.*+!_-]+)*)?",
+    limit=200, hint="a package name with an optional version, such as torch==2.5.1 (no URL or path)")
+Requirement = Annotated[str, AfterValidator(REQUIREMENT)]
+#: A lock file under environments/locks/ (a pip requirements file, one pinned requirement a line).
+LOCK_FILE = TextKind("a lock file name", f"{_ALNUM}._-", r"[A-Za-z0-9][A-Za-z0-9._-]*\.txt", limit=128,
+                     hint="the name of a requirements file under environments/locks/, such as torch-2026.txt")
+LockFile = Annotated[str, AfterValidator(LOCK_FILE)]
+
+
+class ManagedEnvironment(Model):
+    """A Python environment built once onto the platform filesystem (``/envs/<name>``), read-only for
+    users, a kernel in every notebook, cloneable into a home (``aiinfn-env clone <name>``)."""
+
+    description: Description = ""
+    packages: list[Requirement] = Field(default_factory=list, description="pip requirements (pin them)")
+    lock_file: LockFile | None = Field(None, description="or a requirements lock file under environments/locks/")
+    maintainers: IamGroup = Field(description="the IAM group that may build and update it")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ManagedEnvironment:
+        if bool(self.packages) == (self.lock_file is not None):
+            raise ValueError("give either packages or lock_file (exactly one)")
+        return self
+
+
+class SizeLimits(Model):
+    """The largest notebook a user may ask for (they choose CPU, memory and /dev/shm up to these)."""
+
+    max_cpu: int = Field(8, ge=1, le=256, description="CPU cores")
+    max_memory_gb: int = Field(32, ge=2, le=4096, description="memory (GiB)")
+    max_shm_gb: int = Field(8, ge=1, le=1024, description="/dev/shm, a memory-backed emptyDir (counts as memory)")
+
+
+class Sizing(Model):
+    default: SizeLimits = SizeLimits()
+    groups: dict[IamGroup, SizeLimits] = Field(
+        default_factory=dict, description="larger limits for IAM groups (a user gets the largest of theirs)"
+    )
+
+
+class CustomImages(Model):
+    """Groups that may start an image of their own from the platform's registry (Harbor)."""
+
+    groups: list[IamGroup] = Field(default_factory=list, description="IAM groups allowed a custom image")
+    projects: list[DnsLabel] = Field(
+        default_factory=lambda: ["environments"], description="Harbor projects those images must come from"
+    )
+
+
 class JupyterHub(Model):
     hostname: Hostname | None = None
     cull_idle_seconds: int = Field(3600, ge=300)
-    default_image: NonEmptyStr
-    images: dict[DnsLabel, NonEmptyStr] = Field(default_factory=dict, description="managed environments")
+    default_image: ImageRef
+    images: dict[DnsLabel, ImageRef] = Field(default_factory=dict, description="notebook images to choose from")
     home_size_gb: PositiveInt = 50
     user_placeholders: int = Field(0, ge=0, le=1000)
     prepull: bool = True
     tmp_size_gb: int = Field(20, ge=1, le=2000, description="size limit of each notebook's /tmp (an emptyDir)")
+    environments: dict[DnsLabel, ManagedEnvironment] = Field(
+        default_factory=dict, description="managed Python environments on the platform filesystem (kernels)"
+    )
+    sizing: Sizing = Sizing()
+    custom_images: CustomImages = CustomImages()
+    queue_timeout_minutes: int = Field(
+        240, ge=5, le=10080, description="how long a spawn that chose to wait in the queue may wait"
+    )
 
 
 class Harbor(Model):

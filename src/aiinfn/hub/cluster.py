@@ -247,7 +247,7 @@ class Cluster:
     async def _list(self, path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
         api = self._api("CoreV1Api").api_client
         query = list((params or {}).items())
-        resp = await api.call_api(path, "GET", query_params=query, response_types_map={"200": "object"},
+        resp = await api.call_api(path, "GET", query_params=query, response_types_map={200: "object"},
                                   auth_settings=["BearerToken"], _return_http_data_only=True,
                                   _preload_content=True)
         return list((resp or {}).get("items") or [])

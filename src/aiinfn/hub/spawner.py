@@ -218,6 +218,8 @@ class PlatformSpawner(KubeSpawner):  # type: ignore[misc]
         options = profile.get("profile_options") or {}
         for name, option in options.items():
             value = opts.get(name)
+            if value == "unlisted-choice" and opts.get(f"{name}--unlisted-choice"):
+                continue  # the form's "Other..." entry: the value itself is checked below
             if value is not None and value not in (option.get("choices") or {}):
                 raise ValueError(f"{option.get('display_name', name)}: {value!r} is not one of yours "
                                  f"({', '.join(option.get('choices') or {})})")

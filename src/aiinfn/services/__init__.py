@@ -8,7 +8,22 @@ a service contains is decided here and nowhere else.
 from __future__ import annotations
 
 from ..planning import Plan
-from . import batch, gpu_operator, harbor, juicefs, jupyterhub, kueue, monitoring, nfs, offload, policy, projects, tls
+from . import (
+    batch,
+    gpu_operator,
+    harbor,
+    juicefs,
+    jupyterhub,
+    kueue,
+    monitoring,
+    nfs,
+    notebooks,
+    offload,
+    policy,
+    projects,
+    provisioner,
+    tls,
+)
 from .bundle import Bundle, check
 
 
@@ -19,11 +34,13 @@ def site_bundles(plan: Plan) -> list[Bundle]:
     hub = jupyterhub.bundle(plan, storage_class, (nfs.RELEASE,) if filesystem else ())
     candidates = [
         gpu_operator.bundle(plan),
-        kueue.bundle(plan, jupyterhub.NAMESPACE if hub else None),
+        kueue.bundle(plan, notebooks.NAMESPACE if hub else None),
         projects.bundle(plan),
         policy.bundle(plan),
         filesystem,
         hub,
+        notebooks.bundle(plan, storage_class),
+        provisioner.bundle(plan, storage_class),
         tls.bundle(plan),
         monitoring.bundle(plan, storage_class),
         juicefs.bundle(plan),

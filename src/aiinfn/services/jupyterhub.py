@@ -32,23 +32,44 @@ notebooks as environment values: never as code.
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from typing import Any
 
+from ..hub import identity
 from ..planning import Plan
 from ..planning.labels import (
-    INTERACTIVE_LABEL,
+    EVENT_LABEL,
     NAMESPACE_NAME_LABEL,
     PRIORITY_CLASS_LABEL,
+    PROJECT_LABEL,
     QUEUE_NAME_LABEL,
     ROLE_LABEL,
     kind_tolerations,
 )
 from . import tls
 from .bundle import Bundle, ConfigSecret, Manifest, Release, Secret, claim, namespace
-from .kueue import INTERACTIVE_QUEUE
+from .kueue import INTERACTIVE_QUEUE, flavor_name
 
 NAMESPACE = "jupyterhub"
+#: Where notebooks run (services.notebooks): Kueue manages it, the hub's namespace it must not.
+USERS_NAMESPACE = "jupyterhub-users"
+#: The platform areas (homes, group areas, public, managed environments) under the NFS export.
+AREAS_DIR = "areas"
+AREAS_CLAIM = "aiinfn-areas"
+FILES_CONFIGMAP = "aiinfn-notebook-files"
+ENVS_KEY = "environments.json"
+ENVS_FILE = "/etc/aiinfn/environments.json"
+ENVS_MOUNT = "/envs"
+ENV_COMMAND = "/usr/local/bin/aiinfn-env"
+#: The areas provisioner (services.provisioner).
+PROVISIONER_NAMESPACE = "aiinfn-provisioner"
+PROVISIONER_PORT = 8080
+PROVISIONER_TOKEN_SECRET = "aiinfn-provisioner-token"
+PROVISIONER_TOKEN_KEY = "token"
+#: The project label value of a notebook whose user is in no project (never a project's name: those
+#: are DNS labels, without dots).
+NO_PROJECT = "no.project"
 RELEASE = "jupyterhub"
 OAUTH_SECRET = "aiinfn-iam-oauth"
 OAUTH_SECRET_KEY = "client-secret"
@@ -115,7 +136,7 @@ def profiles(plan: Plan) -> list[dict[str, Any]]:
             {
                 "display_name": f"{key} ({kind.memory_gb} GB)",
                 "slug": profile_slug(key),
-                "description": f"{what}; {cap.units} on the platform",
+                "description": what,
                 "kubespawner_override": {
                     "node_selector": dict(kind.node_labels),
                     "tolerations": tolerations,
@@ -182,18 +203,68 @@ def hub_program(name: str) -> str:
     return resources.files("aiinfn.hub").joinpath(f"{name}.py").read_text()
 
 
+def hub_fqdn() -> str:
+    """The hub's Service as notebooks in other namespaces reach it."""
+    return f"{HUB_SERVICE}.{NAMESPACE}.svc"
+
+
+def custom_image_pattern(plan: Plan, projects: list[str]) -> str:
+    """Images a group allowed a custom image may name: the platform registry's ``projects`` only."""
+    from . import harbor
+
+    host = harbor.host(plan)
+    if host is None or not projects:
+        return "^$"
+    component = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    return (f"^{re.escape(host)}/(?:{'|'.join(re.escape(p) for p in projects)})/{component}(?:/{component})*"
+            r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
+
+
 def hub_settings(plan: Plan) -> dict[str, Any]:
     """What hub.extraConfig hands to ``aiinfn_hub.configure`` (data only)."""
-    s3 = plan.env.storage.s3
+    env = plan.env
+    hub = env.services.jupyterhub
+    assert hub is not None
+    s3 = env.storage.s3
     prefix = None if s3 is None else (f"{s3.user_bucket_prefix}-" if s3.user_bucket_prefix else "")
-    return {"profiles": allowed_groups(plan), "bucket_prefix": prefix}
+    kinds = {key: {"slug": profile_slug(key), "resource": cap.kind.resource, "node_labels": dict(cap.kind.node_labels),
+                   "flavor": flavor_name(key)} for key, cap in plan.capacity.items()}
+    nfs = env.storage.nfs
+    from . import harbor
+
+    return {
+        "profiles": allowed_groups(plan),
+        "site_groups": login_groups(plan),
+        "bucket_prefix": prefix,
+        "kinds": kinds,
+        "projects": {q.project: q.iam_group for q in plan.quotas},
+        "project_label": PROJECT_LABEL,
+        "event_label": EVENT_LABEL,
+        "no_project": NO_PROJECT,
+        "notebooks_namespace": USERS_NAMESPACE,
+        "sizing": hub.sizing.model_dump(),
+        "custom_images": {"groups": list(hub.custom_images.groups), "projects": list(hub.custom_images.projects),
+                          "pattern": custom_image_pattern(plan, list(hub.custom_images.projects)),
+                          "example": f"{harbor.host(plan) or 'harbor'}/{hub.custom_images.projects[0]}/my-lab:1"
+                          if hub.custom_images.projects else ""},
+        "queue_timeout_seconds": hub.queue_timeout_minutes * 60,
+        "areas": {
+            "claim": AREAS_CLAIM,
+            "groups": sorted({q.iam_group for q in plan.quotas}),
+            "admin_groups": list(env.iam.admin_groups),
+            "envs": {n: {"maintainers": e.maintainers} for n, e in hub.environments.items()},
+        } if nfs is not None else {},
+        "event_storage": {"storage_class": nfs.storage_class if nfs else "", "capacity": f"{hub.home_size_gb}Gi",
+                          "access_modes": ["ReadWriteMany"]},
+        "uid_base": identity.UID_BASE,
+    }
 
 
 def extra_config(plan: Plan) -> str:
     """hub.extraConfig: import the shipped module and call it with one JSON literal."""
     literal = repr(json.dumps(hub_settings(plan), sort_keys=True))
     return (
-        "# aiinfn: profiles per IAM group, the user's bucket (settings are data: one JSON literal)\n"
+        "# aiinfn: profiles, options and checks per user, events, areas (settings are data: one JSON literal)\n"
         "import json\n"
         f"import {HUB_MODULE}\n"
         f"{HUB_MODULE}.configure(c, json.loads({literal}))\n"
@@ -206,7 +277,7 @@ def scopes(plan: Plan) -> list[str]:
 
 
 def tokens_url() -> str:
-    return f"http://{HUB_SERVICE}:{TOKENS_PORT}/services/{TOKENS_SERVICE}/access-token"
+    return f"http://{hub_fqdn()}:{TOKENS_PORT}/services/{TOKENS_SERVICE}/access-token"
 
 
 def batch_url() -> str:
@@ -221,7 +292,12 @@ def batch_client() -> str:
 
 def notebook_env(plan: Plan) -> dict[str, Any]:
     """The notebook's environment: addresses and names only, each a plain value."""
-    env: dict[str, Any] = {"AIINFN_TOKEN_URL": tokens_url()}
+    env: dict[str, Any] = {"AIINFN_TOKEN_URL": tokens_url(), "AIINFN_ENVS_FILE": ENVS_FILE,
+                           "AIINFN_ENVS_DIR": ENVS_MOUNT}
+    hub = plan.env.services.jupyterhub
+    if hub is not None and hub.environments:
+        # every managed environment's kernel spec, read-only under /envs (aiinfn-env build)
+        env["JUPYTER_PATH"] = ":".join(f"{ENVS_MOUNT}/{n}/current/share/jupyter" for n in hub.environments)
     if plan.env.services.batch is not None:
         env["AIINFN_BATCH_URL"] = batch_url()
     s3 = plan.env.storage.s3
@@ -248,6 +324,38 @@ def login_groups(plan: Plan) -> list[str]:
     return list(dict.fromkeys(groups))
 
 
+#: The hub-side modules shipped beside aiinfn_hub (file of aiinfn/hub -> module name in the hub).
+HUB_MODULES = {"identity": "aiinfn_identity", "cluster": "aiinfn_cluster", "spawner": "aiinfn_spawner",
+               "materials": "aiinfn_materials"}
+
+
+def notebook_files(plan: Plan) -> dict[str, Any]:
+    """The files every notebook gets (the ConfigMap ``aiinfn-notebook-files`` of its namespace)."""
+    env = plan.env
+    s3 = env.storage.s3
+    user_files: dict[str, Any] = {
+        "aiinfn-token": {"mountPath": TOKEN_COMMAND, "stringData": hub_program("notebook"), "mode": 0o755},
+        "aiinfn-env": {"mountPath": ENV_COMMAND, "stringData": hub_program("envs"), "mode": 0o755},
+    }
+    if s3 is not None:
+        user_files["aws-config"] = {"mountPath": AWS_CONFIG, "stringData": aws_config(), "mode": 0o644}
+    batch = env.services.batch is not None
+    if batch:
+        user_files["aiinfn-batch"] = {"mountPath": BATCH_COMMAND, "stringData": batch_client(), "mode": 0o755}
+    return user_files
+
+
+def files_volume(plan: Plan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The notebook files as one ConfigMap volume and a subPath mount per file."""
+    user_files = notebook_files(plan)
+    items = [{"key": k, "path": k, **({"mode": f["mode"]} if "mode" in f else {})} for k, f in user_files.items()]
+    items.append({"key": ENVS_KEY, "path": ENVS_KEY, "mode": 0o644})
+    volume = {"name": "files", "configMap": {"name": FILES_CONFIGMAP, "items": items}}
+    mounts = [{"name": "files", "mountPath": f["mountPath"], "subPath": k} for k, f in user_files.items()]
+    mounts.append({"name": "files", "mountPath": ENVS_FILE, "subPath": ENVS_KEY})
+    return volume, mounts
+
+
 def values(plan: Plan, storage_class: str) -> dict[str, Any]:
     env = plan.env
     hub = env.services.jupyterhub
@@ -257,34 +365,42 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
     image, tag = _image(hub.default_image)
     placeholders = hub.user_placeholders
     prepull = hub.prepull
-    s3 = env.storage.s3
     hub_files: dict[str, Any] = {
         HUB_MODULE: {"mountPath": f"{HUB_CONFIG_DIR}/{HUB_MODULE}.py", "stringData": hub_program("authenticator")},
         TOKENS_MODULE: {"mountPath": f"{HUB_CONFIG_DIR}/{TOKENS_MODULE}.py", "stringData": hub_program("tokens")},
+        **{module: {"mountPath": f"{HUB_CONFIG_DIR}/{module}.py", "stringData": hub_program(name)}
+           for name, module in HUB_MODULES.items()},
     }
-    user_files: dict[str, Any] = {
-        "aiinfn-token": {"mountPath": TOKEN_COMMAND, "stringData": hub_program("notebook"), "mode": 0o755},
-    }
-    if s3 is not None:
-        user_files["aws-config"] = {"mountPath": AWS_CONFIG, "stringData": aws_config(), "mode": 0o644}
+    files, file_mounts = files_volume(plan)
     batch = env.services.batch is not None
-    if batch:
-        user_files["aiinfn-batch"] = {"mountPath": BATCH_COMMAND, "stringData": batch_client(), "mode": 0o755}
+    users = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: USERS_NAMESPACE}},
+             "podSelector": {"matchLabels": {"component": "singleuser-server"}}}
+    events = {"namespaceSelector": {"matchExpressions": [{"key": EVENT_LABEL, "operator": "Exists"}]},
+              "podSelector": {"matchLabels": {"component": "singleuser-server"}}}
     hub_selector = {"matchLabels": {"component": "hub"}}
-    notebooks_selector = {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}
     tokens_port = {"port": TOKENS_PORT, "protocol": "TCP"}
+    api_port = {"port": 8081, "protocol": "TCP"}
     out: dict[str, Any] = {
         "hub": {
             "config": {
-                "JupyterHub": {"authenticator_class": f"{HUB_MODULE}.IamAuthenticator", "admin_access": True},
+                "JupyterHub": {
+                    "authenticator_class": f"{HUB_MODULE}.IamAuthenticator",
+                    "spawner_class": "aiinfn_spawner.PlatformSpawner",
+                    "admin_access": True,
+                    # notebooks run in another namespace: they reach the hub by its full name
+                    "hub_connect_url": f"http://{hub_fqdn()}:8081",
+                },
                 "Authenticator": {
                     "enable_auth_state": True,
                     "allow_existing_users": False,
                     "auth_refresh_age": AUTH_REFRESH_AGE,
                     "refresh_pre_spawn": True,
+                    # event tutors' roles are given and taken at login and refresh (aiinfn_hub)
+                    "manage_roles": True,
                 },
                 "IamAuthenticator": {"identity_db": IDENTITY_DB, "refresh_margin_seconds": REFRESH_MARGIN},
                 "KubeSpawner": {
+                    "namespace": USERS_NAMESPACE,
                     "container_security_context": dict(RESTRICTED_CONTAINER),
                     "pod_security_context": {
                         "runAsNonRoot": True,
@@ -309,7 +425,11 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
             "extraEnv": {
                 "OAUTH_CLIENT_SECRET": {
                     "valueFrom": {"secretKeyRef": {"name": OAUTH_SECRET, "key": OAUTH_SECRET_KEY}}
-                }
+                },
+                "AIINFN_PROVISIONER_URL": f"http://aiinfn-provisioner.{PROVISIONER_NAMESPACE}.svc:{PROVISIONER_PORT}",
+                "AIINFN_PROVISIONER_TOKEN": {
+                    "valueFrom": {"secretKeyRef": {"name": PROVISIONER_TOKEN_SECRET, "key": PROVISIONER_TOKEN_KEY}}
+                },
             },
             "extraFiles": hub_files,
             "services": {
@@ -336,7 +456,8 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
                 },
             },
             "service": {"extraPorts": [{"name": TOKENS_SERVICE, "port": TOKENS_PORT, "targetPort": TOKENS_PORT}]},
-            "networkPolicy": {"ingress": [{"from": [{"podSelector": notebooks_selector}], "ports": [tokens_port]}]},
+            # notebooks (their namespace, an event's) reach the hub's API and aiinfn-tokens
+            "networkPolicy": {"ingress": [{"from": [users, events], "ports": [api_port, tokens_port]}]},
             "containerSecurityContext": {
                 "runAsUser": 1000,
                 "runAsGroup": 1000,
@@ -356,23 +477,23 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
         },
         "singleuser": {
             "image": {"name": image, "tag": tag},
+            # the user's own UID and GID are set per spawn (aiinfn_spawner, aiinfn_identity)
             "uid": NOTEBOOK_UID,
             "fsGid": NOTEBOOK_GID,
             "allowPrivilegeEscalation": False,
             "profileList": profiles(plan),
             "extraEnv": notebook_env(plan),
-            "extraFiles": user_files,
             "storage": {
-                "type": "dynamic",
+                # the home is the user's subPath of the platform areas (aiinfn_spawner), not a claim per user
+                "type": "none",
                 "capacity": f"{hub.home_size_gb}Gi",
-                "dynamic": {"storageClass": storage_class, "storageAccessModes": ["ReadWriteMany"]},
-                "extraVolumes": [{"name": "tmp", "emptyDir": {"sizeLimit": f"{hub.tmp_size_gb}Gi"}}],
-                "extraVolumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                "extraVolumes": [{"name": "tmp", "emptyDir": {"sizeLimit": f"{hub.tmp_size_gb}Gi"}}, files],
+                "extraVolumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *file_mounts],
             },
-            # the notebook reaches aiinfn-tokens on the hub's pod; the metadata server stays blocked
-            # (egressAllowRules.cloudMetadataServer is false for notebooks)
+            # the chart's notebook policy would live in the hub's namespace, where no notebook runs:
+            # services.notebooks isolates the notebooks' namespace (the metadata server stays blocked)
             "networkPolicy": {
-                "enabled": True,
+                "enabled": False,
                 "egress": [{"to": [{"podSelector": hub_selector}], "ports": [tokens_port]}],
             },
             # Notebooks are Kueue workloads of the interactive queue, at interactive priority.
@@ -401,7 +522,7 @@ def register_batch(values: dict[str, Any]) -> None:
     """The batch service in the hub's values: its hub.services entry (an external service at its own
     Service), its API token from a Secret (hub.extraEnv + the ``aiinfn-batch`` extraConfig snippet), the
     service role (users' names and groups), users' and servers' tokens allowed to call it, the hub API
-    reachable from its namespace, notebooks' egress to it."""
+    reachable from its namespace (the notebooks' egress to it: services.notebooks)."""
     hub_values = values["hub"]
     hub_values["services"][BATCH_SERVICE] = {
         "url": f"http://{BATCH_SERVICE}.{BATCH_NAMESPACE}.svc:{BATCH_PORT}",
@@ -423,8 +544,6 @@ def register_batch(values: dict[str, Any]) -> None:
     batch_pods = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: BATCH_NAMESPACE}},
                   "podSelector": {"matchLabels": dict(BATCH_PODS)}}
     hub_values["networkPolicy"]["ingress"].append({"from": [batch_pods], "ports": [{"port": 8081, "protocol": "TCP"}]})
-    values["singleuser"]["networkPolicy"]["egress"].append(
-        {"to": [batch_pods], "ports": [{"port": BATCH_PORT, "protocol": "TCP"}]})
 
 
 def hub_db_claim(storage_class: str) -> dict[str, Any]:
@@ -441,7 +560,8 @@ def bundle(plan: Plan, storage_class: str | None, after: tuple[str, ...]) -> Bun
     ns = f"ns-{NAMESPACE}"
     deps = (ns, *after)
     items: list[Any] = [
-        namespace(NAMESPACE, "restricted", {INTERACTIVE_LABEL: "true"}),
+        # notebooks run in USERS_NAMESPACE (services.notebooks), the interactive queue's namespace
+        namespace(NAMESPACE, "restricted"),
         Secret("iam-oauth", deps, name=OAUTH_SECRET, namespace=NAMESPACE,
                data={OAUTH_SECRET_KEY: ConfigSecret(env.iam.client_secret)}),
         Manifest("hub-db", deps, hub_db_claim(storage_class), protect=True),

@@ -18,7 +18,8 @@ proxy, user scheduler, image pullers and placeholders), so notebooks are spawned
   hub by their public names); notebooks never reach each other (different users) nor a tenant.
 * The platform areas (``<export>/areas``: homes, group areas, public, managed environments; their
   owners and modes: ``aiinfn.hub.provisioner``): a static PersistentVolume pre-bound (``claimRef``)
-  to the claim ``aiinfn-areas`` of this namespace, both protected and retained. Each notebook mounts
+  to the claim ``aiinfn-areas`` of this namespace (``Retain``: removing either object never touches the
+  data, which lives on the export, so they are not protected). Each notebook mounts
   only its user's subdirectories of it (``aiinfn.hub.spawner``). The claim lives only here and in the
   provisioner's namespace: a namespace where a tenant may create pods (a project's, an event's) never
   holds it.
@@ -183,6 +184,6 @@ def bundle(plan: Plan, storage_class: str | None) -> Bundle | None:
         namespace(NAMESPACE, "restricted", labels),
         *manifests(*hub_role(NAMESPACE), *network_policies(plan), files_config_map(plan, NAMESPACE), after=(ns,)),
         *manifests(*hub_reads(), after=(f"ns-{jupyterhub.NAMESPACE}",)),
-        Manifest("pv-aiinfn-areas-users", (), pv, protect=True),
-        Manifest("pvc-aiinfn-areas-users", (ns, "pv-aiinfn-areas-users"), pvc, protect=True),
+        Manifest("pv-aiinfn-areas-users", (), pv),
+        Manifest("pvc-aiinfn-areas-users", (ns, "pv-aiinfn-areas-users"), pvc),
     ))

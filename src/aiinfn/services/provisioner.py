@@ -122,7 +122,7 @@ def bundle(plan: Plan, storage_class: str | None) -> Bundle | None:
         Secret("provisioner-token-service", (ns,), name=TOKEN_SECRET, namespace=NAMESPACE, data={TOKEN_KEY: token}),
         Secret("provisioner-token-hub", (f"ns-{jupyterhub.NAMESPACE}",), name=TOKEN_SECRET,
                namespace=jupyterhub.NAMESPACE, data={TOKEN_KEY: token}),
-        Manifest("pv-aiinfn-areas-provisioner", (), pv, protect=True),
-        Manifest("pvc-aiinfn-areas-provisioner", (ns, "pv-aiinfn-areas-provisioner"), pvc, protect=True),
+        Manifest("pv-aiinfn-areas-provisioner", (), pv),
+        Manifest("pvc-aiinfn-areas-provisioner", (ns, "pv-aiinfn-areas-provisioner"), pvc),
         *manifests(*objects(), after=(ns, "provisioner-token-service", "pvc-aiinfn-areas-provisioner")),
     ))

@@ -11,7 +11,9 @@ pinned JupyterHub (5.5.0) with the chart's own ``jupyterhub_config.py`` and ``z2
 * the hub runs in a mount namespace of its own (``unshare``, root) in which a temporary directory is
   ``/usr/local/etc`` and another is ``/srv``: the chart's files read their fixed paths unchanged and
   the sqlite database (``hub.db.url``, the identity table) lands in the temporary ``/srv``;
-* ``hub.extraEnv`` is resolved as the kubelet would (``secretKeyRef`` from ``secrets``).
+* ``hub.extraEnv`` is resolved as the kubelet would (``secretKeyRef`` from ``secrets``), then
+  ``env`` (addresses of the stand-ins: the provisioner's) is laid over it;
+* the kubeconfig names ``kube_url``: the stand-in API (hub_kube) the platform's reads go to.
 
 Replaced, and only these (one file ``jupyterhub_config.d/zz-aiinfn-harness.py``, loaded by the chart's
 config before hub.extraConfig): addresses (hub, proxy, services, the idle culler's hub URL: 127.0.0.1
@@ -306,6 +308,8 @@ def start_hub(
     *,
     auth_refresh_age: int | None = None,
     timeout: float = 60,
+    kube_url: str = "http://127.0.0.1:9",
+    env: Mapping[str, str] | None = None,
 ) -> Hub:
     """Start the hub of ``values`` against the IAM stand-in at ``iam_url`` (see the module docstring)."""
     check_machine()
@@ -341,7 +345,7 @@ def start_hub(
     }))
     (workdir / "kubeconfig").write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "none",
-        "clusters": [{"name": "none", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "clusters": [{"name": "none", "cluster": {"server": kube_url}}],
         "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
         "users": [{"name": "none", "user": {}}],
     }))
@@ -371,6 +375,7 @@ def start_hub(
         }
         for name, spec in (merged["hub"].get("extraEnv") or {}).items():
             hub_env[name] = _env_value(spec, name, cluster_secrets)
+        hub_env.update({"AIINFN_HUB_KUBE_URL": kube_url, "AIINFN_CLUSTER_CACHE_SECONDS": "0", **(env or {})})
         script = ('mount --bind "$0" /usr/local/etc && mount --bind "$1" /srv && cd /srv/jupyterhub'
                   ' && shift && exec "$@"')
         with (workdir / "hub.log").open("wb") as log:
@@ -382,8 +387,9 @@ def start_hub(
                 start_new_session=True))
         deadline = time.monotonic() + timeout
         _wait(f"{public}/hub/health", deadline, procs, workdir)
-        for url in services.values():
-            _wait(url, deadline, procs, workdir, any_answer=True)
+        for key, url in services.items():  # the hub starts its managed services; a test starts the others
+            if (merged["hub"]["services"][key]).get("command"):
+                _wait(url, deadline, procs, workdir, any_answer=True)
         hub.start_seconds = time.monotonic() - started
         return hub
     except BaseException:
