@@ -12,7 +12,8 @@ What the overlay runs (``aiinfn.batch`` holds the programs; this module only shi
 * its ServiceAccount may, in project namespaces only (a RoleBinding per namespace to the ClusterRole
   ``aiinfn-batch``, no cluster-wide binding): manage Jobs, read pods and their logs, read Kueue
   workloads, get and create claims (the user's home claim in the project, created at their first job);
-* NetworkPolicies: notebooks and the hub's proxy reach the service on ``PORT``; the service reaches
+* NetworkPolicies: notebooks (their namespace, services.notebooks) and the hub's proxy reach the
+  service on ``PORT``; the service reaches
   the hub's API (8081) and the Kubernetes API, nothing else.
 
 The hub side (``services.jupyterhub``): the hub.services entry, the roles (users' and servers' tokens
@@ -61,7 +62,6 @@ RBAC_API = "rbac.authorization.k8s.io/v1"
 HUB_API_PORT = 8081
 HUB_PODS = {"app": "jupyterhub", "component": "hub"}
 PROXY_PODS = {"app": "jupyterhub", "component": "proxy"}
-NOTEBOOK_PODS = {"component": "singleuser-server"}
 
 
 def program(name: str) -> str:
@@ -244,7 +244,7 @@ def network_policies(plan: Plan) -> list[dict[str, Any]]:
         *network.baseline(NAMESPACE, same_namespace=False),
         network.allow_apiserver(NAMESPACE, ranges, PODS),
         network.policy("allow-hub", NAMESPACE, pods=PODS, ingress=[{
-            "from": [network.in_namespace(hub, NOTEBOOK_PODS), network.in_namespace(hub, PROXY_PODS)],
+            "from": [network.in_namespace(jupyterhub.USERS_NAMESPACE), network.in_namespace(hub, PROXY_PODS)],
             "ports": network.tcp(PORT),
         }], egress=[{"to": [network.in_namespace(hub, HUB_PODS)], "ports": network.tcp(HUB_API_PORT)}]),
     ]
