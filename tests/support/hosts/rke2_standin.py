@@ -9,54 +9,279 @@ a server, listens on the supervisor port 9345, writes server/node-token and a ku
 (the real server unpacks kubectl into /var/lib/rancher/rke2/bin; this one keeps nodes' labels and
 cordons in a JSON file); as an agent, connects to the server URL
 of its config, records that it joined, and stays up.
+
+The kubectl stand-in answers the verbs the playbooks use on nodes as kubectl does against an API server:
+``get`` (a table, ``-o name``, ``-o json``, ``-o jsonpath={.a.b\\.c}``: a missing field prints nothing),
+``label`` (``k=v``, ``k-``; changing an existing key's value without ``--overwrite`` is kubectl's error
+"'k' already has a value (old), and --overwrite is false", exit 1; the same value is "not labeled"),
+``cordon``, ``uncordon``, ``drain`` (cordons, then refuses while DaemonSet pods are there without
+``--ignore-daemonsets`` or pods with emptyDir volumes without ``--delete-emptydir-data``, checks
+``--timeout`` is a duration, evicts the other pods) and ``delete`` (``--ignore-not-found``). A node that
+does not exist, never joined or was deleted, is ``Error from server (NotFound): nodes "<name>" not found``
+on stderr and exit 1, for every verb. Every call is recorded with its full argv, exit code and stderr in
+kubectl.calls.jsonl (``kubectl_calls``), and as a line without ``--kubeconfig`` in kubectl.log. Not
+modelled: other resources, pods' real eviction (PodDisruptionBudgets, grace periods, the timeout's
+expiry), watches, RBAC, and the exact table columns of ``get``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 KUBECTL = r'''#!/usr/bin/python3
-# stand-in kubectl (aiinfn tests): nodes with labels and a schedulable flag, in a JSON file; every call logged
-import json, os, sys
-STATE = "/var/lib/rancher/rke2/nodes.json"
-args = [a for a in sys.argv[1:]]
-if args[:1] == ["--kubeconfig"]:
-    args = args[2:]
-nodes = json.load(open(STATE)) if os.path.exists(STATE) else {}
-with open("/var/lib/rancher/rke2/kubectl.log", "a") as log:
-    log.write(" ".join(args) + "\n")
+# stand-in kubectl (aiinfn tests): see tests/support/hosts/rke2_standin.py, "The kubectl stand-in"
+import json, os, re, sys
+STATE = "/var/lib/rancher/rke2"
+NODES = f"{STATE}/nodes.json"
+argv = sys.argv[1:]
+args, flags = [], {}
+rest = list(argv)
+while rest:  # kubectl's flags may come anywhere; --flag value, --flag=value, and -o value
+    a = rest.pop(0)
+    if a in ("--kubeconfig", "-o", "--output", "--timeout", "--grace-period", "-l", "--selector") and rest:
+        flags[a.lstrip("-")] = rest.pop(0)
+    elif a.startswith("--") and "=" in a:
+        k, v = a[2:].split("=", 1)
+        flags[k] = v
+    elif a.startswith("--"):
+        flags[a[2:]] = "true"
+    else:
+        args.append(a)
+if "output" in flags:
+    flags["o"] = flags.pop("output")
+out, err, rc = [], [], 0
+
+
+def finish(code, raw=None):
+    if raw is not None:
+        sys.stdout.write(raw)  # jsonpath output ends without a newline, as kubectl's does
+    elif out:
+        print("\n".join(out))
+    if err:
+        print("\n".join(err), file=sys.stderr)
+    with open(f"{STATE}/kubectl.calls.jsonl", "a") as log:
+        log.write(json.dumps({"argv": sys.argv, "rc": code, "stderr": "\n".join(err)}) + "\n")
+    sys.exit(code)
+
+
+with open(f"{STATE}/kubectl.log", "a") as log:  # the verb and its arguments, as a line (older tests read it)
+    stripped = list(argv)
+    if stripped[:1] == ["--kubeconfig"]:
+        stripped = stripped[2:]
+    log.write(" ".join(stripped) + "\n")
+nodes = {k: v for k, v in (json.load(open(NODES)) if os.path.exists(NODES) else {}).items() if v is not None}
+
+
 def save():
-    json.dump(nodes, open(STATE, "w"))
+    tmp = f"{NODES}.tmp{os.getpid()}"
+    json.dump(nodes, open(tmp, "w")); os.replace(tmp, NODES)
+
+
+def not_found(name):
+    err.append(f'Error from server (NotFound): nodes "{name}" not found')
+    finish(1)
+
+
+def usage(msg):
+    err.append(f"error: {msg}")
+    err.append("See 'kubectl --help' for usage.")
+    finish(1)
+
+
+def obj(name):
+    n = nodes[name]
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": dict(n.get("labels", {}))},
+            "spec": {"unschedulable": True} if n.get("unschedulable") else {},
+            "taints": n.get("taints", [])}
+
+
+def jsonpath(doc, expr):
+    m = re.fullmatch(r"\{((?:\.(?:\\\.|[^.\\}])+)+)\}", expr)
+    if not m:
+        usage(f"error parsing jsonpath {expr}, unrecognized character")
+    value = doc
+    for part in re.findall(r"\.((?:\\\.|[^.\\])+)", m.group(1)):
+        key = part.replace("\\.", ".")
+        value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            return ""  # kubectl prints nothing for a missing field
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+if not args:
+    usage("You must specify the type of resource to get.")
 verb = args[0]
-name = args[2] if len(args) > 2 and args[1] == "node" else (args[1] if len(args) > 1 else "")
-if name and nodes.get(name, {}) is None and verb != "delete":  # deleted from the cluster
-    print(f'Error from server (NotFound): nodes "{name}" not found', file=sys.stderr); sys.exit(1)
-node = nodes.setdefault(name, {"labels": {}, "unschedulable": False}) if verb != "delete" else nodes.get(name)
+words = args[1:]
+if words[:1] and words[0] in ("node", "nodes", "no"):
+    words = words[1:]
+elif words and "/" in words[0] and words[0].split("/", 1)[0] in ("node", "nodes", "no"):
+    words = [words[0].split("/", 1)[1]] + words[1:]
+elif verb in ("get", "label", "delete"):
+    usage(f"the stand-in knows only nodes, not {' '.join(words[:1]) or 'nothing'}")
+name = words[0] if words else ""
+rest_words = words[1:]
+
 if verb == "get":
-    path = [a for a in args if a.startswith("jsonpath=")]
-    if path and "mig" in path[0]:
-        print(node["labels"].get("nvidia.com/mig.config", ""), end="")
-    save(); sys.exit(0)
+    if name and name not in nodes:
+        not_found(name)
+    names = [name] if name else sorted(nodes)
+    fmt = flags.get("o", "")
+    if fmt.startswith("jsonpath="):
+        if not name:
+            usage("the stand-in evaluates jsonpath on one node")
+        finish(0, jsonpath(obj(name), fmt.split("=", 1)[1]))
+    elif fmt == "name":
+        out.extend(f"node/{n}" for n in names)
+    elif fmt == "json":
+        out.append(json.dumps(obj(name) if name else {"kind": "List", "items": [obj(n) for n in names]}, indent=4))
+    elif fmt == "":
+        out.append(f"{'NAME':<24}STATUS")
+        for n in names:
+            out.append(f"{n:<24}Ready" + (",SchedulingDisabled" if nodes[n].get("unschedulable") else ""))
+    else:
+        usage(f"the stand-in does not print -o {fmt}")
+    finish(0)
+
 if verb == "label":
-    key, value = args[3].split("=", 1)
-    node["labels"][key] = value
-    print(f"node/{name} labeled"); save(); sys.exit(0)
-if verb in ("cordon", "drain"):
-    node["unschedulable"] = True
-    print(f"node/{name} {'cordoned' if verb == 'cordon' else 'drained'}"); save(); sys.exit(0)
-if verb == "uncordon":
-    node["unschedulable"] = False
-    print(f"node/{name} uncordoned"); save(); sys.exit(0)
+    if not name:
+        usage("one or more resources must be specified as <resource> <name> or <resource>/<name>")
+    if name not in nodes:
+        not_found(name)
+    changes = [w for w in rest_words if "=" in w or w.endswith("-")]
+    if not changes:
+        usage("at least one label update is required")
+    labels = nodes[name].setdefault("labels", {})
+    overwrite = flags.get("overwrite", "false") == "true"
+    changed = False
+    for c in changes:
+        if "=" in c:
+            key, value = c.split("=", 1)
+            if key in labels and labels[key] != value and not overwrite:
+                err.append(f"error: '{key}' already has a value ({labels[key]}), and --overwrite is false")
+                finish(1)
+            changed |= labels.get(key) != value
+            labels[key] = value
+        else:
+            changed |= c[:-1] in labels
+            labels.pop(c[:-1], None)
+    save()
+    out.append(f"node/{name} {'labeled' if changed else 'not labeled'}")
+    finish(0)
+
+DAEMONSET_FLAG = "ignore-daemonsets"
+CNI = [{"namespace": "kube-system", "name": "rke2-canal-standin", "daemonset": True}]
+if verb in ("cordon", "uncordon", "drain"):
+    if not name:
+        usage(f"resource(s) were provided, but no name was specified" if words else "USAGE: kubectl " + verb + " NODE")
+    if name not in nodes:
+        not_found(name)
+    n = nodes[name]
+    if verb == "uncordon":
+        out.append(f"node/{name} {'uncordoned' if n.get('unschedulable') else 'already uncordoned'}")
+        n["unschedulable"] = False
+        save(); finish(0)
+    out.append(f"node/{name} {'cordoned' if not n.get('unschedulable') else 'already cordoned'}")
+    n["unschedulable"] = True
+    save()
+    if verb == "cordon":
+        finish(0)
+    timeout = flags.get("timeout", "0s")
+    if not re.fullmatch(r"(\d+(\.\d+)?(ns|us|ms|s|m|h))+|0", timeout):
+        usage(f'invalid argument "{timeout}" for "--timeout" flag: time: invalid duration "{timeout}"')
+    pods = n.get("pods", CNI)  # a joined node runs RKE2's CNI as a DaemonSet pod
+    daemonsets = [p for p in pods if p.get("daemonset")]
+    local = [p for p in pods if not p.get("daemonset") and p.get("emptydir")]
+    problems = []
+    if daemonsets and flags.get(DAEMONSET_FLAG) != "true":
+        problems.append("cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): "
+                        + ", ".join(f"{p['namespace']}/{p['name']}" for p in daemonsets))
+    if local and flags.get("delete-emptydir-data") != "true":
+        problems.append("cannot delete Pods with local storage (use --delete-emptydir-data to override): "
+                        + ", ".join(f"{p['namespace']}/{p['name']}" for p in local))
+    if problems:
+        err.append(f'error: unable to drain node "{name}" due to error: ' + ", ".join(problems)
+                   + ", continuing command...")
+        err.append("There are pending nodes to be drained:")
+        err.append(f" {name}")
+        for p in problems:
+            err.append("error: " + p)
+        finish(1)
+    if daemonsets:
+        err.append("Warning: ignoring DaemonSet-managed Pods: "
+                   + ", ".join(f"{p['namespace']}/{p['name']}" for p in daemonsets))
+    for p in pods:
+        if not p.get("daemonset"):
+            out.append(f"evicting pod {p['namespace']}/{p['name']}")
+    for p in pods:
+        if not p.get("daemonset"):
+            out.append(f"pod/{p['name']} evicted")
+    n["pods"] = daemonsets
+    save()
+    out.append(f"node/{name} drained")
+    finish(0)
+
 if verb == "delete":
-    if nodes.get(name) is not None:
-        print(f'node "{name}" deleted')
-    nodes[name] = None  # a tombstone: the node is gone from the API
-    save(); sys.exit(0)
-print("stand-in kubectl: unsupported " + " ".join(args), file=sys.stderr); sys.exit(1)
+    if not name:
+        usage("resource(s) were provided, but no name was specified")
+    if name not in nodes:
+        if flags.get("ignore-not-found") == "true":
+            finish(0)
+        not_found(name)
+    del nodes[name]
+    save()
+    out.append(f'node "{name}" deleted')
+    finish(0)
+
+err.append(f"stand-in kubectl: unsupported {' '.join(argv)}")
+finish(1)
 '''
+
+#: The stand-in's Node objects on a server (the cluster's API state): ``{name: {"labels": {...},
+#: "unschedulable": bool, "taints": [...], "pods": [...]}}``. A node exists once it joined (rke2's server
+#: registers itself and every node it accepts) or a test registered it (``register_nodes``).
+NODES = "/var/lib/rancher/rke2/nodes.json"
+#: Every kubectl call on a server, one JSON object a line: ``{"argv": [...], "rc": n, "stderr": "..."}``.
+KUBECTL_CALLS = "/var/lib/rancher/rke2/kubectl.calls.jsonl"
+#: The pods every stand-in node runs: RKE2's CNI as a DaemonSet, so a drain needs ``--ignore-daemonsets``.
+NODE_PODS = [{"namespace": "kube-system", "name": "rke2-canal-standin", "daemonset": True}]
+
+
+def install_kubectl(hosts: Any, server: str) -> None:
+    """The kubectl stand-in where RKE2's server unpacks kubectl, on ``server``, and ``server`` itself registered
+    as a node: for tests that need the first server's kubectl but not RKE2 (the rke2 role's own tests start it)."""
+    path = hosts.path(server, "/var/lib/rancher/rke2/bin/kubectl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(KUBECTL)
+    path.chmod(0o755)
+    register_nodes(hosts, server, [server])
+
+
+def register_nodes(hosts: Any, server: str, names: list[str], *, labels: dict[str, str] | None = None,
+                   pods: list[dict[str, Any]] | None = None) -> None:
+    """Register ``names`` as Node objects on ``server``, as a joined node's kubelet does, for tests whose GPU
+    hosts do not run an RKE2 agent: with ``labels``, and the pods ``NODE_PODS`` plus ``pods`` (each
+    ``{"namespace", "name", "emptydir": bool}``; a pod with an emptyDir volume makes a drain need
+    ``--delete-emptydir-data``)."""
+    path = hosts.path(server, NODES)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nodes = json.loads(path.read_text()) if path.exists() else {}
+    for n in names:
+        nodes[n] = {"labels": dict(labels or {}), "unschedulable": False, "taints": [],
+                    "pods": [dict(p) for p in NODE_PODS] + [dict(p) for p in pods or []]}
+    path.write_text(json.dumps(nodes))
+
+
+def kubectl_calls(hosts: Any, server: str) -> list[dict[str, Any]]:
+    """Every kubectl call made on ``server`` so far: its full argv, exit code and stderr."""
+    if not hosts.exists(server, KUBECTL_CALLS):
+        return []
+    return [json.loads(line) for line in hosts.read(server, KUBECTL_CALLS).decode().splitlines() if line]
+
 
 RKE2 = r'''#!/usr/bin/python3
 # stand-in for RKE2 (aiinfn tests): see tests/support/hosts/rke2_standin.py
