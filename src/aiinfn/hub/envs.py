@@ -121,6 +121,7 @@ def build(name: str, pip_args: list[str]) -> Path:
 
 def clone(name: str, dest: Path | None = None) -> Path:
     """A copy of ``name`` in the user's home, from the build's wheels, registered as the user's kernel."""
+    definition(name)
     source = current(name)
     dest = dest or Path.home() / "envs" / name
     if dest.exists():

@@ -177,7 +177,7 @@ def run(settings: Mapping[str, Any]) -> str:
     dest = home / event
     with tempfile.TemporaryDirectory(prefix="aiinfn-materials-") as tmp:
         clone = Path(tmp) / "src"
-        subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", m["branch"], "--", m["repo"],
+        subprocess.run(["git", "clone", "--quiet", "--single-branch", "--branch", m["branch"], "--", m["repo"],
                         str(clone)], check=True, timeout=CLONE_SECONDS, capture_output=True,
                        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_TERMINAL_PROMPT": "0",
                             "HOME": tmp})
