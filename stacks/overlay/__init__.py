@@ -42,11 +42,12 @@ from aiinfn.services.bundle import (
 PROVIDER_VERSION = version("pulumi_kubernetes")
 
 
-def release_args(chart: str, namespace: str, values: pulumi.Input[Mapping[str, Any]]) -> dict[str, Any]:
+def release_args(chart: str, namespace: str, values: pulumi.Input[Mapping[str, Any]],
+                 release: str | None = None) -> dict[str, Any]:
     """A pinned chart (versions.CHARTS) as helm.v3.Release arguments: atomic, cleaned up on failure."""
     repo, name, pinned = versions.CHARTS[chart]
     args: dict[str, Any] = {
-        "name": chart,
+        "name": release or chart,
         "chart": name if not repo.startswith("oci://") else f"{repo}/{name}",
         "version": pinned,
         "namespace": namespace,
@@ -94,7 +95,7 @@ class Overlay(pulumi.ComponentResource):
             res = self._register(item)
             self.resources[item.key] = res
             if isinstance(item, Release) and isinstance(res, k8s.helm.v3.Release):
-                releases[item.chart] = res.status
+                releases[item.release_name] = res.status
         self.register_outputs(
             {
                 "releases": releases,
@@ -157,7 +158,8 @@ class Overlay(pulumi.ComponentResource):
                                     manifest)
         if isinstance(item, Release):
             return k8s.helm.v3.Release(
-                name, **release_args(item.chart, item.namespace, self._late(item.values)), opts=self._opts(item)
+                name, **release_args(item.chart, item.namespace, self._late(item.values), item.release_name),
+                opts=self._opts(item),
             )
         extra = {"protect": True, "retain_on_delete": True} if item.protect else {}
         return KubernetesObject(name, self._late(item.manifest), self._opts(item, **extra), item.manifest)

@@ -49,7 +49,7 @@ def bundle_artifacts(bundles: list[Bundle], addresses: Mapping[str, str] | None 
             out[f"k8s/secrets/{b.service}.yaml"] = yaml_documents(secrets)
         for r in b.items:
             if isinstance(r, Release):
-                out[f"k8s/values/{r.chart}.yaml"] = yaml_dump(resolve(r.values, addresses))
+                out[f"k8s/values/{r.release_name}.yaml"] = yaml_dump(resolve(r.values, addresses))
     return out
 
 

@@ -106,6 +106,12 @@ class Release(Item):
     values: Mapping[str, Any] = field(default_factory=dict)
     #: API groups whose CRDs this release installs: objects of these groups wait for it.
     crd_groups: tuple[str, ...] = ()
+    #: The Helm release's name when a chart is installed more than once (default: the chart's name).
+    name: str = ""
+
+    @property
+    def release_name(self) -> str:
+        return self.name or self.chart
 
 
 @dataclass(frozen=True)

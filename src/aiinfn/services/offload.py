@@ -225,6 +225,6 @@ def bundle(plan: Plan, cohort: str) -> Bundle | None:
                 "refresh-token": ConfigSecret(t.auth.refresh_token_secret)}))
             deps = (ns, f"offload-{name}-oidc", f"configmap-{NAMESPACE}-{REFRESHER}")
         items.append(Release(release_name(name), deps, chart="interlink", namespace=NAMESPACE,
-                             values=values(plan, name, t)))
+                             values=values(plan, name, t), name=release_name(name)))
         items.extend(manifests(*flavors(name, t), cluster_queue(name, t, cohort)))
     return Bundle("offload", tuple(items))
