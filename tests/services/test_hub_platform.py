@@ -62,8 +62,8 @@ def phub(hub_factory: Any, site_hub_values: Any, kube: hub_kube.Kube) -> Any:
                       taints=[{"key": "virtual-node.interlink/no-schedule", "value": "true",
                                "effect": "NoSchedule"}]),
         hub_kube.node("gpu-a100-01", A100, {"nvidia.com/gpu": "28"}),
-        hub_kube.node("fpga-v70-01", {**V70, "aiinfn.infn.it/reserved-for": "ai-infn.fpga"}, {"amd.com/xilinx-v70": "1"}),
-        hub_kube.node("fpga-v70-02", {**V70, "aiinfn.infn.it/reserved-for": "ai-infn.fpga"}, {"amd.com/xilinx-v70": "1"}),
+        *(hub_kube.node(f"fpga-v70-0{i}", {**V70, "aiinfn.infn.it/reserved-for": "ai-infn.fpga"},
+                        {"amd.com/xilinx-v70": "1"}) for i in (1, 2)),
     ]
     kube.cluster_queues[:] = [hub_kube.cluster_queue("interactive", {"t4": 2, "a100-80gb-1g.10gb": 20}),
                               hub_kube.cluster_queue("lhc-ml", {"t4": 1})]
@@ -211,7 +211,8 @@ def test_cpu_memory_and_shm_within_the_groups_limits(phub: Any, iam: Any) -> Non
     assert 'value="8"' in form and 'value="16"' not in form.split("profile-option-cpu--cpu")[1].split("</select>")[0]
     r = _post_form(phub, small, "gaia", {"profile": "cpu", **_option("cpu", "cpu", "32")})
     assert "'32' is not one of yours" in _text(r.text) and _pod(phub, "gaia") is None
-    r = _post_form(phub, small, "gaia", {"profile": "cpu", **_option("cpu", "memory", "4"), **_option("cpu", "shm", "8")})
+    r = _post_form(phub, small, "gaia", {"profile": "cpu", **_option("cpu", "memory", "4"),
+                                         **_option("cpu", "shm", "8")})
     assert "/dev/shm (8 GB) cannot exceed the memory (4 GB)" in _text(r.text)
     _, big, _ = _login(phub, iam, "ivan", [USERS, "ai-infn/lhc"])
     model = phub.spawn(big, "ivan", {"profile": "cpu", **_option("cpu", "cpu", "32"), **_option("cpu", "memory", "128"),
@@ -231,14 +232,14 @@ def test_custom_images_only_for_the_groups_allowed_and_only_from_the_registry(ph
     _, lhc, _ = _login(phub, iam, "luca", [USERS, "ai-infn/lhc"])
     elsewhere = "docker.io/someone/miner:latest"
     r = _post_form(phub, lhc, "luca", {"profile": "cpu", **_option("cpu", "image", "unlisted-choice"),
-                                       f"profile-option-cpu--image--unlisted-choice": elsewhere})
+                                       "profile-option-cpu--image--unlisted-choice": elsewhere})
     assert "is not an image of the platform's registry projects environments" in _text(r.text)
-    model = phub.spawn(lhc, "luca", {"profile": "cpu", f"profile-option-cpu--image--unlisted-choice": TEAM_IMAGE})
+    model = phub.spawn(lhc, "luca", {"profile": "cpu", "profile-option-cpu--image--unlisted-choice": TEAM_IMAGE})
     assert model["servers"][""]["ready"], model
     pod = _pod(phub, "luca")
     assert pod is not None and _notebook(pod)["image"] == TEAM_IMAGE
     _, other, _ = _login(phub, iam, "mina", [USERS])
-    r = _post_form(phub, other, "mina", {"profile": "cpu", f"profile-option-cpu--image--unlisted-choice": TEAM_IMAGE})
+    r = _post_form(phub, other, "mina", {"profile": "cpu", "profile-option-cpu--image--unlisted-choice": TEAM_IMAGE})
     assert "only the groups allowed a custom image may name one" in _text(r.text)
     assert _pod(phub, "mina") is None
 
@@ -294,7 +295,7 @@ def _register(kube: hub_kube.Kube, name: str, starts: dt.date, ends: dt.date) ->
 
 def test_event_participants_log_in_only_in_the_window_and_see_only_its_profiles(phub: Any, iam: Any,
                                                                                  kube: hub_kube.Kube) -> None:
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     _register(kube, "hack-now", today, today + dt.timedelta(days=1))
     _register(kube, "hack-later", today + dt.timedelta(days=2), today + dt.timedelta(days=3))
     _register(kube, "hack-past", today - dt.timedelta(days=3), today - dt.timedelta(days=1))
@@ -318,7 +319,7 @@ def test_event_participants_log_in_only_in_the_window_and_see_only_its_profiles(
 
 
 def test_tutors_manage_their_participants_servers_only(phub: Any, iam: Any, kube: hub_kube.Kube) -> None:
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     _register(kube, "hack-tut", today, today)
     _, participant, _ = _login(phub, iam, "rita", ["ai-infn/hack-tut"])
     assert phub.spawn(participant, "rita", {"profile": "hack-tut-t4"})["servers"][""]["ready"]

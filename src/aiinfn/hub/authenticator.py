@@ -34,20 +34,24 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from inspect import isawaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Integer, List, Unicode
 
-try:  # shipped beside this module in the hub
-    import aiinfn_cluster as cluster  # type: ignore[import-not-found]
-    import aiinfn_spawner as spawner  # type: ignore[import-not-found]
-    from aiinfn_identity import Identities  # type: ignore[import-not-found]
-except ImportError:  # the project's own tests import the package
-    from aiinfn.hub import cluster, spawner  # type: ignore[no-redef]
-    from aiinfn.hub.identity import Identities  # type: ignore[no-redef]
+if TYPE_CHECKING:
+    from aiinfn.hub import cluster, spawner
+    from aiinfn.hub.identity import Identities
+else:
+    try:  # shipped beside this module in the hub
+        import aiinfn_cluster as cluster
+        import aiinfn_spawner as spawner
+        from aiinfn_identity import Identities
+    except ImportError:  # the project's own tests import the package
+        from aiinfn.hub import cluster, spawner
+        from aiinfn.hub.identity import Identities
 
 #: What a tutor of an event may do with the event's participants (JupyterHub 5 scopes filtered to the
 #: participants' group): see them on the admin page, start, stop and open their servers. Not: delete
@@ -72,7 +76,7 @@ class IamAuthenticator(GenericOAuthenticator):
         "(at least auth_refresh_age plus the validity a caller of aiinfn-tokens needs)",
     )
 
-    base_roles = List(
+    base_roles: Any = List(
         config=True, help="roles (load_roles entries) every user keeps when roles are managed: set by configure"
     )
 

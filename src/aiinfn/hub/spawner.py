@@ -39,17 +39,20 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubespawner import KubeSpawner
 from tornado import httpclient
 from traitlets import Dict
 
-try:  # shipped beside this module in the hub
-    import aiinfn_cluster as cluster  # type: ignore[import-not-found]
-    import aiinfn_materials as materials  # type: ignore[import-not-found]
-except ImportError:  # the project's own tests import the package
-    from aiinfn.hub import cluster, materials  # type: ignore[no-redef]
+if TYPE_CHECKING:
+    from aiinfn.hub import cluster, materials
+else:
+    try:  # shipped beside this module in the hub
+        import aiinfn_cluster as cluster
+        import aiinfn_materials as materials
+    except ImportError:  # the project's own tests import the package
+        from aiinfn.hub import cluster, materials
 
 #: Traits a profile, an option or this spawner may change: restored before every spawn.
 RESET_TRAITS = (
@@ -100,7 +103,7 @@ def custom_image_ok(groups: set[str]) -> bool:
     return bool(groups & set((SETTINGS.get("custom_images") or {}).get("groups") or []))
 
 
-class PlatformSpawner(KubeSpawner):  # type: ignore[misc]
+class PlatformSpawner(KubeSpawner):
     """KubeSpawner with the platform's checks (see the module docstring)."""
 
     platform_settings = Dict(config=True, help="aiinfn settings (set by aiinfn_hub.configure)")
@@ -118,19 +121,19 @@ class PlatformSpawner(KubeSpawner):  # type: ignore[misc]
         return {g.name for g in self.user.groups}
 
     @property
-    def cluster(self) -> cluster.Cluster:
+    def platform_api(self) -> cluster.Cluster:
         return shared_cluster()
 
     async def open_events(self) -> list[cluster.Registration]:
         day = cluster.today()
-        regs = await self.cluster.registrations(self.log)
+        regs = await self.platform_api.registrations(self.log)
         return [r for r in regs if r.open_on(day) and self.groups & set(r.groups)]
 
     async def free(self) -> dict[str, cluster.Free]:
         kinds = _kinds()
         try:
-            nodes, queues = await self.cluster.nodes(), await self.cluster.cluster_queues()
-            pending = await self.cluster.workloads(SETTINGS.get("notebooks_namespace", self.namespace))
+            nodes, queues = await self.platform_api.nodes(), await self.platform_api.cluster_queues()
+            pending = await self.platform_api.workloads(str(SETTINGS.get("notebooks_namespace") or self.namespace))
         except Exception as e:  # the form still works without live numbers
             self.log.warning("availability unknown (%s)", e)
             return {}
@@ -276,11 +279,12 @@ class PlatformSpawner(KubeSpawner):  # type: ignore[misc]
             mem = opts.get("memory") or _default(options["memory"])
             self.mem_limit = self.mem_guarantee = f"{mem}G"
         shm = opts.get("shm") or (_default(options["shm"]) if "shm" in options else None)
-        volumes, mounts = dict(self.volumes), dict(self.volume_mounts)
+        volumes: dict[str, Any] = dict(getattr(self, "volumes"))  # noqa: B009 - KubeSpawner's untyped traits
+        mounts: dict[str, Any] = dict(getattr(self, "volume_mounts"))  # noqa: B009
         if shm:
             volumes["dshm"] = {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm}Gi"}}
             mounts["dshm"] = {"name": "dshm", "mountPath": "/dev/shm"}
-        labels = dict(self.extra_labels)
+        labels: dict[str, str] = dict(getattr(self, "extra_labels"))  # noqa: B009
         ident = self.authenticator.identities.posix(self.user.name)
         self.uid, self.gid, self.fs_gid = ident.uid, ident.gid, ident.gid
         if reg is None:
@@ -422,7 +426,7 @@ class PlatformSpawner(KubeSpawner):  # type: ignore[misc]
                 continue
             uid = pod.get("metadata", {}).get("uid")
             try:
-                state = cluster.workload_state(await self.cluster.workloads(self.namespace, fresh=True), str(uid))
+                state = cluster.workload_state(await self.platform_api.workloads(self.namespace, fresh=True), str(uid))
             except Exception as e:
                 self.log.debug("workload of %s unknown: %s", self.pod_name, e)
                 continue

@@ -102,9 +102,10 @@ def network_policies() -> list[dict[str, Any]]:
 
 
 def objects() -> list[dict[str, Any]]:
+    text = program()
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": NAME, "namespace": NAMESPACE},
-          "data": {"provisioner.py": program()}}
-    digest = hashlib.sha256((cm["data"]["provisioner.py"] + versions.JOB_IMAGE).encode()).hexdigest()[:16]
+          "data": {"provisioner.py": text}}
+    digest = hashlib.sha256((text + versions.JOB_IMAGE).encode()).hexdigest()[:16]
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": NAME, "namespace": NAMESPACE},
                "spec": {"selector": dict(PODS), "ports": [{"name": "http", "port": PORT, "targetPort": PORT}]}}
     return [*network_policies(), cm, deployment(digest), service]
