@@ -36,9 +36,10 @@ PLATFORM_LEVELS = {
     "monitoring-node-exporter": "privileged",
     "juicefs": "privileged",
     "harbor": "restricted",
+    "aiinfn-provisioner": "baseline",
 }
 #: Namespaces whose level another section of docs/security.md states (the hub's).
-OTHERS = {"jupyterhub"}
+OTHERS = {"jupyterhub", "jupyterhub-users"}
 
 
 def compliant() -> dict[str, Any]:

@@ -29,7 +29,7 @@ from aiinfn.planning import make_plan
 from aiinfn.planning.events import make_event_plan
 from aiinfn.planning.labels import NAMESPACE_NAME_LABEL
 from aiinfn.preview import Preview
-from aiinfn.services import event, harbor, network, site_bundles, tls
+from aiinfn.services import event, harbor, network, notebooks, provisioner, site_bundles, tls
 from aiinfn.services.bundle import Manifest
 
 SITES = list_environments(kind="site")
@@ -192,6 +192,8 @@ def world(site: str) -> tuple[Cluster, list[Endpoint], set[str], set[str]]:
         harbor.NAMESPACE: {"harbor": {**harbor.HARBOR_PODS, "component": "core"}, "setup": harbor.SETUP_PODS,
                            "acme": network.ACME_SOLVER_PODS, "pod": {}},
         tls.NAMESPACE: {"controller": tls.CONTROLLER_PODS, "pod": {}},
+        notebooks.NAMESPACE: {"notebook": {"component": "singleuser-server"}},
+        provisioner.NAMESPACE: {"provisioner": provisioner.PODS, "pod": {}},
     }
     endpoints = [
         Endpoint(f"{ns}/{role}", str(next(pods)), ns, tuple(sorted(labels.items())))
@@ -228,6 +230,13 @@ def expected_paths(tenants: set[str], governed: set[str]) -> Rule:
         apiserver = (dst == "node" and port == 6443) or (dst == "apiserver-service" and port == 443)
         if apiserver and (sns in platform_api or src == "harbor/setup"):
             return True
+        if sns == notebooks.NAMESPACE:  # users' notebooks: the internet, the ingress, the hub's API and tokens
+            return (dst == "internet" or (dst in ("node", "kube-system/ingress") and port in (80, 443))
+                    or (dst == "jupyterhub/hub" and port in (8081, 8181)))
+        if dns_ == notebooks.NAMESPACE:
+            return src in ("jupyterhub/hub", "jupyterhub/proxy") and port == 8888
+        if dst == f"{provisioner.NAMESPACE}/provisioner":
+            return src == "jupyterhub/hub" and port == provisioner.PORT
         if sns in tenants:
             if dst == "internet" or (dst in ("node", "kube-system/ingress") and port in (80, 443)):
                 return True

@@ -52,7 +52,7 @@ def test_kueue_manages_every_workload_of_the_tenants_and_nothing_of_the_platform
     assert config["metrics"]["enableClusterQueueResources"] is True  # issue 15's per-queue resource metrics
     managed = {n for n, labels in namespaces.items() if selects(config["managedJobsNamespaceSelector"], labels)}
     tenants = {q.namespace for q in plan.quotas} | {n for n in namespaces if n.startswith("event-")}
-    assert managed == tenants
+    assert managed == tenants | {"jupyterhub-users"}  # notebooks are Kueue workloads (services.notebooks)
     assert {"batch/job", "pod"} <= set(config["integrations"]["frameworks"])
 
 

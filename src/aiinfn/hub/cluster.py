@@ -3,7 +3,7 @@
 Everything here is a read, through KubeSpawner's own client and configuration (in the pod: the hub's
 ServiceAccount token; in tests: a kubeconfig pointing at a stand-in API):
 
-* **event registrations**: ConfigMaps labelled ``aiinfn.infn.it/hub-registration=event`` in the
+* **event registrations**: ConfigMaps labelled ``<hub registration label>=event`` in the
   hub's own namespace (``event.json``: event, groups, admin_groups, starts, ends, namespace,
   profiles). The hub's Role allows get/list/watch of ConfigMaps in that namespace only. A malformed
   registration is logged and ignored, never trusted in part.
@@ -28,11 +28,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Labels and taints as planning/labels.py writes them (this file cannot import the project).
-HUB_REGISTRATION_LABEL = "aiinfn.infn.it/hub-registration"
-RESERVED_FOR_LABEL = "aiinfn.infn.it/reserved-for"
-VIRTUAL_NODE_TAINT = "virtual-node.interlink/no-schedule"
-VIRTUAL_NODE_TYPE_LABEL = "virtual-node.interlink/type"
+#: The label and taint keys of planning/labels.py, handed over in the hub's settings (``labels``:
+#: ``hub_registration``, ``reserved_for``, ``virtual_taint``, ``virtual_type``): this file cannot import
+#: the project, and the keys have one home.
+LABELS: dict[str, str] = {}
 KUEUE_GROUP = "kueue.x-k8s.io"
 KUEUE_VERSION = "v1beta2"
 
@@ -144,11 +143,11 @@ def usable(node: Mapping[str, Any], groups: set[str]) -> bool:
     """Whether a notebook of a user in ``groups`` could land on ``node``."""
     meta, spec = node.get("metadata", {}), node.get("spec", {})
     labels = meta.get("labels") or {}
-    if spec.get("unschedulable") or VIRTUAL_NODE_TYPE_LABEL in labels:
+    if spec.get("unschedulable") or LABELS["virtual_type"] in labels:
         return False
-    if any(t.get("key") == VIRTUAL_NODE_TAINT for t in spec.get("taints") or []):
+    if any(t.get("key") == LABELS["virtual_taint"] for t in spec.get("taints") or []):
         return False
-    reserved = labels.get(RESERVED_FOR_LABEL)
+    reserved = labels.get(LABELS["reserved_for"])
     return reserved is None or reserved in {group_label_value(g) for g in groups}
 
 
@@ -255,7 +254,7 @@ class Cluster:
     async def registrations(self, log: Any = None) -> list[Registration]:
         async def fetch() -> list[Registration]:
             items = await self._list(f"/api/v1/namespaces/{self.hub_namespace}/configmaps",
-                                     {"labelSelector": f"{HUB_REGISTRATION_LABEL}=event"})
+                                     {"labelSelector": f"{LABELS['hub_registration']}=event"})
             return registrations_from(items, log)
         return list(await self._cached("registrations", fetch))
 

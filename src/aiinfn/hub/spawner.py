@@ -73,6 +73,7 @@ SETTINGS: dict[str, Any] = {}
 def configure(settings: Mapping[str, Any]) -> None:
     SETTINGS.clear()
     SETTINGS.update(copy.deepcopy(dict(settings)))
+    cluster.LABELS.update(SETTINGS.get("labels") or {})
 
 
 def _kinds() -> list[cluster.Kind]:

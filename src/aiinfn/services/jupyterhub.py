@@ -40,11 +40,15 @@ from ..hub import identity
 from ..planning import Plan
 from ..planning.labels import (
     EVENT_LABEL,
+    HUB_REGISTRATION_LABEL,
     NAMESPACE_NAME_LABEL,
     PRIORITY_CLASS_LABEL,
     PROJECT_LABEL,
     QUEUE_NAME_LABEL,
+    RESERVED_FOR_LABEL,
     ROLE_LABEL,
+    VIRTUAL_NODE_TAINT,
+    VIRTUAL_NODE_TYPE_LABEL,
     kind_tolerations,
 )
 from . import tls
@@ -239,6 +243,8 @@ def hub_settings(plan: Plan) -> dict[str, Any]:
         "kinds": kinds,
         "projects": {q.project: q.iam_group for q in plan.quotas},
         "project_label": PROJECT_LABEL,
+        "labels": {"hub_registration": HUB_REGISTRATION_LABEL, "reserved_for": RESERVED_FOR_LABEL,
+                   "virtual_taint": VIRTUAL_NODE_TAINT, "virtual_type": VIRTUAL_NODE_TYPE_LABEL},
         "event_label": EVENT_LABEL,
         "no_project": NO_PROJECT,
         "notebooks_namespace": USERS_NAMESPACE,

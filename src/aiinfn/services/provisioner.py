@@ -55,7 +55,7 @@ def deployment(digest: str) -> dict[str, Any]:
             "replicas": 1,
             "selector": {"matchLabels": dict(PODS)},
             "template": {
-                "metadata": {"labels": dict(PODS), "annotations": {"aiinfn.infn.it/digest": digest}},
+                "metadata": {"labels": dict(PODS), "annotations": {"aiinfn.provisioner/digest": digest}},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
