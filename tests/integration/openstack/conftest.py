@@ -55,6 +55,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture(scope="session")
+def timings() -> dict[str, float]:
+    """Where a test records how long something took (shown at the end of the session)."""
+    return TIMINGS
+
+
+@pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     with exclusive():
         cp = ControlPlane()

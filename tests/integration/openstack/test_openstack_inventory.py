@@ -2,15 +2,19 @@
 the inventory the plan renders, as `aiinfn inventory` prints it and as Ansible reads it through
 inventory/openstack.py; strays, drifted tags, duplicates and missing nodes are reported, not listed.
 
-The servers are made from the offline plan's registrations (network, subnet, ports with the plan's fixed
-IPs, keypair, server group, instances with their metadata, zone, key and scheduler hint), as `pulumi up`
+The servers are made from the offline plan's registrations (network, subnet, ports on the subnet,
+keypair, server group, instances with their metadata, zone, key and scheduler hint), as `pulumi up`
 would make them, with one difference the fixture forces: they boot from the image, not from a volume
-(Cinder's fake driver cannot fill a volume from an image). GPU nodes use the flavor with
-``pci_passthrough:alias=a100:2``, so Nova's scheduler claims two of the fake A100s for each.
+(Cinder's fake driver cannot fill a volume from an image). Neutron assigns the ports' addresses, as it
+does for the stacks' ports (which name only the subnet), so the planned inventory's mocked addresses
+are not the cloud's: the inventories are compared with every address left out, and each address is
+checked against Nova's view of its server. GPU nodes use the flavor with ``pci_passthrough:alias=a100:2``,
+so Nova's scheduler claims two of the fake A100s for each.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -28,7 +32,7 @@ from aiinfn.openstack import connect as osconnect
 from aiinfn.openstack import inventory as inv
 from aiinfn.openstack.connect import find
 from aiinfn.planning import make_plan
-from aiinfn.render import inventory_groups, site_vars
+from aiinfn.render import inventory_groups, plain, site_vars
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +84,67 @@ def ansible_inventory(world: World, source: Path, *args: str) -> Any:
     return json.loads(res.stdout)
 
 
+def inventory_doc(text: str) -> Any:
+    """The YAML inventory as data (Ansible's ``!unsafe`` strings read as plain strings)."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.constructor.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+    return yaml.load(text)
+
+
+def _text(value: Any) -> str:
+    """A string as Ansible writes it (plain, or wrapped as an unsafe value in JSON)."""
+    return str(value["__ansible_unsafe"]) if isinstance(value, dict) and "__ansible_unsafe" in value else str(value)
+
+
+def without_addresses(doc: Any) -> tuple[Any, dict[str, str]]:
+    """``doc`` with every host's ``ansible_host`` taken out, and those addresses by host."""
+    found: dict[str, str] = {}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                if k == "hosts" and isinstance(v, dict):
+                    hosts = {}
+                    for name, hv in v.items():
+                        hv = dict(hv or {})
+                        if "ansible_host" in hv:
+                            found[name] = _text(hv.pop("ansible_host"))
+                        hosts[name] = walk(hv)
+                    out[k] = hosts
+                elif k == "hostvars" and isinstance(v, dict):
+                    hv_out = {}
+                    for name, hv in v.items():
+                        hv = dict(hv)
+                        if "ansible_host" in hv:
+                            found[name] = _text(hv.pop("ansible_host"))
+                        hv_out[name] = walk(hv)
+                    out[k] = hv_out
+                else:
+                    out[k] = walk(v)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(doc), found
+
+
+def assert_addresses_are_novas(found: dict[str, str], site: dict[str, Any], world: World) -> None:
+    """Every node's address is the fixed IPv4 Nova lists for its server on the site network, inside
+    the plan's node CIDR."""
+    net = inv.site_network(world.report.plan)
+    cidr = ipaddress.ip_network(str(world.report.env.network.cidr))
+    assert set(found) == {n.name for n in world.report.plan.nodes}
+    for name, address in found.items():
+        server = world.admin.compute.get_server(site["servers"][name].id)
+        fixed = [a["addr"] for a in server.addresses[net] if a["version"] == 4 and a.get("OS-EXT-IPS:type") == "fixed"]
+        assert fixed == [address], (name, server.addresses)
+        assert ipaddress.ip_address(address) in cidr
+
+
 # --------------------------------------------------------------------------- the inventory equals the plan's
 
 
@@ -115,7 +180,11 @@ def test_the_grouping_from_tags_is_the_plans(site: dict[str, Any], world: World)
 def test_inventory_command_prints_the_plans_inventory(site: dict[str, Any], world: World) -> None:
     res = aiinfn(world, "inventory", str(ENV_FILE))
     assert res.returncode == 0, res.stderr
-    assert res.stdout == world.report.artifacts["ansible/inventory.yaml"]
+    live, addresses = without_addresses(inventory_doc(res.stdout))
+    planned, mocked = without_addresses(inventory_doc(world.report.artifacts["ansible/inventory.yaml"]))
+    assert live == planned
+    assert set(mocked) == set(addresses)
+    assert_addresses_are_novas(addresses, site, world)
     assert res.stderr.strip() == ""
 
 
@@ -125,13 +194,15 @@ def test_ansible_reads_the_script_as_it_reads_the_plans_inventory(
     planned = tmp_path / "inventory.yaml"
     planned.write_text(world.report.artifacts["ansible/inventory.yaml"])
     script = ROOT / "inventory" / "openstack.py"
-    dynamic = ansible_inventory(world, script, "--list")
-    assert dynamic == ansible_inventory(world, planned, "--list")
-    hostvars = dynamic["_meta"]["hostvars"]["gpu-a100-02"]
-    assert hostvars["ansible_host"] == str(site["servers"]["gpu-a100-02"].addresses["aiinfn-fixture"][0]["addr"])
-    assert hostvars["aiinfn_mig_config"] == "aiinfn-a100-80gb-1g.10gbx7"
-    assert ansible_inventory(world, script, "--host", "gpu-a100-02") == ansible_inventory(
-        world, planned, "--host", "gpu-a100-02")
+    dynamic, addresses = without_addresses(ansible_inventory(world, script, "--list"))
+    assert dynamic == without_addresses(ansible_inventory(world, planned, "--list"))[0]
+    assert_addresses_are_novas(addresses, site, world)
+    assert _text(dynamic["_meta"]["hostvars"]["gpu-a100-02"]["aiinfn_mig_config"]) == "aiinfn-a100-80gb-1g.10gbx7"
+    one = ansible_inventory(world, script, "--host", "gpu-a100-02")
+    assert _text(one.pop("ansible_host")) == addresses["gpu-a100-02"]
+    from_plan = ansible_inventory(world, planned, "--host", "gpu-a100-02")
+    from_plan.pop("ansible_host")
+    assert one == from_plan
 
 
 def test_cli_json_is_the_script_list(site: dict[str, Any], world: World) -> None:
@@ -141,7 +212,7 @@ def test_cli_json_is_the_script_list(site: dict[str, Any], world: World) -> None
                             env=ansible_env(world), timeout=300)
     assert script.returncode == 0, script.stderr
     assert json.loads(res.stdout) == json.loads(script.stdout)
-    doc = json.loads(script.stdout)
+    doc = plain(json.loads(script.stdout))  # strings come as Ansible's unsafe markers
     assert doc["all"]["vars"] == site_vars(make_plan(load(ENV_FILE)))
     assert doc["all"]["vars"]["aiinfn_site"] == "fixture" and doc["all"]["vars"]["ansible_user"] == "aiinfn"
     assert doc["role_gpu"]["hosts"] == ["gpu-a100-01", "gpu-a100-02"]

@@ -11,7 +11,6 @@ import io
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,17 +262,13 @@ def delete_servers(conn: Any, servers: list[Any]) -> None:
 def boot_plan(conn: Any, report: preview.Preview) -> Iterator[dict[str, Any]]:
     """Make the plan's compute part from its registrations, as `pulumi up` would, and remove it afterwards.
 
-    Network and subnet, one port per node with the plan's fixed IP, the keypair, the server group and
-    every instance with its name, metadata, zone, key and scheduler hint. One difference the fixture
-    forces: servers boot from the image, not from a volume (Cinder's fake driver cannot fill a volume
-    from an image). Security groups, floating IPs and volumes are left out: the inventory needs none.
+    Network and subnet, one port per node (Neutron assigns its address from the subnet, as for the
+    stacks' ports, which name only the subnet), the keypair, the server group and every instance with
+    its name, metadata, zone, key and scheduler hint. One difference the fixture forces: servers boot
+    from the image, not from a volume (Cinder's fake driver cannot fill a volume from an image).
+    Security groups, floating IPs and volumes are left out: the inventory needs none.
     """
     runs = report.run
-    ips = {e["name"]: e["fixed_ip"] for e in runs.stack_outputs["inventory"]}
-    clashes = sorted(ip for ip, n in Counter(ips.values()).items() if n > 1)
-    if clashes:
-        raise AssertionError(f"the plan's mocked fixed IPs {clashes} repeat: give the environment a larger "
-                             "network.cidr")
     made: dict[str, list[Any]] = {"servers": [], "ports": [], "groups": [], "keypairs": [], "networks": []}
     try:
         (net_reg,) = runs.by_type("openstack:networking/network:Network")
@@ -284,9 +279,9 @@ def boot_plan(conn: Any, report: preview.Preview) -> Iterator[dict[str, Any]]:
                                             cidr=subnet_reg.inputs["cidr"], enable_dhcp=subnet_reg.inputs["enableDhcp"])
         ports = {}
         for reg in runs.by_type("openstack:networking/port:Port"):
-            node = reg.inputs["name"]
-            port = conn.network.create_port(network_id=network.id, name=node,
-                                            fixed_ips=[{"subnet_id": subnet.id, "ip_address": ips[node]}])
+            assert all(set(f) == {"subnetId"} for f in reg.inputs["fixedIps"]), reg.inputs["fixedIps"]
+            port = conn.network.create_port(network_id=network.id, name=reg.inputs["name"],
+                                            fixed_ips=[{"subnet_id": subnet.id}])
             made["ports"].append(port)
             ports[reg.id] = port  # the plan's instances name their port by its (mocked) ID
         for reg in runs.by_type("openstack:compute/keypair:Keypair"):
@@ -325,3 +320,173 @@ def boot_plan(conn: Any, report: preview.Preview) -> Iterator[dict[str, Any]]:
             conn.compute.delete_keypair(kp, ignore_missing=True)
         for network in made["networks"]:
             conn.network.delete_network(network, ignore_missing=True)
+
+
+# --------------------------------------------------------------------------- the whole plan, for quotas
+
+
+class QuotaRefused(AssertionError):
+    """A service refused to create one of the plan's resources for want of quota."""
+
+    def __init__(self, what: str, status: int, text: str) -> None:
+        super().__init__(f"{what}: HTTP {status}: {text[:300]}")
+        self.what, self.status, self.text = what, status, text
+
+
+def _made(what: str, resp: Any, key: str) -> dict[str, Any]:
+    if resp.status_code >= 400:
+        raise QuotaRefused(what, resp.status_code, resp.text)
+    return dict(resp.json()[key])
+
+
+def create_whole_plan(conn: Any, report: preview.Preview, made: dict[str, list[Any]]) -> None:
+    """Every resource the plan registers that any quota counts, through the services' own APIs.
+
+    From the registrations: keypair, server group, network, subnet, router (gateway on the external
+    network) and its interface, security groups and their rules, ports with their groups, floating IPs
+    on their ports, volumes (each instance's boot volume and the stateful ones, size and type as
+    registered) and the instances (flavor, ports, key, group hint, zone, metadata), waited for until
+    ACTIVE. The first refusal raises ``QuotaRefused`` (everything made so far is in ``made``, for
+    ``delete_whole_plan``). Differences the fixture forces: instances boot from the image, beside
+    their boot volumes (Cinder's fake driver cannot fill a volume from an image; no quota counts the
+    difference), and the data volume is not attached (no quota counts an attachment).
+    """
+    runs = report.run
+    ids: dict[str, str] = {}  # the plan's mocked IDs -> the cloud's
+
+    def one(t: str) -> list[Any]:
+        return runs.by_type(f"openstack:{t}")
+
+    for reg in one("compute/keypair:Keypair"):
+        kp = _made(f"keypair {reg.inputs['name']}", conn.compute.post(
+            "/os-keypairs", microversion="2.92", json={"keypair": {
+                "name": reg.inputs["name"], "public_key": reg.inputs["publicKey"]}}), "keypair")
+        made["keypairs"].append(kp["name"])
+    for reg in one("compute/serverGroup:ServerGroup"):
+        g = _made(f"server group {reg.inputs['name']}", conn.compute.post(
+            "/os-server-groups", microversion="2.64", json={"server_group": {
+                "name": reg.inputs["name"], "policy": reg.inputs["policies"]}}), "server_group")
+        made["server_groups"].append(g["id"])
+        ids[reg.id] = g["id"]
+    net = conn.network
+    for reg in one("networking/network:Network"):
+        n = _made("network", net.post("/networks", json={"network": {"name": reg.inputs["name"]}}), "network")
+        made["networks"].append(n["id"])
+        ids[reg.id] = n["id"]
+    for reg in one("networking/subnet:Subnet"):
+        sn = _made("subnet", net.post("/subnets", json={"subnet": {
+            "network_id": ids[reg.inputs["networkId"]], "name": reg.inputs["name"], "ip_version": 4,
+            "cidr": reg.inputs["cidr"], "enable_dhcp": reg.inputs.get("enableDhcp", True)}}), "subnet")
+        ids[reg.id] = sn["id"]
+    external = find(net.find_network, report.env.site.external_network)
+    for reg in one("networking/router:Router"):
+        r = _made("router", net.post("/routers", json={"router": {
+            "name": reg.inputs["name"], "external_gateway_info": {"network_id": external.id}}}), "router")
+        made["routers"].append(r["id"])
+        ids[reg.id] = r["id"]
+    for reg in one("networking/routerInterface:RouterInterface"):
+        resp = net.put(f"/routers/{ids[reg.inputs['routerId']]}/add_router_interface",
+                       json={"subnet_id": ids[reg.inputs["subnetId"]]})
+        if resp.status_code >= 400:
+            raise QuotaRefused("router interface", resp.status_code, resp.text)
+    for reg in one("networking/secGroup:SecGroup"):
+        g = _made(f"security group {reg.inputs['name']}", net.post("/security-groups", json={"security_group": {
+            "name": reg.inputs["name"], "description": reg.inputs.get("description", "")}}), "security_group")
+        made["security_groups"].append(g["id"])
+        ids[reg.id] = g["id"]
+    for reg in one("networking/secGroupRule:SecGroupRule"):
+        i = reg.inputs
+        rule = {"security_group_id": ids[i["securityGroupId"]], "direction": i["direction"],
+                "ethertype": i.get("ethertype", "IPv4")}
+        for src, dst in (("protocol", "protocol"), ("remoteIpPrefix", "remote_ip_prefix")):
+            if i.get(src):
+                rule[dst] = i[src]
+        if i.get("remoteGroupId"):
+            rule["remote_group_id"] = ids[i["remoteGroupId"]]
+        for src, dst in (("portRangeMin", "port_range_min"), ("portRangeMax", "port_range_max")):
+            if i.get(src) is not None:
+                rule[dst] = int(i[src])
+        _made(f"security group rule {reg.name}", net.post("/security-group-rules",
+                                                           json={"security_group_rule": rule}), "security_group_rule")
+    for reg in one("networking/port:Port"):
+        p = _made(f"port {reg.inputs['name']}", net.post("/ports", json={"port": {
+            "name": reg.inputs["name"], "network_id": ids[reg.inputs["networkId"]],
+            "fixed_ips": [{"subnet_id": ids[f["subnetId"]]} for f in reg.inputs["fixedIps"]],
+            "security_groups": [ids[g] for g in reg.inputs.get("securityGroupIds") or []]}}), "port")
+        made["ports"].append(p["id"])
+        ids[reg.id] = p["id"]
+    # each floating IP on the port its association names (which one goes where counts for no quota)
+    fips, assocs = one("networking/floatingIp:FloatingIp"), one("networking/floatingIpAssociate:FloatingIpAssociate")
+    assert len(fips) == len(assocs), "every floating IP of the plan is associated with a port"
+    for reg, assoc in zip(fips, assocs, strict=True):
+        f = _made(f"floating IP {reg.name}", net.post("/floatingips", json={"floatingip": {
+            "floating_network_id": external.id, "port_id": ids[assoc.inputs["portId"]]}}), "floatingip")
+        made["floating_ips"].append(f["id"])
+    volumes: list[tuple[str, int, str | None]] = []
+    for reg in one("compute/instance:Instance"):
+        for bd in reg.inputs.get("blockDevices") or []:
+            if bd.get("destinationType") == "volume":
+                volumes.append((f"{reg.inputs['name']}-boot", int(bd["volumeSize"]), bd.get("volumeType")))
+    for reg in one("blockstorage/volume:Volume"):
+        volumes.append((reg.inputs["name"], int(reg.inputs["size"]), reg.inputs.get("volumeType")))
+    for name, size, vtype in volumes:
+        body: dict[str, Any] = {"name": name, "size": size}
+        if vtype:
+            body["volume_type"] = vtype
+        v = _made(f"volume {name}", conn.block_storage.post("/volumes", json={"volume": body}), "volume")
+        made["volumes"].append(v["id"])
+    image = find(conn.image.find_image, report.env.site.image)
+    for reg in one("compute/instance:Instance"):
+        node = report.plan.node(reg.inputs["name"])
+        flavor = find(conn.compute.find_flavor, node.flavor)
+        server: dict[str, Any] = {
+            "name": reg.inputs["name"], "flavorRef": flavor.id, "imageRef": image.id,
+            "networks": [{"port": ids[n["port"]]} for n in reg.inputs["networks"]],
+            "metadata": dict(reg.inputs["metadata"]), "availability_zone": reg.inputs["availabilityZone"],
+            "key_name": reg.inputs["keyPair"]}
+        body = {"server": server}
+        hints = [h["group"] for h in reg.inputs.get("schedulerHints") or [] if h.get("group")]
+        if hints:
+            body["os:scheduler_hints"] = {"group": ids[hints[0]]}
+        s = _made(f"server {reg.inputs['name']}", conn.compute.post("/servers", microversion="2.86", json=body),
+                  "server")
+        made["servers"].append(s["id"])
+    wait_active(conn, [conn.compute.get_server(i) for i in made["servers"]])
+
+
+def delete_whole_plan(conn: Any, made: dict[str, list[Any]]) -> None:
+    """Remove what ``create_whole_plan`` made (whatever it got to), newest first."""
+    for sid in made["servers"]:
+        conn.compute.delete_server(sid, ignore_missing=True)
+    end = time.monotonic() + 300
+    while any(conn.compute.find_server(sid, ignore_missing=True) for sid in made["servers"]):
+        assert time.monotonic() < end, "the plan's servers were not deleted within 300 s"
+        time.sleep(0.5)
+    for vid in made["volumes"]:
+        conn.block_storage.delete_volume(vid, ignore_missing=True)
+    for fid in made["floating_ips"]:
+        conn.network.delete_ip(fid, ignore_missing=True)
+    for pid in made["ports"]:
+        conn.network.delete_port(pid, ignore_missing=True)
+    for rid in made["routers"]:
+        for port in conn.network.ports(device_id=rid, device_owner="network:router_interface"):
+            conn.network.remove_interface_from_router(rid, port_id=port.id)
+        conn.network.delete_router(rid, ignore_missing=True)
+    for nid in made["networks"]:
+        for port in conn.network.ports(network_id=nid):
+            conn.network.delete_port(port, ignore_missing=True)
+        conn.network.delete_network(nid, ignore_missing=True)
+    for gid in made["security_groups"]:
+        conn.network.delete_security_group(gid, ignore_missing=True)
+    for gid in made["server_groups"]:
+        conn.compute.delete_server_group(gid, ignore_missing=True)
+    for name in made["keypairs"]:
+        conn.compute.delete_keypair(name, ignore_missing=True)
+    for vid in made["volumes"]:
+        with contextlib.suppress(Exception):
+            conn.block_storage.wait_for_delete(conn.block_storage.get_volume(vid), wait=120)
+
+
+def empty_made() -> dict[str, list[Any]]:
+    return {k: [] for k in ("keypairs", "server_groups", "networks", "routers", "security_groups", "ports",
+                            "floating_ips", "volumes", "servers")}
