@@ -309,3 +309,67 @@ def test_the_restricted_check_has_teeth() -> None:
     found = pod_security.violations(bad)
     assert any("hostPath" in f for f in found) and any("SYS_ADMIN" in f for f in found)
     assert any("runAsNonRoot" in f for f in found) and any("seccomp" in f for f in found)
+
+
+def test_notebooks_have_a_namespace_of_their_own_under_kueue(hub: Any) -> None:
+    """Kueue manages jupyterhub-users (the interactive queue's namespace), never the hub's namespace;
+    the hub spawns there with a Role limited to what KubeSpawner needs, and reads cluster-wide only
+    nodes and ClusterQueues."""
+    report, values = hub
+    namespaces = {r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"]
+                  for r in report.run.by_type("kubernetes:core/v1:Namespace")}
+    users = namespaces[jupyterhub.USERS_NAMESPACE]
+    assert users["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert users["kueue.x-k8s.io/managed"] == "true" and users["aiinfn.infn.it/interactive"] == "true"
+    assert "kueue.x-k8s.io/managed" not in namespaces[jupyterhub.NAMESPACE]
+    assert "aiinfn.infn.it/interactive" not in namespaces[jupyterhub.NAMESPACE]
+    assert values["hub"]["config"]["KubeSpawner"]["namespace"] == jupyterhub.USERS_NAMESPACE
+    assert values["hub"]["config"]["JupyterHub"]["hub_connect_url"] == "http://hub.jupyterhub.svc:8081"
+    (lq,) = [r for r in report.run.by_type("kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue")
+             if r.inputs["metadata"]["name"] == "interactive"]
+    assert lq.inputs["metadata"]["namespace"] == jupyterhub.USERS_NAMESPACE
+    roles = {(r.inputs["metadata"]["name"], r.inputs["metadata"].get("namespace")): r.inputs["rules"]
+             for r in [*report.run.by_type("kubernetes:rbac.authorization.k8s.io/v1:Role"),
+                       *report.run.by_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")]}
+    spawner = roles[("aiinfn-hub-spawner", jupyterhub.USERS_NAMESPACE)]
+    assert {(g, r, tuple(v)) for rule in spawner for g in rule["apiGroups"] for r in rule["resources"]
+            for v in [rule["verbs"]]} == {
+        ("", "pods", ("get", "list", "watch", "create", "delete")),
+        ("", "persistentvolumeclaims", ("get", "list", "watch", "create", "delete")),
+        ("", "secrets", ("get", "list", "watch", "create", "delete")),
+        ("", "services", ("get", "list", "watch", "create", "delete")),
+        ("", "events", ("get", "list", "watch")),
+        ("kueue.x-k8s.io", "workloads", ("get", "list", "watch")),
+    }
+    assert roles[("aiinfn-hub-registrations", jupyterhub.NAMESPACE)] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]
+    cluster_wide = roles[("aiinfn-hub-availability", None)]
+    assert all(rule["verbs"] == ["get", "list", "watch"] for rule in cluster_wide)
+    assert {r for rule in cluster_wide for r in rule["resources"]} == {"nodes", "clusterqueues"}
+
+
+def test_the_provisioner_keeps_only_setuid_and_setgid_and_no_api_token(hub: Any) -> None:
+    report, values = hub
+    namespaces = {r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"]
+                  for r in report.run.by_type("kubernetes:core/v1:Namespace")}
+    assert namespaces[jupyterhub.PROVISIONER_NAMESPACE]["pod-security.kubernetes.io/enforce"] == "baseline"
+    (dep,) = [r for r in report.run.by_type("kubernetes:apps/v1:Deployment")
+              if r.inputs["metadata"]["name"] == "aiinfn-provisioner"]
+    spec = dep.inputs["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    (c,) = spec["containers"]
+    sc = c["securityContext"]
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["SETUID", "SETGID"]}
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert pod_security.violations(spec) != [], "baseline, not restricted: it keeps two capabilities"
+    (cm,) = [r for r in report.run.by_type("kubernetes:core/v1:ConfigMap")
+             if r.inputs["metadata"]["name"] == "aiinfn-provisioner"]
+    root = Path(jupyterhub.__file__).parents[1] / "hub"
+    assert cm.inputs["data"]["provisioner.py"] == (root / "provisioner.py").read_text()
+    token = values["hub"]["extraEnv"]["AIINFN_PROVISIONER_TOKEN"]["valueFrom"]["secretKeyRef"]
+    secrets = [r for r in report.run.by_type("kubernetes:core/v1:Secret")
+               if r.inputs["metadata"]["name"] == token["name"]]
+    assert {s.inputs["metadata"]["namespace"] for s in secrets} == {jupyterhub.NAMESPACE,
+                                                                   jupyterhub.PROVISIONER_NAMESPACE}
+    assert all(is_secret(s.inputs["stringData"]) or is_secret(s.inputs["stringData"][token["key"]])
+               for s in secrets)
