@@ -279,7 +279,9 @@ def test_mutated_environments_fail_only_with_config_errors(tmp_path: Path, which
         return
     path = tmp_path / "mutated.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
-    _assert_clean(path, mutated)
+    # what the file holds: ruamel writes some characters ('\x85' in a single-quoted key) that read back otherwise
+    held = _parsed(text)
+    _assert_clean(path, held if held is not None else mutated)
 
 
 @FUZZ

@@ -213,7 +213,7 @@ def _check_pools(env: Environment) -> None:
                 f"only one {role.value} pool is supported (already: {pools[0]!r})",
                 f"node_pools.{pools[0]}.role",
             )
-        if pools and len(pool_node_names(pools[0], env.node_pools[pools[0]])) > 1:
+        if pools and len(pool_node_names(pools[0], env.node_pools[pools[0]])) != 1:
             p = env.node_pools[pools[0]]
             _fail(
                 f"node_pools.{pools[0]}." + ("count" if p.count is not None else "nodes"),
