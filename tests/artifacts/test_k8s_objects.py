@@ -41,6 +41,7 @@ from aiinfn import preview, versions
 from aiinfn.config.loader import list_environments
 from aiinfn.offline import redact
 from aiinfn.services import kueue
+from aiinfn.services.bundle import resolve
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 if str(SUPPORT) not in sys.path:
@@ -111,7 +112,8 @@ def report(request: pytest.FixtureRequest, previews: dict[Any, preview.Preview])
 
 
 def bundle_objects(report: preview.Preview) -> list[dict[str, Any]]:
-    return [dict(m.manifest) for b in report.bundles for m in b.manifests]
+    # a node's address (a static PersistentVolume's NFS server) as the artifact writer fills it in
+    return [dict(resolve(m.manifest, {})) for b in report.bundles for m in b.manifests]
 
 
 def registered_objects(report: preview.Preview) -> list[dict[str, Any]]:
@@ -192,11 +194,14 @@ def test_every_cluster_queue_is_in_the_platform_cohort(
 ) -> None:
     queues = [(s, o) for s, o in every_object(report) if o["kind"] == "ClusterQueue"]
     assert queues
+    # an event's queue joins the site's events cohort, a child of the platform cohort (its event reserve)
+    expected = kueue.EVENTS_COHORT if report.scope == "event" else kueue.COHORT
     for source, cq in queues:
-        assert cq["spec"].get("cohortName") == kueue.COHORT, f"{name_of(cq)} ({source}): {cq['spec']}"
+        assert cq["spec"].get("cohortName") == expected, f"{name_of(cq)} ({source}): {cq['spec']}"
     site = previews[(report.site, None)] if report.scope == "event" else report
-    cohorts = [o for _, o in every_object(site) if o["kind"] == "Cohort"]
-    assert {c["metadata"]["name"] for c in cohorts} == {kueue.COHORT}
+    cohorts = {c["metadata"]["name"]: c for _, c in every_object(site) if c["kind"] == "Cohort"}
+    assert set(cohorts) == {kueue.COHORT, kueue.EVENTS_COHORT}
+    assert cohorts[kueue.EVENTS_COHORT]["spec"]["parentName"] == kueue.COHORT
 
 
 # --------------------------------------------------------------------------- CRDs before their objects
