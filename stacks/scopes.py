@@ -17,7 +17,7 @@ from aiinfn.planning import make_plan
 from aiinfn.planning.events import make_event_plan
 from aiinfn.services import event as event_service
 from aiinfn.services.bundle import addressed_nodes
-from aiinfn.stacknames import site_stack_name
+from aiinfn.stacknames import event_stack_name, site_stack_name
 
 
 def run(config: pulumi.Config, env: AnyEnvironment) -> None:
@@ -73,9 +73,12 @@ def site(config: pulumi.Config, env: Environment) -> None:
 
 
 def event(config: pulumi.Config, ev: Event) -> None:
-    """The event's objects at one of its sites (``aiinfn:site``; the event's only site by default)."""
+    """The event's objects at one of its sites (``aiinfn:site``; by default the site the stack's name
+    ``<event>-<site>`` says, or the event's only site)."""
     sites = ev.site_environments()
-    name = config.get("site") or (next(iter(sites)) if len(sites) == 1 else None)
+    # the site: aiinfn:site, else the one the stack's name says (<event>-<site>), else the event's only site
+    by_name = [s for s in sites if pulumi.get_stack() == event_stack_name(ev.name, s)]
+    name = config.get("site") or (by_name[0] if by_name else next(iter(sites)) if len(sites) == 1 else None)
     if name is None or name not in sites:
         raise ConfigError(
             f"stack {pulumi.get_stack()!r}: set aiinfn:site to the site this event stack deploys to "
@@ -85,22 +88,38 @@ def event(config: pulumi.Config, ev: Event) -> None:
     event_plan = make_event_plan(ev, plans)
     ref = pulumi.StackReference(f"{ev.name}-{name}-site", stack_name=site_stack(config, name))
     kubeconfig = ref.require_output("kubeconfig")
+    # `aiinfn event down` first applies the archive phase (the claims it found), then destroys the stack
+    phase = config.get("phase") or "run"
+    claims = config.get_object("archive_claims") or [] if phase == "archive" else []
+    alloc = event_plan.allocations[name]
+    # `aiinfn event materials release|reset` records what it did in the stack's config
+    resets = config.get_object("materials_resets") or {}
+    materials = event_service.MaterialsState(
+        released=bool(config.get_bool("materials_released")),
+        resets=tuple(sorted((str(k), str(v)) for k, v in resets.items())) if isinstance(resets, dict) else ())
+    bundle = event_service.bundle(ev, plans[name], alloc, phase=phase, claims=[str(c) for c in claims],
+                                  materials=materials)
     Overlay(
         f"{ev.name}-{name}",
         OverlayArgs(
-            bundles=[event_service.bundle(ev, plans[name], event_plan.allocations[name])],
+            bundles=[bundle],
             kubeconfig=pulumi.Output.secret(kubeconfig),
-            secrets={},
+            secrets={s: config.require_secret(s) for s in bundle.config_secrets()},
             addresses={},
         ),
     )
-    alloc = event_plan.allocations[name]
     pulumi.export("scope", "event")
     pulumi.export("environment", ev.name)
     pulumi.export("site", name)
+    pulumi.export("phase", phase)
     pulumi.export("namespace", ev.namespace)
-    pulumi.export("allocation", {"participants": alloc.participants, "units": alloc.units,
-                                 "placeholders": alloc.placeholders})
+    pulumi.export("namespaces", [n for n in event_service.namespaces(ev)
+                                 if any(i.key == f"ns-{n}" for i in bundle.items)])
+    pulumi.export("cluster_queue", ev.namespace)
+    pulumi.export("hub_url", f"https://{event_service.hub_host(plans[name])}/")
+    pulumi.export("window", {"starts": ev.starts.isoformat(), "ends": ev.ends.isoformat()})
+    pulumi.export("allocation", {"participants": alloc.participants, "tutors": alloc.tutors, "units": alloc.units,
+                                 "placeholders": alloc.placeholders, "placeholder_units": alloc.placeholder_units})
 
 
 def federation(config: pulumi.Config, fed: Federation) -> None:

@@ -27,6 +27,12 @@ MIG_PARTED_CONFIG: Final = "v1"
 #: Image of the in-cluster jobs (aiinfn.jobs: standard-library Python programs).
 JOB_IMAGE: Final = "docker.io/library/python:3.12.8-slim"
 
+#: Events (services.event): the pause image of warm placeholders and of the image pre-pull (the one the
+#: zero-to-jupyterhub chart pinned in CHARTS uses for its own placeholders), and the image of the archive Job
+#: that copies participants' homes before an event's teardown (rclone: local copy, or S3).
+PAUSE_IMAGE: Final = "registry.k8s.io/pause:3.10.1"
+ARCHIVE_IMAGE: Final = "docker.io/rclone/rclone:1.68.2"
+
 #: sts-wire release the managed notebook images carry (checked at mount time, see planning.jupyterhub).
 STS_WIRE: Final = "v2.1.3"
 

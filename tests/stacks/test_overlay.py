@@ -68,7 +68,9 @@ def test_quotas_add_up_to_exactly_the_capacity(report: Preview) -> None:
     reserved = reserved_kinds(report.plan)
     for key, cap in report.plan.capacity.items():
         flavor = flavor_name(key)
-        total = sum(q or 0 for q in [_quota(cq, flavor) for cq in _by_kind(objs, "ClusterQueue")])
+        # the queues' nominal quotas and the events cohort's (the site's event reserve, out of the shared pool)
+        total = sum(q or 0 for q in [_quota(cq, flavor) for cq in _by_kind(objs, "ClusterQueue")
+                                     + [c for c in _by_kind(objs, "Cohort") if c["spec"].get("resourceGroups")]])
         if key in reserved:
             assert _quota(interactive, flavor) is None
             assert total <= cap.units

@@ -21,6 +21,7 @@ from aiinfn.config.loader import list_environments, load
 from aiinfn.config.models import Event
 from aiinfn.errors import AiinfnError
 from aiinfn.offline import is_secret
+from aiinfn.services import event as event_service
 
 EVENTS = list_environments(kind="event")
 
@@ -56,7 +57,7 @@ def test_an_event_stack_registers_no_cloud_resource_and_no_site_object(
         assert objects
         for obj in objects:
             meta = obj["metadata"]
-            owned = meta.get("namespace") == ev.namespace or ev.name in meta["name"]
+            owned = meta.get("namespace") in event_service.namespaces(ev) or ev.name in meta["name"]
             assert owned, f"{obj['kind']} {meta.get('namespace')}/{meta['name']} is not the event's"
         site_objects = {(r.inputs["kind"], r.inputs["metadata"].get("namespace"), r.inputs["metadata"]["name"])
                         for r in shipped_reports[site].run.registrations

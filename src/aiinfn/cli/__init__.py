@@ -54,7 +54,7 @@ def validate(env: EnvArg) -> None:
         what = f"site {environment.name!r}, {nodes} nodes"
     else:
         what = f"{environment.kind} {environment.name!r} over {', '.join(environment.site_environments())}"
-    out.print(f"[green]ok[/green] {display(path)}: {what}")
+    out.print(f"[green]ok[/green] {display(path)}: {what}", soft_wrap=True)
 
 
 def _nodes(environment: Any) -> Any:
@@ -248,12 +248,13 @@ def up(
 
 
 def _register_live_commands() -> None:
-    from . import bootstrap, diff, fl, openstack
+    from . import bootstrap, diff, event, fl, openstack
 
     diff.register(app)
     openstack.register(app)
     bootstrap.register(app)
     fl.register(app)
+    event.register(app)
 
 
 _register_live_commands()

@@ -643,6 +643,8 @@ def _validate(layered: Layered, path: Path, semantic: bool, root: Path | None) -
         if isinstance(env, Event | Federation):
             sites = _members(env, path, root)
             env._sites = sites
+            if isinstance(env, Event):
+                env._file = str(path)
             if semantic:
                 if isinstance(env, Event):
                     validate.check_event(env, sites)

@@ -17,8 +17,10 @@ from ..planning import labels
 from ..planning.capacity import capacity, fit_on_hosts, installed_accelerators, requested_accelerators
 from ..planning.nodes import inventory, pool_node_names
 from . import validate_offload
-from .models import Environment, Event, Federation, NodePool, Role
+from .models import Environment, Federation, NodePool, Role
 from .paths import format_path, parse_path
+from .validate_event import check_event as check_event  # the loader's entry point; the rules live there
+from .validate_event import check_reserve
 
 MAX_SERVERS = 7
 
@@ -324,37 +326,7 @@ def check(env: Environment) -> None:
     _check_projects(env)
     _check_services(env)
     validate_offload.check(env)
-
-
-def check_event(event: Event, sites: dict[str, Environment]) -> None:
-    """An event fits the sites it draws on: its kinds exist there, its participants fit."""
-    caps = {name: capacity(env, inventory(env)) for name, env in sites.items()}
-    for name, env in sites.items():
-        taken = {p.namespace or p_name for p_name, p in env.projects.items()}
-        if event.namespace in taken:
-            _fail("name", f"namespace {event.namespace!r} is already a project's namespace at site {name!r}")
-    offered: dict[str, int] = {}
-    for site_caps in caps.values():
-        for kind, cap in site_caps.items():
-            offered[kind] = offered.get(kind, 0) + cap.units
-    available = 0
-    for i, kind in enumerate(event.per_participant.accelerators):
-        if kind not in offered:
-            _fail(
-                f"per_participant.accelerators[{i}]",
-                f"no site of the event offers {kind!r} (kinds offered: {', '.join(sorted(offered)) or 'none'})",
-                "sites",
-            )
-        available += offered[kind]
-    if event.per_participant.accelerators and event.participants > available:
-        kinds = " + ".join(f"{offered[k]}x {k}" for k in event.per_participant.accelerators)
-        _fail(
-            "participants",
-            f"{event.participants} participants need one accelerator each but the event's sites have {available} "
-            f"({kinds}): lower participants or add kinds to per_participant.accelerators",
-            "per_participant.accelerators",
-            "sites",
-        )
+    check_reserve(env)
 
 
 def check_federation(federation: Federation, sites: dict[str, Environment]) -> None:

@@ -13,7 +13,15 @@ Queueing model:
 * WorkloadPriorityClasses `interactive` (1000) above `batch` (100): a pending notebook preempts
   batch work that borrowed its quota (reclaimWithinCohort: Any) or that runs on idle project quota it
   borrows (borrowWithinCohort: LowerPriority); project queues reclaim only from lower priorities,
-  so batch work never preempts a running notebook.
+  so batch work never preempts a running notebook;
+* the site's event reserve (``event_reserve``, site policy: a share of each kind's shared pool, CPU
+  and memory): a Cohort `aiinfn-events`, child of `aiinfn`, whose own quota is the reserve, taken out
+  of the interactive queue's shared pool (so the
+  cohort's quotas still add up to exactly the capacity); lent to the tree while no event uses it.
+  Events' stacks add their ClusterQueues to it with no quota of their own (planning.events,
+  services.event); the priority `event-placeholder` (500, between batch and interactive) is what
+  their warm placeholders run at. Both exist whether or not an event does: an event never changes
+  the site's objects.
 
 Every workload of a namespace labelled ``kueue.x-k8s.io/managed=true`` (projects, events, and any
 namespace of users' notebooks) goes through Kueue, queue label or not (``manageJobsWithoutQueueName``
@@ -50,6 +58,10 @@ CPU_FLAVOR = "cpu"
 LOCAL_QUEUE = "default"
 INTERACTIVE_QUEUE = "interactive"
 PRIORITIES = {"interactive": 1000, "batch": 100}
+#: The cohort of events' ClusterQueues (a child of COHORT) and its priority of warm placeholders: above
+#: what tenants may use (batch) and what the interactive queue preempts while borrowing, below notebooks.
+EVENTS_COHORT = "aiinfn-events"
+EVENT_PLACEHOLDER_PRIORITY = ("event-placeholder", 500)
 RELEASE = "kueue"
 CONFIG_API = "config.kueue.x-k8s.io/v1beta2"
 #: Ports of the controller manager: visibility API, admission webhooks (both called by the API
@@ -149,6 +161,26 @@ def cohort() -> dict[str, Any]:
     return {"apiVersion": KUEUE_API, "kind": "Cohort", "metadata": {"name": COHORT}, "spec": {}}
 
 
+def event_reserve(plan: Plan) -> tuple[dict[str, int], int, int]:
+    """The site's event reserve: units per kind of the cohort, CPU cores, memory GiB (0 where none)."""
+    from ..planning.events import reserve_of
+
+    res = plan.env.event_reserve
+    return reserve_of(plan), res.cpu, res.memory_gb
+
+
+def events_cohort(plan: Plan) -> dict[str, Any]:
+    """The cohort events' queues join: its own quota is the site's event reserve (lent while unused)."""
+    units, cpu, mem = event_reserve(plan)
+    return {
+        "apiVersion": KUEUE_API,
+        "kind": "Cohort",
+        "metadata": {"name": EVENTS_COHORT},
+        "spec": {"parentName": COHORT,
+                 "resourceGroups": resource_groups(plan.visible_kinds(None), units, cpu, mem, None)},
+    }
+
+
 def interactive_queue(plan: Plan) -> dict[str, Any]:
     """The ClusterQueue of notebooks: it owns the shared pool and all CPU and memory.
 
@@ -158,6 +190,9 @@ def interactive_queue(plan: Plan) -> dict[str, Any]:
     preempted for batch work.
     """
     cpu, mem = plan.schedulable()
+    reserved, reserved_cpu, reserved_mem = event_reserve(plan)
+    shared = {k: n - reserved.get(k, 0) for k, n in plan.shared_pool.items()}
+    cpu, mem = cpu - reserved_cpu, mem - reserved_mem
     return {
         "apiVersion": KUEUE_API,
         "kind": "ClusterQueue",
@@ -171,7 +206,7 @@ def interactive_queue(plan: Plan) -> dict[str, Any]:
                 "reclaimWithinCohort": "Any",
                 "borrowWithinCohort": {"policy": "LowerPriority", "maxPriorityThreshold": PRIORITIES["batch"]},
             },
-            "resourceGroups": resource_groups(plan.visible_kinds(None), plan.shared_pool, cpu, mem, None),
+            "resourceGroups": resource_groups(plan.visible_kinds(None), shared, cpu, mem, None),
         },
     }
 
@@ -214,16 +249,26 @@ def project_queues(plan: Plan) -> list[dict[str, Any]]:
 
 
 def priority_classes() -> list[dict[str, Any]]:
+    name, value = EVENT_PLACEHOLDER_PRIORITY
     return [
+        *(
+            {
+                "apiVersion": KUEUE_API,
+                "kind": "WorkloadPriorityClass",
+                "metadata": {"name": name},
+                "value": value,
+                "description": f"{name} workloads"
+                + (": notebooks and sessions, always admitted first" if name == "interactive" else ": preemptible"),
+            }
+            for name, value in PRIORITIES.items()
+        ),
         {
             "apiVersion": KUEUE_API,
             "kind": "WorkloadPriorityClass",
             "metadata": {"name": name},
             "value": value,
-            "description": f"{name} workloads"
-            + (": notebooks and sessions, always admitted first" if name == "interactive" else ": preemptible"),
-        }
-        for name, value in PRIORITIES.items()
+            "description": "events' warm placeholders: held against borrowers, given up to participants",
+        },
     ]
 
 
@@ -232,6 +277,7 @@ def objects(plan: Plan, interactive_namespace: str | None) -> list[dict[str, Any
     return [
         *resource_flavors(plan),
         cohort(),
+        events_cohort(plan),
         interactive_queue(plan),
         *project_queues(plan),
         *([local_queue(INTERACTIVE_QUEUE, interactive_namespace, INTERACTIVE_QUEUE)] if interactive_namespace else []),

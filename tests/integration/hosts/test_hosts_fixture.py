@@ -111,7 +111,11 @@ def test_a_playbook_changes_once_then_nothing(test_hosts: StartHosts, tmp_path: 
     assert limited.rc == 0 and limited.hosts_touched == {"pb-2"} and limited.changed == {"pb-2": 1}
     assert hosts.read("pb-1", "/etc/aiinfn-probe") == b"pb-1 hello systemd\n"
 
-    broken = hostlib.run_playbook(book, inventory, extravars={"probe_word": "{{ undefined_thing }}"})
+    # extra variables are literal data (aiinfn.ansible.runner marks them !unsafe): the broken template comes
+    # from the inventory instead, where the play's own variables live
+    broken_inventory = hosts.inventory(groups={"probes": ["pb-1", "pb-2"]},
+                                       group_vars={"probe_word": "{{ undefined_thing }}"})
+    broken = hostlib.run_playbook(book, broken_inventory)
     assert broken.rc != 0
     assert {host for host, _task, _msg in broken.failed} == {"pb-1", "pb-2"}
     assert all("undefined_thing" in msg for _h, _t, msg in broken.failed), broken.failed
