@@ -5,6 +5,8 @@ Reads AIINFN_ENV (environment name or YAML path) and OS_CLOUD (clouds.yaml entry
 environment's site.cloud), and AIINFN_OS_TIMEOUT (seconds per API request, default 10). Prints the
 site's servers, found by their metadata tags, grouped and with host variables exactly as the plan's
 inventory (``--list``), or one host's variables (``--host NAME``): Ansible's script inventory protocol.
+Every string in it is marked ``{"__ansible_unsafe": ...}``, as the YAML inventory tags it ``!unsafe``:
+Ansible takes the plan's values as data and never templates them on the operator's machine.
 Servers reported instead of listed (strays, drifted tags, missing nodes) are named on stderr.
 Errors: one line on stderr, exit code 1 (cloud) or 2 (environment, usage); never a traceback.
 

@@ -891,14 +891,122 @@ class Kubernetes(Model):
 
 # --------------------------------------------------------------------------- events
 
+#: Longest event name: its namespaces (``event-<name>``, ``event-<name>-hold`` ...) are DNS labels.
+MAX_EVENT_NAME = 63 - len("event-") - len("-archive")
+#: Most people (participants and tutors) one event may have; beyond this it is a conference, not a hands-on.
+MAX_EVENT_PEOPLE = 500
+#: A git branch or tag name (git check-ref-format's rules, narrowed to what a URL query carries plainly).
+GIT_REF = TextKind("a git branch name", f"{_ALNUM}._/-", rf"[{_ALNUM}_](?:[{_ALNUM}._/-]*[{_ALNUM}_])?", limit=128,
+                   hint="letters, digits and ._/-, no '..'")
+#: A path inside a repository or under an export: relative, no '..', no spaces.
+RELATIVE_PATH = TextKind("a relative path", f"{_ALNUM}._/+@=,-", r"(?!/)((?!\.{1,2}(/|$))[A-Za-z0-9._+@=,-]+/?)+",
+                         hint="relative, made of letters, digits and ._+@=,- with no '.' or '..' part")
+#: A roster file named by an event: a CSV file beside the event file (or below it).
+ROSTER_PATH = TextKind("a roster file name", f"{_ALNUM}._/-", rf"[{_ALNUM}_][{_ALNUM}._/-]*\.csv",
+                       hint="a .csv file beside the event file, such as hackathon-roster.csv")
+
+
+def _git_ref(v: str) -> str:
+    GIT_REF(v)
+    if ".." in v or "//" in v or v.endswith((".lock", "/")) or "/." in v:
+        raise ValueError(f"{clip(v)} is not a git branch name ('..', '//', '/.' and a trailing '.lock' are refused)")
+    return v
+
+
+def _roster_path(v: str) -> str:
+    ROSTER_PATH(v)
+    if any(part in ("", ".", "..") for part in v.split("/")):
+        raise ValueError(f"{clip(v)} is not a roster file name: no '.' or '..' parts, relative to the event file")
+    return v
+
+
+GitRef = Annotated[str, AfterValidator(_git_ref)]
+RelativePath = Annotated[str, AfterValidator(RELATIVE_PATH)]
+RosterPath = Annotated[str, AfterValidator(_roster_path)]
+
 
 class ParticipantShare(Model):
     cpu: float = Field(2.0, gt=0, le=4096, allow_inf_nan=False)
     memory_gb: float = Field(8.0, gt=0, le=65536, allow_inf_nan=False)
     accelerators: list[AcceleratorKind] = Field(
-        default_factory=list,
+        default_factory=list, max_length=16,
         description="kinds a participant may get one of (MODEL or MODEL/PROFILE), in order of preference",
     )
+
+
+class EventReserve(Model):
+    """A site's policy for events (site environment, ``event_reserve``): what it sets aside for them.
+
+    The site's stack registers it as the Kueue Cohort ``aiinfn-events`` (a child of the site's cohort)
+    holding these quotas, taken out of the interactive queue's shared pool; while no event uses them
+    they are lent to the rest of the cohort. An event's stack never changes it: its ClusterQueue joins
+    that cohort with no quota of its own and borrows at most its allocation (docs/architecture.md, Events).
+    """
+
+    accelerators: dict[AcceleratorKind, Share] = Field(
+        default_factory=dict, description="share of each kind's shared pool (the units no project is guaranteed) set "
+        "aside for events: floor(share x shared units), so it follows the site's capacity"
+    )
+    cpu: int = Field(0, ge=0, le=1000000, description="CPU cores set aside for events' notebooks")
+    memory_gb: int = Field(0, ge=0, le=100000000, description="memory (GiB) set aside for events' notebooks")
+
+
+class EventMaterials(Model):
+    """A git repository of the event's materials: opened with an nbgitpuller link in the handout, and
+    copied by the hub into each participant's home (exercises at start, solutions once released)."""
+
+    repository: HttpsUrl = Field(description="https URL of the git repository")
+    branch: GitRef = Field("main", description="branch the participants' copies follow")
+    open: RelativePath | None = Field(
+        None, description="file or folder the handout's link opens, relative to the repository's root"
+    )
+    exercises: RelativePath = Field("exercises", description="folder of the repository copied to every participant")
+    solutions: RelativePath = Field("solutions", description="folder copied once the solutions are released")
+    solutions_at: dt.datetime | None = Field(
+        None, description="when the solutions are released (UTC); `aiinfn event materials release` does it at once"
+    )
+
+
+class Teardown(Model):
+    """What ``aiinfn event down`` does with participants' work before the event's namespace goes."""
+
+    to: Literal["nfs", "s3", "delete"] = Field(
+        "nfs", description="`nfs`: copy every participant's home to a kept claim of the site's platform NFS; `s3`: "
+        "to a bucket at the site's S3 endpoint (storage.s3.endpoint); `delete`: copy nothing"
+    )
+    directory: RelativePath = Field("archive", description="nfs: folder of the archive claim the copies land in")
+    bucket: Bucket | None = Field(None, description="s3: the bucket, at each site's S3 endpoint")
+    prefix: RelativePath = Field("events", description="s3: key prefix; objects land under <prefix>/<event>/<site>/")
+    access_key_secret: SecretRef | None = Field(None, description="s3: Pulumi config secret holding the access key "
+                                                "(default event-archive-access-key)")
+    secret_key_secret: SecretRef | None = Field(None, description="s3: Pulumi config secret holding the secret key "
+                                                "(default event-archive-secret-key)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _s3_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("to") == "s3":
+            return {"access_key_secret": "event-archive-access-key", "secret_key_secret": "event-archive-secret-key",
+                    **data}
+        return data
+
+    @model_validator(mode="after")
+    def _fields_of_its_mode(self) -> Teardown:
+        if self.to == "s3" and self.bucket is None:
+            raise ValueError("teardown to s3 needs a bucket")
+        if self.to != "s3" and (self.bucket or self.access_key_secret or self.secret_key_secret):
+            raise ValueError(f"bucket and the S3 keys are for `to: s3`, not `to: {self.to}`")
+        return self
+
+
+class RosterEntry(Model):
+    """One row of an event's roster (``username,site,role``): filled from the CSV by the loader."""
+
+    username: str
+    site: str | None = None
+    role: Literal["participant", "tutor"] = "participant"
+    #: line of the CSV file (the header is line 1)
+    line: int = 0
 
 
 # --------------------------------------------------------------------------- offloading
@@ -974,6 +1082,7 @@ class Environment(Model):
     projects: dict[DnsLabel, Project] = Field(default_factory=dict)
     services: Services = Services()
     offload: Offload = Offload()
+    event_reserve: EventReserve = EventReserve()
 
     def pci_aliases(self, flavor: str) -> dict[str, int]:
         """Nova PCI alias -> device count that flavor ``flavor`` passes through (the site's aliases)."""
@@ -988,6 +1097,10 @@ class Event(Model):
 
     An event holds only the event: it names its sites and can change nothing of them (their stacks,
     security settings and queues stay theirs). Its stack per site registers only the event's objects.
+    Who comes is a count (``participants``, plus ``tutors``) or a roster CSV (``roster``: IAM usernames,
+    an optional site each must be served at, an optional role). Each person gets one seat: the CPU and
+    memory of ``per_participant`` and one unit of one of its accelerator kinds, allocated across the sites
+    by ``aiinfn.planning.events`` (tutors first: they need one to help).
     """
 
     kind: Literal["event"] = Field(description="`event`: this file describes an event, not a site")
@@ -996,15 +1109,30 @@ class Event(Model):
     sites: list[SiteRef] = Field(
         min_length=1, description="site environments the event runs on (names under environments/, or paths)"
     )
-    participants: int = Field(ge=1, le=500)
+    participants: int | None = Field(
+        None, ge=1, le=MAX_EVENT_PEOPLE, description="how many participants come (or give a roster instead)"
+    )
+    roster: RosterPath | None = Field(
+        None, description="CSV beside the event file with a header: username (IAM), and optionally site (where "
+        "that person must be served) and role (participant or tutor)"
+    )
+    tutors: int = Field(0, ge=0, le=MAX_EVENT_PEOPLE, description="how many tutors need a seat (without a roster)")
     iam_group: IamGroup = Field(description="the participants' IAM group")
     tutors_group: IamGroup | None = Field(None, description="the tutors' IAM group (admins of the event)")
     starts: dt.date
     ends: dt.date
     image: ImageRef = Field(description="the one image participants run, the same at every site")
     per_participant: ParticipantShare = ParticipantShare()
-    placeholders: int | None = Field(None, ge=0, le=1000, description="warm placeholder pods (default: participants)")
-    prepull: bool = True
+    materials: EventMaterials | None = Field(None, description="git repository opened for each participant")
+    placeholders: int | None = Field(
+        None, ge=0, le=1000, description="warm seats held before participants arrive (default: every seat)"
+    )
+    prepull: bool = Field(True, description="pull the image on every node of the kinds the event uses at `up`")
+    may_take_guarantees: bool = Field(
+        False, description="may also take what projects are guaranteed (when idle at the start, held for the "
+        "window); default: only the sites' event reserves"
+    )
+    teardown: Teardown = Field(Teardown(), description="what `aiinfn event down` does with participants' work first")
 
     @model_validator(mode="after")
     def _dates(self) -> Event:
@@ -1012,8 +1140,26 @@ class Event(Model):
             raise ValueError(f"ends ({self.ends}) is before starts ({self.starts})")
         return self
 
+    @model_validator(mode="after")
+    def _who(self) -> Event:
+        if len(self.name) > MAX_EVENT_NAME:
+            raise ValueError(f"name {self.name!r} is longer than {MAX_EVENT_NAME} characters: its namespaces "
+                             f"(event-{self.name}-archive ...) must stay DNS labels")
+        if (self.participants is None) == (self.roster is None):
+            raise ValueError("give participants (a count) or roster (a CSV of IAM usernames), not both"
+                             if self.roster else "participants is missing: give a count, or a roster CSV")
+        if self.roster is not None and self.tutors:
+            raise ValueError("tutors is for counts: with a roster, tutors are its rows with role tutor")
+        if self.tutors and self.tutors_group is None:
+            raise ValueError("tutors need tutors_group (the IAM group that gives them the event's tutor role)")
+        return self
+
     #: the member sites, loaded and validated (set by the loader)
     _sites: dict[str, Environment] = PrivateAttr(default_factory=dict)
+    #: the roster's rows, read and checked with the event (validate_event)
+    _roster: tuple[RosterEntry, ...] = PrivateAttr(default=())
+    #: the file the event was read from (set by the loader; rosters are found beside it)
+    _file: str | None = PrivateAttr(default=None)
 
     @property
     def namespace(self) -> str:
@@ -1022,6 +1168,23 @@ class Event(Model):
     def site_environments(self) -> dict[str, Environment]:
         """Site name -> its validated environment, in the order the file lists them."""
         return dict(self._sites)
+
+    def people(self) -> tuple[RosterEntry, ...]:
+        """Everyone who needs a seat, tutors first: the roster's rows, or numbered seats for a count
+        (``tutor-01``, ``participant-001``: names for the handout, not IAM usernames)."""
+        if self.roster is not None:
+            rows = self._roster
+            return (*(r for r in rows if r.role == "tutor"), *(r for r in rows if r.role == "participant"))
+        width, twidth = len(str(self.participants or 0)), len(str(self.tutors))
+        return (
+            *(RosterEntry(username=f"tutor-{i:0{twidth}d}", role="tutor") for i in range(1, self.tutors + 1)),
+            *(RosterEntry(username=f"participant-{i:0{width}d}") for i in range(1, (self.participants or 0) + 1)),
+        )
+
+    @property
+    def named(self) -> bool:
+        """People are IAM usernames (a roster), not numbered seats."""
+        return self.roster is not None
 
 
 class Federation(Model):
