@@ -309,6 +309,12 @@ def test_event_participants_log_in_only_in_the_window_and_see_only_its_profiles(
     pod = _pod(phub, "olga")
     assert pod is not None and pod["metadata"]["namespace"] == "event-hack-now"
     assert pod["metadata"]["labels"][EVENT_LABEL] == "hack-now" and PROJECT_LABEL not in pod["metadata"]["labels"]
+    # the home is a claim of the event's namespace, never the platform areas (a tenant namespace)
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]
+              if "persistentVolumeClaim" in v}
+    assert claims == {"home": "claim-olga"}
+    assert phub.pvcs()["claim-olga"]["metadata"]["namespace"] == "event-hack-now"
+    assert all(m["mountPath"] not in ("/public", "/envs") for m in _notebook(pod)["volumeMounts"])
     # outside the window: before it and after it
     for group in ("ai-infn/hack-later", "ai-infn/hack-past"):
         _, _, refused = _login(phub, iam, f"p{abs(hash(group)) % 1000}", [group])
