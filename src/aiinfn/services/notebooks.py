@@ -26,6 +26,17 @@ proxy, user scheduler, image pullers and placeholders), so notebooks are spawned
 * The notebook programs (``aiinfn-token``, ``aiinfn-env``, the AWS config, the managed environments'
   definitions) in a ConfigMap of this namespace (the chart's ``singleuser`` Secret exists only in the
   hub's namespace).
+
+KubeSpawner 7.0.0 and z2jh 4.4.0: ``KubeSpawner.namespace`` (hub.config) is the one namespace of the
+users; KubeSpawner keeps one pod and event reflector per namespace it spawns into (a profile's
+``namespace`` override: an event's), so a Role in each is enough. ``enable_user_namespaces`` (one
+namespace per user, created by the hub) is not used: it needs ClusterRoles to create namespaces and
+to watch pods everywhere. z2jh connects notebooks to the hub by the short name ``hub``
+(``hub_connect_url``), which resolves only in the hub's namespace: hub.config gives the full name;
+its ``singleuser`` NetworkPolicy would select nothing in the hub's namespace (disabled: this module's
+policies isolate the notebooks) and its hub policy admits only local pods (extended in the hub's
+values). The user placeholders and the image pullers stay where z2jh puts them (the hub's
+namespace, not Kueue-managed).
 """
 
 from __future__ import annotations
