@@ -81,10 +81,12 @@ class Api:
         }))
         return path
 
-    def of(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    def of(self, resource: str, namespace: str | None = None,
+           selector: list[tuple[str, str, str | None]] | None = None) -> list[dict[str, Any]]:
         with self.lock:
             return [copy.deepcopy(o) for (r, ns, _), o in sorted(self.objects.items())
-                    if r == resource and (namespace is None or ns == namespace)]
+                    if r == resource and (namespace is None or ns == namespace)
+                    and _matches((o.get("metadata") or {}).get("labels") or {}, selector or [])]
 
     def add_pod(self, job: dict[str, Any], log: str = "", phase: str = "Running") -> dict[str, Any]:
         meta = job["metadata"]
@@ -220,8 +222,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(201, stored)
         if method == "GET" and name is None:
             selector = _selector((self._request.query.get("labelSelector") or [""])[0])
-            items = [o for o in self.api.of(resource, ns)
-                     if _matches((o.get("metadata") or {}).get("labels") or {}, selector)]
+            items = self.api.of(resource, ns, selector)
             group_version = "/".join(p for p in RESOURCES[resource][1:3] if p)
             return self._send(200, {"apiVersion": group_version, "kind": f"{kind}List",
                                     "metadata": {"resourceVersion": str(time.time_ns())}, "items": items})
