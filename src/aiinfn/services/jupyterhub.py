@@ -25,6 +25,11 @@
   by configuration; the hub database is sqlite on a PersistentVolumeClaim the stack creates and
   protects (not the chart's).
 
+* The batch service (services.batch, when the site has one): registered as the external hub service
+  ``aiinfn-batch`` (``register_batch``): users' and servers' tokens may call it, its own token reads
+  users' names and groups and comes from a Secret (the ``aiinfn-batch`` extraConfig snippet, fixed
+  text), notebooks get ``AIINFN_BATCH_URL`` and the ``aiinfn-batch`` client.
+
 Every environment string reaches hub.extraConfig as one JSON literal (``repr(json.dumps(...))``) and
 notebooks as environment values: never as code.
 """
