@@ -279,14 +279,16 @@ def test_the_notebook_runs_as_the_users_own_uid_with_private_home_and_group_area
 # --------------------------------------------------------------------------- events
 
 
-def _register(kube: hub_kube.Kube, name: str, starts: dt.date, ends: dt.date) -> None:
+def _register(kube: hub_kube.Kube, name: str, starts: dt.date, ends: dt.date,
+              assignments: dict[str, str] | None = None) -> None:
     group, tutors = f"ai-infn/{name}", f"ai-infn/{name}-tutors"
     doc = {"event": name, "groups": [group, tutors], "admin_groups": [tutors], "starts": starts.isoformat(),
            "ends": ends.isoformat(), "namespace": f"event-{name}", "profiles": [{
                "display_name": f"{name}: T4", "slug": f"{name}-t4", "description": f"{name}: one T4",
                "kubespawner_override": {"namespace": f"event-{name}", "image": "harbor.cloud.infn.it/ai-infn/hack:1",
                                         "node_selector": T4, "extra_resource_limits": {"nvidia.com/gpu": "1"},
-                                        "extra_labels": {"kueue.x-k8s.io/queue-name": "default"}}}]}
+                                        "extra_labels": {"kueue.x-k8s.io/queue-name": "default"}}}],
+           "site": "cnaf", "assignments": assignments or {}}
     kube.put_configmap({"apiVersion": "v1", "kind": "ConfigMap",
                         "metadata": {"name": f"aiinfn-event-{name}", "namespace": "jupyterhub",
                                      "labels": {HUB_REGISTRATION_LABEL: "event", EVENT_LABEL: name}},
@@ -336,3 +338,16 @@ def test_tutors_manage_their_participants_servers_only(phub: Any, iam: Any, kube
     assert phub.api(tutor, "DELETE", "/users/rita/server").status_code in (202, 204)
     assert phub.api(tutor, "DELETE", "/users/ivan/server").status_code in (403, 404)
     assert phub.api(tutor, "DELETE", "/users/rita").status_code in (403, 404), "tutors cannot delete users"
+
+
+def test_a_roster_event_shows_each_participant_their_seat_here_only(phub: Any, iam: Any, kube: hub_kube.Kube) -> None:
+    """A roster event's registration seats each participant at one site: one seated elsewhere gets no
+    login here through the event; tutors see every profile."""
+    today = dt.datetime.now(dt.UTC).date()
+    _register(kube, "hack-seat", today, today, {"tea": "hack-seat-t4"})
+    _, seated, r = _login(phub, iam, "tea", ["ai-infn/hack-seat"])
+    assert r.status_code == 302 and 'value="hack-seat-t4"' in _form(phub, seated, "tea")
+    _, _, elsewhere = _login(phub, iam, "ugo-b", ["ai-infn/hack-seat"])
+    assert elsewhere.status_code == 403
+    _, tutor, r = _login(phub, iam, "vera", ["ai-infn/hack-seat-tutors"])
+    assert r.status_code == 302 and 'value="hack-seat-t4"' in _form(phub, tutor, "vera")

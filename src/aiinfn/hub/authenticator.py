@@ -119,7 +119,9 @@ class IamAuthenticator(GenericOAuthenticator):
             self.log.warning("event registrations unreadable (%s): no event logins now", e)
             return []
         day = cluster.today()
-        return [r for r in regs if r.open_on(day) and groups & set(r.groups)]
+        name = str(auth_model.get("name") or "")
+        # a participant seated at another site of the event (a roster's assignments) has nothing here
+        return [r for r in regs if r.open_on(day) and r.profiles_for(name, groups)]
 
     async def _token_to_auth_model(self, token_info: dict[str, Any]) -> dict[str, Any]:
         model: dict[str, Any] = await super()._token_to_auth_model(token_info)

@@ -64,6 +64,16 @@ class Registration:
         """Inclusive window, in the site's time zone (UTC)."""
         return self.starts <= day <= self.ends
 
+    def profiles_for(self, user: str, groups: set[str]) -> list[dict[str, Any]]:
+        """The event's profiles ``user`` sees at this site: every one for tutors and for a count-sized
+        event (no ``assignments``), else only the profile of their seat here (none: seated elsewhere)."""
+        if not groups & set(self.groups):
+            return []
+        seats = self.extra.get("assignments") or {}
+        if not seats or groups & set(self.admin_groups):
+            return list(self.profiles)
+        return [p for p in self.profiles if p.get("slug") == seats.get(user)]
+
 
 def today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()

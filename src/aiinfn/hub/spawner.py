@@ -163,7 +163,7 @@ class PlatformSpawner(KubeSpawner):
                 self._add_options(p, key is not None)
                 out.append(p)
         for reg in await self.open_events():
-            for ep in reg.profiles:
+            for ep in reg.profiles_for(self.user.name, groups):
                 p = copy.deepcopy(ep)
                 p.setdefault("kubespawner_override", {})
                 p["display_name"] = str(p.get("display_name") or p["slug"])
@@ -217,8 +217,8 @@ class PlatformSpawner(KubeSpawner):
         if profile is None:
             raise ValueError(f"the profile {slug!r} is not open to you (yours: "
                              f"{', '.join(p['slug'] for p in profiles)})")
-        reg = next((r for r in await self.open_events() if any(p["slug"] == profile["slug"] for p in r.profiles)),
-                   None)
+        reg = next((r for r in await self.open_events()
+                    if any(p["slug"] == profile["slug"] for p in r.profiles_for(self.user.name, self.groups))), None)
         options = profile.get("profile_options") or {}
         for name, option in options.items():
             value = opts.get(name)
