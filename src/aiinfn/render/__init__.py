@@ -124,10 +124,19 @@ def _flow(value: Any, tag: str) -> str:
         return repr(value)
     if isinstance(value, Mapping):
         items = sorted(value.items(), key=lambda kv: str(kv[0]))
-        return "{" + ", ".join(f"{_flow(k, '')}: {_flow(v, tag)}" for k, v in items) + "}"
+        return "{" + ", ".join(f"{_key(k)}: {_flow(v, tag)}" for k, v in items) + "}"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_flow(v, tag) for v in value) + "]"
     raise TypeError(f"cannot render a {type(value).__name__} into YAML: convert it to text first")
+
+
+#: YAML allows an implicit key of at most 1024 characters; a longer one is written as an explicit key (``? k``).
+_IMPLICIT_KEY_LIMIT = 1000
+
+
+def _key(key: Any) -> str:
+    text = _flow(key, "")
+    return text if len(text) <= _IMPLICIT_KEY_LIMIT else f"? {text} "
 
 
 def to_yaml(value: Any) -> str:
