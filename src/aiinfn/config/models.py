@@ -1031,7 +1031,7 @@ class MtlsOffloadAuth(Model):
     type: Literal["mtls"]
     cert_secret: SecretRef = Field(description="PEM client certificate (name of a Pulumi config secret)")
     key_secret: SecretRef = Field(description="PEM private key (name of a Pulumi config secret)")
-    ca_secret: SecretRef = Field(description="PEM CA that signed the edge's certificate (name of a Pulumi config secret)")
+    ca_secret: SecretRef = Field(description="PEM CA of the edge's certificate (name of a Pulumi config secret)")
 
 
 class OffloadLimits(Model):
