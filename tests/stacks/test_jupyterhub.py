@@ -237,13 +237,28 @@ def test_notebooks_reach_s3_through_the_api_with_no_secret(hub: Any) -> None:
     assert OFFLINE_SECRET not in json.dumps(values)
 
 
-def test_sts_role_and_region_reach_notebooks_as_values(plan_variant: Any) -> None:
+def test_sts_role_and_region_reach_notebooks_as_values(plan_variant: Any, tmp_path: Path) -> None:
+    """Shell and template characters in the S3 fields are refused with one line naming the field; and
+    were one to get through (validation bypassed), it reaches the notebook as an environment value,
+    never as code."""
+    from aiinfn.errors import ConfigError
+
     payload = "IAMaccess\"; $(touch /tmp/pwned) '{username}"
+    for field, value in (("region", "it-bo'; id"), ("sts_role", payload), ("mount_path", "/s3;reboot")):
+        with pytest.raises(ConfigError) as e:
+            plan_variant("cnaf", f"cnaf-bad-{field}", {"storage": {"s3": {
+                "endpoint": "https://rgw.example.org", field: value}}})
+        assert f"storage.s3.{field}" in str(e.value) and "\n" not in str(e.value)
     report = plan_variant("cnaf", "cnaf-radosgw", {"storage": {"s3": {
-        "endpoint": "https://rgw.example.org", "region": "it-bo'; id", "sts_role": payload,
+        "endpoint": "https://rgw.example.org", "region": "it-bo", "sts_role": "IAMaccess",
         "user_bucket_prefix": "ai-infn"}}})
-    (release,) = [r for r in report.run.by_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "jupyterhub"]
-    env = release.inputs["values"]["singleuser"]["extraEnv"]
+    s3 = report.plan.env.storage.s3
+    hostile = s3.model_construct(**{**dict(s3), "region": "it-bo'; id", "sts_role": payload})
+    env_model = report.plan.env.model_construct(**{**dict(report.plan.env), "storage": report.plan.env.storage
+                                                   .model_construct(**{**dict(report.plan.env.storage), "s3": hostile})})
+    plan = type(report.plan)(**{**vars(report.plan), "env": env_model})
+    values = jupyterhub.values(plan, "platform-nfs")
+    env = values["singleuser"]["extraEnv"]
     assert env["AIINFN_S3_ROLE"] == payload and env["AWS_REGION"] == "it-bo'; id"
     assert jupyterhub.hub_settings(report.plan)["bucket_prefix"] == "ai-infn-"
 

@@ -545,6 +545,8 @@ class Role(StrEnum):
     NFS = "nfs"
     BACKUP = "backup"
     BASTION = "bastion"
+    #: Grafana and the accounting reports, on a VM outside the cluster (survives it).
+    MONITORING = "monitoring"
 
 
 class TaintEffect(StrEnum):
@@ -642,15 +644,15 @@ class S3NodeMount(Model):
 
 class S3Storage(Model):
     endpoint: HttpsUrl
-    region: NonEmptyStr = "us-east-1"
+    region: Region = "us-east-1"
     user_bucket_prefix: DnsLabel | None = Field(
         None, description="a user's bucket is <prefix>-<username>, or just <username> without a prefix"
     )
-    mount_path: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = "/s3"
-    sts_role: NonEmptyStr | None = Field(
+    mount_path: AbsolutePath = "/s3"
+    sts_role: StsRole | None = Field(
         None, description="STS role to assume (RadosGW, e.g. IAMaccess); unset for MinIO"
     )
-    client_id: NonEmptyStr | None = Field(None, description="IAM client sts-wire uses to refresh tokens")
+    client_id: ClientId | None = Field(None, description="IAM client sts-wire uses to refresh tokens")
     client_secret: SecretRef | None = Field(None, description="its secret (name of a Pulumi config secret)")
     node_mounts: list[S3NodeMount] = Field(
         default_factory=list, description="buckets sts-wire mounts on nodes (systemd units, Ansible role sts_wire)"
@@ -708,11 +710,11 @@ class Storage(Model):
 
 class Iam(Model):
     issuer: HttpsUrl
-    client_id: NonEmptyStr
+    client_id: ClientId
     client_secret: SecretRef
-    username_claim: NonEmptyStr = "preferred_username"
-    groups_claim: NonEmptyStr = "groups"
-    scopes: list[NonEmptyStr] = Field(
+    username_claim: OidcClaim = "preferred_username"
+    groups_claim: OidcClaim = "groups"
+    scopes: list[Scope] = Field(
         default_factory=lambda: ["openid", "profile", "email", "groups", "offline_access"],
         description="scopes the hub asks IAM for; offline_access (a refresh token) is always added",
     )
@@ -816,11 +818,26 @@ class Harbor(Model):
     database_size_gb: PositiveInt = 10
 
 
+class Grafana(Model):
+    """Grafana on the site's `monitoring` node (a VM outside the cluster), logging in through IAM."""
+
+    hostname: Hostname | None = Field(None, description="Grafana's public name (default grafana.<site.domain>)")
+    client_id: ClientId = Field(description="IAM client of Grafana's login (generic OAuth, groups claim)")
+    client_secret: SecretRef = Field(description="its secret (name of a Pulumi config secret)")
+    allow: list[IPv4Net] = Field(
+        default_factory=list, description="CIDRs that reach Grafana's HTTPS: the networks operators and project "
+        "coordinators work from (each at most a /8 wide, together at most a /8's addresses)")
+
+
 class Monitoring(Model):
     accounting_retention_days: int = Field(
         400, ge=400, le=3650, description="days Prometheus keeps its data, accounting series included"
     )
     storage_gb: PositiveInt = Field(200, description="Prometheus volume; the TSDB is capped at 90 % of it")
+    prometheus_hostname: Hostname | None = Field(
+        None, description="public name of Prometheus' HTTPS API (TLS, basic auth) for Grafana and `aiinfn "
+        "accounting` (default prometheus.<site.domain>)")
+    grafana: Grafana | None = Field(None, description="Grafana on the site's `monitoring` node")
 
 
 class Tls(Model):
