@@ -25,6 +25,7 @@ deps-debian:
 	bash scripts/install-openstack-fixture-deps.sh
 	bash scripts/install-host-fixture-deps.sh
 	bash scripts/install-hub-test-deps.sh
+	bash scripts/install-monitoring-test-deps.sh
 
 demo: install
 	$(BIN)/aiinfn plan $(ENV)

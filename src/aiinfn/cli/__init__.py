@@ -248,8 +248,9 @@ def up(
 
 
 def _register_live_commands() -> None:
-    from . import bootstrap, diff, event, fl, openstack
+    from . import accounting, bootstrap, diff, event, fl, openstack
 
+    accounting.register(app)
     diff.register(app)
     openstack.register(app)
     bootstrap.register(app)
