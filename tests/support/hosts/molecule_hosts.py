@@ -42,8 +42,8 @@ from typing import Any
 
 import gpu_standins
 import hostlib
-import interlink_standin
 import image
+import interlink_standin
 import rke2_standin
 import sts_wire_standin
 import xrt_standin
@@ -212,13 +212,13 @@ def standins(directory: Path, kinds: list[str]) -> int:
             (directory / "nvidia-smi").write_text(gpu_standins.FAKE_SMI)
         elif kind == "kubectl":
             (directory / "kubectl").write_text(rke2_standin.KUBECTL)
-        else:
         elif kind == "interlink":
             interlink_standin.build_release(directory)
             out.update({"molecule_interlink_version": interlink_standin.VERSION,
                         "molecule_interlink_plugin_version": interlink_standin.PLUGIN_VERSION,
                         "molecule_interlink_api_sha256": interlink_standin.API_SHA256,
                         "molecule_interlink_plugin_sha256": interlink_standin.PLUGIN_SHA256})
+        else:
             print(f"unknown stand-in {kind!r}", file=sys.stderr)
             return 2
     (directory / "vars.yml").write_text(json.dumps(out, indent=2) + "\n")
