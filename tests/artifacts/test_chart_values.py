@@ -206,7 +206,8 @@ def test_a_misspelled_key_is_refused(chart: str, shared: Path) -> None:
     ("jupyterhub", ("singleuser", "profileList")),
     ("jupyterhub", ("cull", "timeout")),
     ("kube-prometheus-stack", ("prometheus", "prometheusSpec", "retention")),
-    ("kube-prometheus-stack", ("grafana", "admin", "existingSecret")),
+    ("kube-prometheus-stack", ("grafana", "enabled")),
+    ("kube-prometheus-stack", ("prometheus", "prometheusSpec", "ruleNamespaceSelector")),
     ("gpu-operator", ("migManager", "config", "name")),
     ("harbor", ("persistence", "imageChartStorage", "s3", "bucket")),
 ])

@@ -22,7 +22,7 @@ SHIPPED = list_environments(kind="site")
 
 
 def kueue_objects(plan: Any) -> list[dict[str, Any]]:
-    return kueue.objects(plan, jupyterhub.NAMESPACE)
+    return kueue.objects(plan, jupyterhub.USERS_NAMESPACE if plan.env.services.jupyterhub else None)
 
 
 def project_objects(plan: Any) -> list[dict[str, Any]]:

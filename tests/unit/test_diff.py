@@ -136,22 +136,22 @@ def test_one_more_node_adds_exactly_that_nodes_resources(one_node: diff.PlanDiff
     assert {r["urn"] for r in grown.document()["resources"] if r["parent"] == component} == expected - {component}
     assert _by_action(one_node, "create") == expected
     assert _by_action(one_node, "delete") == set() and _by_action(one_node, "replace") == set()
-    assert one_node.summary_line() == "3 to add, 5 to change, 0 to replace, 0 to delete"
+    assert one_node.summary_line() == "3 to add, 4 to change, 0 to replace, 0 to delete"
 
 
-def test_one_more_node_moves_only_the_t4_quotas_the_cpu_pool_and_the_t4_profile(
+def test_one_more_node_moves_only_the_t4_quotas_and_the_cpu_pool(
     one_node: diff.PlanDiff, cnaf_yaml: dict[str, Any], base: preview.Preview
 ) -> None:
     t4 = cnaf_yaml["node_pools"]["t4"]
     before, after = t4["count"] * 4, (t4["count"] + 1) * 4
     shares = {p: s["shares"]["T4"] for p, s in cnaf_yaml["projects"].items() if "T4" in s["shares"]}
     moved = {p for p, s in shares.items() if math.floor(s * before) != math.floor(s * after)}
-    # The hub release (one profile's text) and the queues whose quota moves: every project whose
-    # floor(share x units) changes, and `interactive` (the shared T4 units and all CPU and memory).
+    # Only the queues whose quota moves: every project whose floor(share x units) changes, and
+    # `interactive` (the shared T4 units and all CPU and memory). The hub is untouched: its spawn form
+    # counts free units live (services/jupyterhub.py), so no profile text carries the platform's total.
     doc = base.document()
     updated = {r.urn for r in one_node.resources if r.action == "update"}
-    assert updated == {_pick(doc, "Release", "jupyterhub")["urn"],
-                       *(_queue(doc, q)["urn"] for q in {"interactive", *moved})}
+    assert updated == {_queue(doc, q)["urn"] for q in {"interactive", *moved}}
 
     assert [c.key for c in one_node.capacity] == ["T4"]
     units = {c.path: (c.old, c.new) for c in one_node.capacity[0].fields}
@@ -172,8 +172,7 @@ def test_one_more_node_moves_only_the_t4_quotas_the_cpu_pool_and_the_t4_profile(
     assert diff.quantity(mem_new) > diff.quantity(mem_old)  # type: ignore[operator]
     assert quotas == {}, quotas
 
-    assert [(p.key, p.change, [(c.path, c.old, c.new) for c in p.fields]) for p in one_node.profiles] == [
-        ("t4", "changed", [("description", f"one T4; {before} on the platform", f"one T4; {after} on the platform")])]
+    assert one_node.profiles == []
     assert [(n.key, n.change) for n in one_node.nodes] == [(NEW_NODE, "added")]
     added = {c.path: c.new for c in one_node.nodes[0].fields}
     assert {k: added[k] for k in ("pool", "role", "flavor")} == {"pool": "t4", "role": "gpu", "flavor": t4["flavor"]}
@@ -184,7 +183,7 @@ def test_diff_json_is_stable_and_holds_no_secret_value(one_node: diff.PlanDiff, 
     text = json.dumps(doc, sort_keys=True)
     assert json.loads(text) == doc and json.dumps(json.loads(text), sort_keys=True) == text
     assert preview.OFFLINE_SECRET not in text
-    assert doc["summary"] == {"add": 3, "change": 5, "replace": 0, "delete": 0} and doc["changed"] is True
+    assert doc["summary"] == {"add": 3, "change": 4, "replace": 0, "delete": 0} and doc["changed"] is True
 
 
 # --------------------------------------------------------------------------- replacement rules
@@ -528,7 +527,7 @@ def test_cli_one_more_node_table_and_exit_2(
     res = cli(str(grown_file), "--build-dir", str(tmp_path), "--exit-code")
     assert res.exit_code == 2, res.output
     lines = res.output.splitlines()
-    assert lines[-1] == "3 to add, 5 to change, 0 to replace, 0 to delete"
+    assert lines[-1] == "3 to add, 4 to change, 0 to replace, 0 to delete"
     table = " ".join(res.output.split())  # cells without their padding
     lhc = _queue(base.document(), "lhc-ml")["name"]
     for text in (
@@ -538,7 +537,6 @@ def test_cli_one_more_node_table_and_exit_2(
         "spec.resourceGroups[1].flavors[0].resources[0].nominalQuota: 2 -> 3",
         "│ T4 │ changed │ 8 -> 12 (+4) │",
         "│ lhc-ml │ t4 │ nvidia.com/gpu │ nominalQuota │ 2 -> 3 (+1) │",
-        '│ t4 │ changed │ description: "one T4; 8 on the platform" -> "one T4; 12 on the platform" │',
         f"│ {NEW_NODE} │ added │",
     ):
         assert text in table, (text, res.output)
@@ -554,7 +552,7 @@ def test_cli_json_is_the_whole_diff_with_sorted_keys(
     doc = json.loads(res.stdout)
     assert res.stdout == json.dumps(doc, indent=2, sort_keys=True) + "\n"
     assert doc["baseline"] == str(tmp_path / "cnaf" / "plan.json")
-    assert doc["summary"] == {"add": 3, "change": 5, "replace": 0, "delete": 0}
+    assert doc["summary"] == {"add": 3, "change": 4, "replace": 0, "delete": 0}
     assert {r["name"] for r in doc["resources"] if r["action"] == "create"} == {
         f"cnaf-{NEW_NODE}", f"cnaf-{NEW_NODE}-port", f"cnaf-{NEW_NODE}-vm"}
 
@@ -602,3 +600,18 @@ def test_aiinfn_diff_as_installed(root: Path, tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "aiinfn.cli", "diff", "cnaf", "--build-dir", str(tmp_path)],
                          capture_output=True, text=True, cwd=root, env=dict(os.environ), timeout=120)
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "aiinfn plan cnaf" in res.stderr
+
+
+def test_a_profile_whose_text_or_resources_change_is_listed(base: preview.Preview) -> None:
+    """A kind's memory moves (its profile's title and memory limit): the profiles table says which profile and how."""
+
+    def edit(doc: Doc) -> None:
+        hub = _pick(doc, "Release", "jupyterhub")
+        t4 = next(p for p in hub["inputs"]["values"]["singleuser"]["profileList"] if p["slug"] == "t4")
+        t4["display_name"] = t4["display_name"].replace("GB", "GB, new")
+        t4["kubespawner_override"]["mem_limit"] = "99G"
+
+    d = _edited(base, edit)
+    assert [p.key for p in d.profiles] == ["t4"] and d.profiles[0].change == "changed"
+    paths = {c.path for c in d.profiles[0].fields}
+    assert "display_name" in paths and any("99G" in str(c.new) for c in d.profiles[0].fields), d.profiles[0]
