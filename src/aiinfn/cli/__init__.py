@@ -8,7 +8,6 @@ Every failure is one line on stderr naming the file, field or resource, with a n
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -20,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from ..errors import AiinfnError, ToolMissingError
+from ..errors import AiinfnError
 from ..serialize import json_dump
 
 app = typer.Typer(
@@ -218,37 +217,8 @@ def list_envs() -> None:
         out.print(f"{name:<{width}}  {kinds[name]}", highlight=False)
 
 
-@app.command()
-def up(
-    env: EnvArg,
-    stack: Annotated[str | None, typer.Option(help="stack name (default: the environment's name)")] = None,
-    yes: Annotated[bool, typer.Option("--yes", help="apply without asking after the preview")] = False,
-) -> None:
-    """Validate, then preview and apply the stack with the Pulumi Automation API (needs the pulumi CLI)."""
-    from ..config.loader import load_site, project_root, resolve
-
-    path = resolve(env)
-    environment = load_site(path, purpose="`aiinfn up`")  # validate before anything changes
-    if shutil.which("pulumi") is None:
-        raise ToolMissingError(
-            "the pulumi CLI is not installed: install it (https://www.pulumi.com/docs/install/) to run "
-            "`aiinfn up`; `aiinfn plan` works without it"
-        )
-    from pulumi import automation as auto
-
-    name = stack or environment.name
-    st = auto.create_or_select_stack(stack_name=name, work_dir=str(project_root()))
-    st.set_config("aiinfn:environment", auto.ConfigValue(str(path)))
-    changes = st.preview(on_output=out.print)
-    out.print(changes.change_summary)
-    if not yes and not typer.confirm(f"apply these changes to stack {name!r}?"):
-        raise typer.Exit(1)
-    result = st.up(on_output=out.print)
-    out.print(f"[green]done[/green]: {result.summary.resource_changes}")
-
-
 def _register_live_commands() -> None:
-    from . import accounting, bootstrap, diff, event, fl, openstack
+    from . import accounting, bootstrap, diff, event, fl, openstack, status, up
 
     accounting.register(app)
     diff.register(app)
@@ -256,6 +226,8 @@ def _register_live_commands() -> None:
     bootstrap.register(app)
     fl.register(app)
     event.register(app)
+    up.register(app)
+    status.register(app)
 
 
 _register_live_commands()

@@ -351,13 +351,26 @@ def site_vars(plan: Plan) -> dict[str, Any]:
     }
 
 
-def ansible_inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> str:
+def ansible_inventory(
+    plan: Plan,
+    addresses: Mapping[str, str] | None = None,
+    *,
+    ssh_args: Mapping[str, str] | None = None,
+    ssh_user: str | None = None,
+) -> str:
+    """The inventory YAML. ``ssh_args``: each host's ``ansible_ssh_common_args`` (the bastion as SSH jump host
+    and the site's pinned host keys, ``aiinfn.ansible.known_hosts``); ``ssh_user`` replaces ``ansible_user``."""
     addresses = addresses or {}
-    hosts = [{"name": n.name, "vars": host_vars(plan, n, addresses.get(n.name))} for n in plan.nodes]
+    ssh_args = ssh_args or {}
+    hosts = [{"name": n.name, "vars": host_vars(plan, n, addresses.get(n.name)),
+              "ssh_args": ssh_args.get(n.name)} for n in plan.nodes]
+    top = site_vars(plan)
+    if ssh_user is not None:
+        top["ansible_user"] = ssh_user
     return render(
         "ansible/inventory.yaml.j2",
         site=plan.env.site,
-        site_vars=site_vars(plan),
+        site_vars=top,
         groups=inventory_groups(plan),
         hosts=hosts,
     )
