@@ -10,6 +10,7 @@ from infra import Infra, InfraArgs
 from overlay import Overlay, OverlayArgs
 
 from aiinfn import services
+from aiinfn.adopt import imports as adopt_imports
 from aiinfn.config.models import AnyEnvironment, Environment, Event, Federation
 from aiinfn.config.secrets import secret_refs
 from aiinfn.errors import ConfigError, an
@@ -44,6 +45,7 @@ def site_stack(config: pulumi.Config, site: str) -> str:
 
 def site(config: pulumi.Config, env: Environment) -> None:
     plan = make_plan(env)
+    adopt_imports.register(config)  # `aiinfn adopt`: the resources aiinfn:imports names are adopted
     infra = Infra(env.site.name, InfraArgs(plan=plan))
 
     # The overlay needs the bootstrapped cluster: it is built once its kubeconfig is in the stack's

@@ -218,9 +218,10 @@ def list_envs() -> None:
 
 
 def _register_live_commands() -> None:
-    from . import accounting, bootstrap, diff, event, fl, openstack, status, up
+    from . import accounting, adopt, bootstrap, diff, event, fl, openstack, status, up
 
     accounting.register(app)
+    adopt.register(app)
     diff.register(app)
     openstack.register(app)
     bootstrap.register(app)
