@@ -47,6 +47,9 @@ def validate(env: EnvArg) -> None:
     from ..config.models import Environment
 
     path = resolve(env)
+    from . import federation
+
+    federation.validate(path, err)  # a federation: every mismatch, one line each
     environment = load(path)
     if isinstance(environment, Environment):
         nodes = sum(1 for _ in _nodes(environment))

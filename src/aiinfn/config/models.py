@@ -1204,20 +1204,67 @@ class Event(Model):
         return self.roster is not None
 
 
+class FederatedQueue(Model):
+    """A batch queue of the federation: submitted at the manager, run at whichever worker admits it."""
+
+    projects: list[DnsLabel] = Field(
+        min_length=1, description="projects whose namespaces get the queue (each must exist at every site)")
+
+
+class FederationRegistry(Model):
+    """Synchronized software environments: Harbor replication from the primary site's Harbor."""
+
+    primary: SiteRef = Field(description="the member site whose Harbor holds the images and Apptainer files")
+    replicas: list[SiteRef] = Field(
+        default_factory=list, description="member sites whose Harbor receives every push (each must run Harbor)")
+    projects: list[DnsLabel] = Field(
+        default_factory=lambda: ["environments", "apptainer"],
+        description="Harbor projects replicated (the private projects the bootstrap job creates)")
+    robot_secret: SecretRef = Field(
+        "harbor-replication-robot", description="Pulumi config secret of the federation stack: the password of "
+        "the replicas' robot account the primary pushes with (`<name>:<password>`)")
+
+
+class SharedVolume(Model):
+    """One JuiceFS file system mounted at every site (metadata engine reachable from all of them)."""
+
+    name: DnsLabel = Field(description="the JuiceFS file system's name (as formatted)")
+    bucket: HttpsUrl = Field(description="its S3 bucket")
+    metadata_url_secret: SecretRef = Field(description="Pulumi config secret of the federation stack: the "
+                                           "metadata engine's URL with its credentials")
+    access_key_secret: SecretRef
+    secret_key_secret: SecretRef
+    size_gb: PositiveInt = Field(1000, description="capacity each project's claim declares")
+
+
 class Federation(Model):
-    """Sites run as one platform: what ties them (filled by the federation's services)."""
+    """Sites run as one platform: one IAM, the same environments, batch work where capacity is free."""
 
     kind: Literal["federation"] = Field(description="`federation`: this file ties sites together")
     name: DnsLabel
     description: Description = ""
     sites: list[SiteRef] = Field(min_length=2, description="member site environments")
     manager: SiteRef = Field(description="the member site that dispatches federated batch work")
+    workers: list[SiteRef] | None = Field(
+        None, description="member sites that run federated batch work (default: every site but the manager)")
+    api_servers: dict[SiteRef, HttpsUrl] = Field(
+        default_factory=dict, description="each worker's Kubernetes API as the manager reaches it "
+        "(https://<name or address>:6443; never loopback; the name among the site's kubernetes.tls_sans)")
+    queues: dict[DnsLabel, FederatedQueue] = Field(
+        default_factory=dict, description="federated batch queues (LocalQueue name in each project namespace)")
+    registry: FederationRegistry | None = None
+    volume: SharedVolume | None = None
 
     _sites: dict[str, Environment] = PrivateAttr(default_factory=dict)
 
     def site_environments(self) -> dict[str, Environment]:
         """Site name -> its validated environment, in the order the file lists them."""
         return dict(self._sites)
+
+    def worker_sites(self) -> list[str]:
+        """The sites that run federated batch work, in the file's order."""
+        names = list(self._sites) or [str(s) for s in self.sites]
+        return list(self.workers) if self.workers is not None else [n for n in names if n != self.manager]
 
 
 #: What an environment file can describe, told apart by its `kind`.

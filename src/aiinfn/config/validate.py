@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..planning import labels
 from ..planning.capacity import capacity, fit_on_hosts, installed_accelerators, requested_accelerators
 from ..planning.nodes import inventory, pool_node_names
-from . import validate_offload
+from . import validate_federation, validate_offload
 from .models import Environment, Federation, NodePool, Role
 from .paths import format_path, parse_path
 from .validate_event import check_event as check_event  # the loader's entry point; the rules live there
@@ -330,8 +330,5 @@ def check(env: Environment) -> None:
 
 
 def check_federation(federation: Federation, sites: dict[str, Environment]) -> None:
-    """A federation names its manager among its members."""
-    names = list(sites)
-    if federation.manager not in names:
-        _fail("manager", f"{federation.manager!r} is not one of the federation's sites ({', '.join(names)})",
-              "sites")
+    """The federation's sites can run as one platform (config/validate_federation.py has the rules)."""
+    validate_federation.check_federation(federation, sites)
