@@ -11,12 +11,19 @@ from overlay import Overlay, OverlayArgs
 
 from aiinfn import services
 from aiinfn.adopt import imports as adopt_imports
+from aiinfn.config.loader import load
 from aiinfn.config.models import AnyEnvironment, Environment, Event, Federation
 from aiinfn.config.secrets import secret_refs
+from aiinfn.config.validate_federation import pinned_versions
 from aiinfn.errors import ConfigError, an
+from aiinfn.federation import kubeconfig as kubeconfig_text
+from aiinfn.federation import plans_of as federation_plans
+from aiinfn.federation import site_bundles as federation_bundles
 from aiinfn.planning import make_plan
 from aiinfn.planning.events import make_event_plan
 from aiinfn.services import event as event_service
+from aiinfn.services import kueue as kueue_service
+from aiinfn.services import multikueue
 from aiinfn.services.bundle import addressed_nodes
 from aiinfn.stacknames import event_stack_name, site_stack_name
 
@@ -53,8 +60,10 @@ def site(config: pulumi.Config, env: Environment) -> None:
     kubeconfig = config.get_secret("kubeconfig")
     if kubeconfig is not None:
         bundles = services.site_bundles(plan)
+        worker = federation_worker(config, env)  # the federation's access to this site, if it is a worker
+        bundles = [*bundles, multikueue.worker_access(plan)] if worker else bundles
         nodes = addressed_nodes(bundles)
-        Overlay(
+        overlay = Overlay(
             f"{env.site.name}-overlay",
             OverlayArgs(
                 bundles=bundles,
@@ -64,6 +73,8 @@ def site(config: pulumi.Config, env: Environment) -> None:
             ),
         )
         pulumi.export("kubeconfig", pulumi.Output.secret(kubeconfig))
+        if worker:
+            pulumi.export("multikueue_kubeconfig", worker_kubeconfig(env, worker, overlay, kubeconfig))
 
     pulumi.export("scope", "site")
     pulumi.export("environment", env.name)
@@ -72,6 +83,7 @@ def site(config: pulumi.Config, env: Environment) -> None:
     pulumi.export("network", {"network_id": infra.network.network_id, "subnet_id": infra.network.subnet_id})
     pulumi.export("rke2_token", infra.rke2_token)
     pulumi.export("rke2_agent_token", infra.rke2_agent_token)
+    pulumi.export("versions", pinned_versions(env))
 
 
 def event(config: pulumi.Config, ev: Event) -> None:
@@ -124,12 +136,84 @@ def event(config: pulumi.Config, ev: Event) -> None:
                                  "placeholders": alloc.placeholders, "placeholder_units": alloc.placeholder_units})
 
 
+def federation_worker(config: pulumi.Config, env: Environment) -> str | None:
+    """The API address the federation (``aiinfn:federation``, a federation environment) gives this site
+    when it is one of its workers, else None."""
+    ref = config.get("federation")
+    if not ref:
+        return None
+    fed = load(ref)
+    if not isinstance(fed, Federation):
+        raise ConfigError(f"aiinfn:federation {ref!r} is {an(fed.kind)} file, not a federation")
+    if env.name not in fed.worker_sites() or env.name == fed.manager:
+        return None
+    return fed.api_servers[env.name]
+
+
+def worker_kubeconfig(env: Environment, server: str, overlay: Overlay,
+                      kubeconfig: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The manager's kubeconfig of this worker: the ServiceAccount's token and the cluster's CA (both in
+    its token Secret, read back once the Secret exists) and the federation's routable API address."""
+    import base64
+
+    import pulumi_kubernetes as k8s
+
+    provider = k8s.Provider(f"{env.site.name}-multikueue-k8s", kubeconfig=kubeconfig)
+    token = k8s.core.v1.Secret.get(
+        f"{env.site.name}-multikueue-token", f"{kueue_service.NAMESPACE}/{multikueue.WORKER_TOKEN}",
+        opts=pulumi.ResourceOptions(provider=provider, depends_on=[overlay.resources[multikueue.TOKEN_KEY]]))
+
+    def build(data: dict[str, str] | None) -> str:
+        data = data or {}  # the API server fills the token in; an empty one is refused by the federation
+        return kubeconfig_text.build(env.site.name, server, data.get("ca.crt", ""),
+                                     base64.b64decode(data.get("token", "")).decode())
+
+    return pulumi.Output.secret(token.data.apply(build))
+
+
 def federation(config: pulumi.Config, fed: Federation) -> None:
-    """The federation's objects: read every member's stack (its kubeconfig); the objects that tie the
-    sites together come with the federation's services."""
-    for name in fed.site_environments():
-        pulumi.StackReference(f"{fed.name}-{name}-site", stack_name=site_stack(config, name))
+    """The federation's objects at each member site, through the site's kubeconfig read from its stack:
+    MultiKueue at the manager (each worker's kubeconfig read from the worker's stack and checked with
+    Kueue's rules), the federated LocalQueues at the workers, Harbor replication at the registry's
+    primary, the shared JuiceFS volume everywhere. The sites' pinned versions are compared first."""
+    sites = fed.site_environments()
+    plans = federation_plans(fed)
+    refs = {n: pulumi.StackReference(f"{fed.name}-{n}-site", stack_name=site_stack(config, n)) for n in sites}
+    pulumi.Output.all(**{n: r.get_output("versions") for n, r in refs.items()}).apply(
+        lambda deployed: _same_versions(fed, deployed))
+    per_site = federation_bundles(fed, plans)
+    workers = [w for w in fed.worker_sites() if w != fed.manager]
+    read = {multikueue.kubeconfig_ref(w): pulumi.Output.secret(refs[w].require_output("multikueue_kubeconfig").apply(
+        lambda text, w=w: kubeconfig_text.check(str(text), w))) for w in workers if fed.queues}
+    for name, bundles in per_site.items():
+        if not bundles:
+            continue
+        wanted = sorted({s for b in bundles for s in b.config_secrets()})
+        Overlay(
+            f"{fed.name}-{name}",
+            OverlayArgs(
+                bundles=bundles,
+                kubeconfig=pulumi.Output.secret(refs[name].require_output("kubeconfig")),
+                secrets={s: read[s] if s in read else config.require_secret(s) for s in wanted},
+                addresses={},
+            ),
+        )
     pulumi.export("scope", "federation")
     pulumi.export("environment", fed.name)
-    pulumi.export("sites", list(fed.site_environments()))
+    pulumi.export("sites", list(sites))
     pulumi.export("manager", fed.manager)
+    pulumi.export("workers", workers)
+    pulumi.export("queues", {q: {"projects": list(v.projects), "runs_at": workers} for q, v in fed.queues.items()})
+    pulumi.export("registry", {"primary": fed.registry.primary, "replicas": list(fed.registry.replicas)}
+                  if fed.registry else None)
+    pulumi.export("volume", fed.volume.name if fed.volume else None)
+
+
+def _same_versions(fed: Federation, deployed: dict[str, object]) -> None:
+    """Refuse sites deployed with other pins than this checkout's (a site stack exports `versions`)."""
+    ours = {n: pinned_versions(e) for n, e in fed.site_environments().items()}
+    for name, pins in deployed.items():
+        if isinstance(pins, dict) and pins != ours[name]:
+            diff = sorted(k for k in set(pins) | set(ours[name]) if pins.get(k) != ours[name].get(k))
+            raise ConfigError(f"site {name!r}'s stack runs other pinned versions ({', '.join(diff)}): update "
+                              "that site first (`aiinfn up " + name + "`), then the federation")

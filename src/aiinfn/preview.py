@@ -204,11 +204,18 @@ class Preview:
             ] if self.scope == "site" else [],
             "profiles": self.profiles(),
             "event": self.event(),
+            **({"federation": _federation_doc(env)} if isinstance(env, Federation) else {}),
             "host_placement": self.plan.host_fit.placements if self.scope == "site" else {},
             "secrets": sorted(set(secret_refs(env).values())),
             "artifacts": sorted(self.artifacts),
             "summary": self.summary(),
         }
+
+
+def _federation_doc(env: Federation) -> dict[str, Any]:
+    from .federation import describe
+
+    return describe(env)
 
 
 def build(
@@ -293,9 +300,14 @@ def _build_event(env: Event, env_file: Path, root: Path, stack: str, site: str) 
 def _build_federation(env: Federation, env_file: Path, root: Path, stack: str) -> Preview:
     sites = env.site_environments()
     plans = {n: make_plan(e) for n, e in sites.items()}
-    references = {site_stack_name(n): _site_outputs() for n in sites}
+    from .federation import offline, site_bundles
+
+    references = offline.references(env)
     run, missing = _run(root, env, env_file, stack, "federation", "10.0.0.0/16", [], references)
-    return Preview(env, env_file, stack, "federation", plans[env.manager], run, {}, missing, [])
+    per_site = site_bundles(env, plans)
+    artifacts = {f"{n}/{k}": v for n, bs in per_site.items() for k, v in bundle_artifacts(bs).items()}
+    return Preview(env, env_file, stack, "federation", plans[env.manager], run, artifacts, missing,
+                   [b for bs in per_site.values() for b in bs])
 
 
 def write(report: Preview, build_dir: Path) -> Path:

@@ -104,6 +104,10 @@ def plan(
             _print_capacity(report)
         elif report.scope == "event":
             _print_event(report)
+        else:
+            from . import federation
+
+            federation.print_plan(report, out)
         summary = report.summary()
         out.print(
             f"\n[bold]{summary['resources']}[/bold] resources ({summary['custom_resources']} cloud resources, "

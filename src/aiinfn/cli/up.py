@@ -143,6 +143,10 @@ def up(
     from ..stages.stack import AutomationStack
 
     path = resolve(env)
+    from . import federation
+
+    if federation.is_federation(path):  # the federation stack, after its sites' (cli/federation.py)
+        return federation.up(path, stack, yes, out, err)
     environment = load_site(path, purpose="`aiinfn up`")  # validate before anything changes
     stages = runner.select(start, only)
     plan = make_plan(environment)
