@@ -299,3 +299,13 @@ def test_the_replication_job_runs_at_the_primary_with_no_kubernetes_access(
     assert fed.registry is not None
     other = fed.model_copy(update={"registry": fed.registry.model_copy(update={"projects": ["environments"]})})
     assert fed_registry.objects(other, plans)[1]["metadata"]["name"] != job["metadata"]["name"]
+
+
+def test_the_managers_kueue_may_reach_the_workers_api(fed: Federation, per_site: dict[str, list[Any]]) -> None:
+    """kueue-system starts from default deny: without this egress MultiKueue could not connect."""
+    (pol,) = [o for o in _by_kind(_objects(per_site[fed.manager]), "NetworkPolicy")
+              if o["metadata"]["name"] == "allow-multikueue-workers"]
+    assert pol["metadata"]["namespace"] == kueue.NAMESPACE
+    (rule,) = pol["spec"]["egress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": multikueue.API_PORT}]
+    assert "NetworkPolicy" not in {o["kind"] for o in _objects(per_site["recas"])}

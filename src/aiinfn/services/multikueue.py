@@ -15,7 +15,8 @@ Three bundles, each registered by the stack that owns its objects:
   what the workers have, on one flavor with no node labels: the manager only gates, the worker's own
   queue places the pods), and the queue's LocalQueue in each federated project's namespace; per worker
   a MultiKueueCluster whose kubeconfig is the Secret ``multikueue-<worker>`` in ``kueue-system``, filled
-  from the worker stack's output.
+  from the worker stack's output; and the NetworkPolicy that lets ``kueue-system`` reach the workers'
+  API port (6443) outside the cluster's own ranges.
 * ``worker_queues(fed, plan)``, in the **federation stack** at each worker: the same LocalQueue names
   in the same namespaces, pointing at the project's own ClusterQueue there, so a dispatched workload is
   admitted by the worker's quotas and priorities like its own batch work.
@@ -32,6 +33,7 @@ from .. import versions
 from ..config.models import Federation
 from ..planning import Plan
 from ..planning.labels import PROJECT_LABEL
+from . import network
 from .bundle import Bundle, ConfigSecret, Secret, manifests
 from .kueue import NAMESPACE as KUEUE_NAMESPACE
 
@@ -52,6 +54,8 @@ WORKER_RULES: tuple[dict[str, Any], ...] = (
     {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads/status"], "verbs": ["get", "patch", "update"]},
 )
 KUBECONFIG_KEY = "kubeconfig"
+#: The workers' Kubernetes API port (RKE2's), which the manager's Kueue controller reaches.
+API_PORT = 6443
 
 
 def kubeconfig_secret(worker: str) -> str:
@@ -173,7 +177,10 @@ def manager(fed: Federation, plans: dict[str, Plan]) -> Bundle | None:
         Secret(f"secret-{KUEUE_NAMESPACE}-{kubeconfig_secret(w)}", name=kubeconfig_secret(w),
                namespace=KUEUE_NAMESPACE, data={KUBECONFIG_KEY: ConfigSecret(kubeconfig_ref(w))})
         for w in fed.worker_sites())
-    items: list[Any] = [*secrets]
+    # Kueue's controller reaches each worker's API (the namespace's default deny otherwise stops it)
+    egress = network.allow_public_egress(KUEUE_NAMESPACE, network.Ranges.of(plans[fed.manager]), [API_PORT],
+                                         name="allow-multikueue-workers")
+    items: list[Any] = [*secrets, *manifests(egress)]
     for o in objs:
         after = tuple(s.key for s in secrets if o["kind"] == "MultiKueueCluster"
                       and s.name == o["spec"]["clusterSource"]["kubeConfig"]["location"])
