@@ -29,6 +29,12 @@ deps-debian:
 
 demo: install
 	$(BIN)/aiinfn plan $(ENV)
+	@echo
+	@echo "Next: look at build/$(ENV)/ (plan.json, cloud-init, k8s/), change environments/$(ENV).yaml and run"
+	@echo "  $(BIN)/aiinfn diff $(ENV)            what the change does, offline"
+	@echo "  $(BIN)/aiinfn new-site NAME          scaffold your own site (environment, stack file, secrets checklist)"
+	@echo "  $(BIN)/aiinfn preflight $(ENV)       check the live cloud (needs a clouds.yaml entry)"
+	@echo "then follow docs/operations.md (Add a site, Stand up a site) to deploy it."
 
 lint: install-test
 	$(BIN)/ruff check src stacks tests benchmarks inventory

@@ -266,7 +266,8 @@ def _run(root: Path, env: AnyEnvironment, env_file: Path, stack: str, scope: str
         stack_references=references,
     )
     declared = stack_secrets(root, stack)
-    missing = [k for k in refs if declared is not None and k not in declared]
+    # no stack file yet: every secret is still to be set (`aiinfn new-site` writes the file)
+    missing = [k for k in refs if declared is None or k not in declared]
     return run, missing
 
 

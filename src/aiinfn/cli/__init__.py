@@ -28,11 +28,29 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console()
 err = Console(stderr=True)
 
 EnvArg = Annotated[str, typer.Argument(help="environment name under environments/ (e.g. cnaf) or a YAML path")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        out.print(f"aiinfn {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Build and run the AI_INFN federated GPU platform: plan offline, then pulumi up per site."""
 
 
 class OutputFormat(StrEnum):
@@ -71,7 +89,9 @@ def plan(
     output: Annotated[
         OutputFormat, typer.Option("--output", "-o", help="table (default) or json")
     ] = OutputFormat.table,
-    build_dir: Annotated[Path, typer.Option(help="where build/<env>/ is written")] = Path("build"),
+    build_dir: Annotated[
+        Path | None, typer.Option(help="where build/<env>/ is written (default: the project's build/)")
+    ] = None,
     stack: Annotated[str | None, typer.Option(help="stack name (default: the environment's name)")] = None,
     site: Annotated[
         str | None, typer.Option(help="for an event: plan only its stack at this site (default: every site)")
@@ -83,7 +103,10 @@ def plan(
     a federation plans the federation stack.
     """
     from .. import preview
+    from ..config.loader import project_root
 
+    # the project's build/, wherever the command runs: the environment is resolved from the project too
+    build_dir = build_dir if build_dir is not None else project_root() / "build"
     sites: list[str | None] = [site] if site else [*preview.event_sites(env)] or [None]
     if stack is not None and len(sites) > 1:
         raise typer.BadParameter("--stack names one stack: add --site for an event over several sites")
@@ -115,10 +138,15 @@ def plan(
             f"artifacts in [cyan]{where}[/cyan]"
         )
         if report.missing_secrets:
+            from ..config.loader import project_root
+
             keys = ", ".join(report.missing_secrets)
+            absent = not (project_root() / f"Pulumi.{report.stack}.yaml").is_file()
+            said = (f"stack {report.stack!r} has no stack file yet (Pulumi.{report.stack}.yaml: `aiinfn new-site` "
+                    "writes one) and sets none of" if absent else f"stack {report.stack!r} does not set")
             err.print(
-                f"[yellow]note[/yellow]: stack {report.stack!r} does not set {keys}; before `pulumi up` run "
-                f"`pulumi config set --secret aiinfn:<name> ...` for each"
+                f"[yellow]note[/yellow]: {said} {keys}; before `pulumi up` run "
+                f"`pulumi config set --secret aiinfn:<name> ...` for each", soft_wrap=True
             )
 
 
@@ -140,8 +168,9 @@ def _print_tree(report: Any) -> None:
         comps = [c for c in kids if not c.custom]
         custom = [c for c in kids if c.custom]
         flags = []
-        if any(c.protect for c in custom):
-            flags.append("[red]protected[/red]")
+        protected = sum(1 for c in custom if c.protect)
+        if protected:  # the protected resources themselves, not the whole component
+            flags.append(f"[red]{protected} protected[/red]")
         label = f"[bold]{short(r.type)}[/bold] {r.name} [dim]({count(r)})[/dim] " + " ".join(flags)
         node = branch.add(label.rstrip())
         if custom:
@@ -162,9 +191,13 @@ def _print_tree(report: Any) -> None:
 
 def _print_capacity(report: Any) -> None:
     table = Table(title="Accelerator capacity", title_justify="left")
-    for col in ("kind", "resource", "GPUs/devices", "units", "nodes", "guaranteed", "shared"):
-        table.add_column(col, justify="right" if col in ("GPUs/devices", "units", "shared") else "left")
-    for row in report.capacity():
+    rows = report.capacity()
+    widest = max((len(r["kind"]) for r in rows), default=4)
+    for col in ("kind", "resource", "devices", "units", "nodes", "guaranteed", "shared"):
+        # never cut: the kind (A100-80GB/1g.10gb, its MIG profile) keeps its width, the rest fold
+        table.add_column(col, justify="right" if col in ("devices", "units", "shared") else "left",
+                         overflow="fold", min_width=widest if col == "kind" else None, no_wrap=col == "kind")
+    for row in rows:
         guaranteed = ", ".join(f"{p} {n}" for p, n in row["guaranteed"].items()) or "-"
         table.add_row(
             row["kind"],
@@ -199,7 +232,7 @@ def _print_queues(report: Any) -> None:
     if env.projects:
         queues = Table(title="Kueue queues (cohort aiinfn)", title_justify="left")
         for col in ("queue", "namespace", "guaranteed", "borrows"):
-            queues.add_column(col)
+            queues.add_column(col, overflow="fold")
         shared = ", ".join(f"{n}x {k}" for k, n in report.plan.shared_pool.items() if n) or "-"
         queues.add_row(INTERACTIVE_QUEUE, jupyterhub.NAMESPACE, f"{shared} + all CPU/memory", "yes")
         for q in report.plan.quotas:
@@ -216,19 +249,22 @@ def _print_queues(report: Any) -> None:
 @app.command("list")
 def list_envs() -> None:
     """List the shipped environments, sorted, with what each is (site, event, federation)."""
-    from ..config.loader import environment_kinds
+    from ..config.loader import environment_kinds, resolve
 
     kinds = environment_kinds()
     width = max((len(n) for n in kinds), default=0)
     for name in sorted(kinds):
-        out.print(f"{name:<{width}}  {kinds[name]}", highlight=False)
+        # environments/example/ holds the example of every field: not a site to deploy
+        what = f"example {kinds[name]}" if resolve(name).parent.name == "example" else kinds[name]
+        out.print(f"{name:<{width}}  {what}", highlight=False)
 
 
 def _register_live_commands() -> None:
-    from . import accounting, adopt, bootstrap, diff, event, fl, openstack, status, up
+    from . import accounting, adopt, bootstrap, diff, event, fl, openstack, site, status, up
 
     accounting.register(app)
     adopt.register(app)
+    site.register(app)
     diff.register(app)
     openstack.register(app)
     bootstrap.register(app)

@@ -327,10 +327,16 @@ class Layered:
         return None
 
 
+def _whole(key: PathT) -> bool:
+    """A mapping an overlay replaces whole rather than merges: a MIG layout (``node_pools.<pool>.mig``) as
+    ``{profile: count}`` describes a GPU's whole partition, so a base's profiles never survive beside it."""
+    return len(key) == 3 and key[0] == "node_pools" and key[2] == "mig"
+
+
 def _merge(dst: dict[str, Any], src: dict[str, Any], origin: dict[PathT, Path], file: Path, path: PathT) -> None:
     for k, v in src.items():
         key = (*path, str(k))
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+        if isinstance(v, dict) and isinstance(dst.get(k), dict) and not _whole(key):
             origin.setdefault(key, file)
             _merge(dst[k], v, origin, file, key)
         else:

@@ -25,6 +25,10 @@ from .validate_event import check_reserve
 MAX_SERVERS = 7
 
 
+#: Host memory a flavor needs per passed-through accelerator, at the least (see _check_site).
+MIN_RAM_GB_PER_DEVICE = 2
+
+
 def _fail(path: str, message: str, *related: str) -> None:
     raise ConfigError(message, path=path, related=related)
 
@@ -190,6 +194,11 @@ def _check_pools(env: Environment) -> None:
             )
         if pool.ingress and pool.role not in (Role.AGENT, Role.SERVER):
             _fail(f"{base}.ingress", "only agent or server pools can carry the ingress", f"{base}.role")
+        if pool.ingress and not names and env.network.ingress.hostname:
+            _fail(f"{base}.nodes" if pool.nodes is not None else f"{base}.count",
+                  f"the ingress pool has no node, but network.ingress.hostname publishes "
+                  f"{env.network.ingress.hostname}: give the pool a node, or move `ingress: true` to a pool with nodes",
+                  "network.ingress.hostname")
 
     servers = [n for n, p in env.node_pools.items() if p.role is Role.SERVER]
     if not servers:
@@ -241,6 +250,16 @@ def _check_site(env: Environment) -> None:
         for model in f.accelerators:
             if model not in cat.MODELS:  # pragma: no cover - the model validator already refuses it
                 _fail(format_path(("flavors", name, "accelerators")), f"unknown accelerator {model!r}")
+        devices = sum(f.accelerators.values())
+        # a floor, not a sizing: each passed-through device needs a vCPU to drive it, and its driver and
+        # a process using it need host memory (MIN_RAM_GB_PER_DEVICE) besides the system's
+        if devices and f.vcpus < devices:
+            _fail(format_path(("flavors", name, "vcpus")), f"{f.vcpus} vCPUs for {devices} accelerators: give the "
+                  f"flavor at least one vCPU per device ({devices})", format_path(("flavors", name, "accelerators")))
+        if devices and f.ram_gb < MIN_RAM_GB_PER_DEVICE * devices:
+            _fail(format_path(("flavors", name, "ram_gb")), f"{f.ram_gb} GB of RAM for {devices} accelerators: give "
+                  f"the flavor at least {MIN_RAM_GB_PER_DEVICE} GB per device ({MIN_RAM_GB_PER_DEVICE * devices} GB)",
+                  format_path(("flavors", name, "accelerators")))
     if not env.site.hosts:
         return
     nodes = inventory(env)
@@ -299,6 +318,13 @@ def _check_projects(env: Environment) -> None:
                 f"({caps[kind].units} units = 1.0): lower them",
                 *(f"projects.{n}.shares" for n, _ in items),
             )
+    for kind, items in totals.items():
+        units = caps[kind].units
+        for pname, share in items:  # a guarantee is floor(share x units) (planning/quotas.py)
+            if share > 0 and int(share * units + 1e-9) == 0:
+                _fail(format_path(("projects", pname, "shares", kind)),
+                      f"share {share:g} of {units} {kind} units guarantees floor({share:g} x {units}) = 0 units: raise "
+                      f"it to at least {1 / units:.4g} (one unit), or remove it", "node_pools")
 
 
 def _check_services(env: Environment) -> None:

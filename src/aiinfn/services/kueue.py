@@ -132,16 +132,19 @@ def resource_groups(
 ) -> list[dict[str, Any]]:
     """resourceGroups: cpu+memory on the `cpu` flavor, then one group per accelerator resource."""
 
-    def entry(name: str, amount: int | str) -> dict[str, Any]:
+    def entry(name: str, amount: int | str, capped: bool = True) -> dict[str, Any]:
         e: dict[str, Any] = {"name": name, "nominalQuota": amount}
-        if borrowing is False:
+        if borrowing is False and capped:
             e["borrowingLimit"] = 0
         return e
 
+    # `borrowing: false` caps a project at its accelerator guarantee. CPU and memory are guaranteed to no
+    # project (the cohort's interactive queue holds them all), so capping them too would admit nothing.
     groups: list[dict[str, Any]] = [
         {
             "coveredResources": ["cpu", "memory"],
-            "flavors": [{"name": CPU_FLAVOR, "resources": [entry("cpu", cpu), entry("memory", f"{mem}Gi")]}],
+            "flavors": [{"name": CPU_FLAVOR, "resources": [entry("cpu", cpu, capped=bool(cpu)),
+                                                           entry("memory", f"{mem}Gi", capped=bool(mem))]}],
         }
     ]
     by_resource: dict[str, list[str]] = {}
