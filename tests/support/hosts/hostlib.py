@@ -81,6 +81,12 @@ def _tool(name: str) -> str:
     return path
 
 
+def _mac(address: str) -> str:
+    """A fixed, locally administered MAC for an IPv4 address: a revived host (and the hub) keeps its own, so
+    neighbours' ARP entries stay right (a new random one makes the first connection after revive() hang)."""
+    return "02:00:" + ":".join(f"{int(o):02x}" for o in address.split("."))
+
+
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     res = subprocess.run([_tool("ip"), *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if check and res.returncode:
@@ -499,7 +505,7 @@ class Hosts:
         hub = f"{self.prefix}hub"
         _ip("netns", "add", hub)
         _ip("-n", hub, "link", "set", "lo", "up")
-        _ip("-n", hub, "link", "add", "br0", "type", "bridge")
+        _ip("-n", hub, "link", "add", "br0", "address", _mac(f"{self.net}.1"), "type", "bridge")
         _ip("-n", hub, "addr", "add", f"{self.net}.1/24", "dev", "br0")
         _ip("-n", hub, "link", "set", "br0", "up")
         for i, name in enumerate(names, start=1):
@@ -532,7 +538,8 @@ class Hosts:
         hub = f"{self.prefix}hub"
         _ip("netns", "add", h.ns)
         _ip("-n", h.ns, "link", "set", "lo", "up")
-        _ip("-n", hub, "link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "netns", h.ns)
+        _ip("-n", hub, "link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "address", _mac(h.address),
+            "netns", h.ns)
         _ip("-n", hub, "link", "set", h.veth, "master", "br0", "up")
         _ip("-n", h.ns, "addr", "add", f"{h.address}/24", "dev", "eth0")
         _ip("-n", h.ns, "link", "set", "eth0", "up")
