@@ -1,6 +1,6 @@
 """HPC facilities on the local test hosts: each host one SLURM cluster, reached over SSH like a login node.
 
-Built on tests/support/hosts/hostlib.py (unchanged). Each host gets Debian's ``slurmctld``, ``slurmd``,
+Built on tests/support/hosts/hostlib.py. Each host gets Debian's ``slurmctld``, ``slurmd``,
 ``slurm-client`` and ``munge`` (and ``python3-numpy``, the training's library) from the mirror through
 the hosts' relay, a ``slurm.conf`` of its own (cluster named after the host, one node with the host's
 cores, partition ``debug``; job completion records in ``/var/log/slurm/jobcomp.log`` through
@@ -19,8 +19,9 @@ Stand-ins, because the real parts do not exist here:
   side; hostlib keeps this machine's own namespace free of test addresses): ``hub_run``/``hub_popen`` run
   a command there, e.g. ``aiinfn fl run``.
 
-``Facilities.kill(name)`` powers a host off (hostlib), ``revive(name)`` boots it again with its disk:
-munge, slurmctld and slurmd are enabled units and come back by themselves.
+``Facilities.kill(name)`` powers a host off (hostlib), ``revive(name)`` boots it again with its disk and
+its MAC (hostlib), and returns once its sshd answers from the hub and its SLURM is idle: munge, slurmctld
+and slurmd are enabled units and come back by themselves.
 """
 
 from __future__ import annotations
@@ -222,8 +223,22 @@ class Facilities:
     def kill(self, name: str) -> None:
         self.hosts.kill(name)
 
+    def wait_login(self, name: str, timeout: float = 120) -> None:
+        """Until the login node's sshd answers from the hub over the bridge (the researcher's path: hostlib's
+        own readiness check goes through the host's loopback and never crosses the bridge)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            res = self.hub_run(["ssh-keyscan", "-T", "5", "-t", "ed25519", self.address(name)], timeout=30)
+            if res.stdout.strip():
+                return
+            if time.monotonic() > deadline:
+                raise hostlib.HostsError(f"{name}: sshd not reachable from {self.hub} at {self.address(name)}:22 "
+                                         f"after {timeout:.0f} s: {res.stderr.strip()[-300:]}")
+            time.sleep(0.5)
+
     def revive(self, name: str) -> None:
         self.hosts.revive(name)
+        self.wait_login(name)
         self.exec(name, "systemctl is-active munge slurmctld slurmd || systemctl restart munge slurmctld slurmd",
                   check=False)
         self.wait_idle([name])
