@@ -306,3 +306,32 @@ def test_the_event_file_says_the_hub_assignment_site_by_site(report: rep.EventRe
             assert slug in slugs and user not in seen
             seen[user] = site
     assert set(seen) == {p.username for p in load("hackathon-example").people()}  # type: ignore[union-attr]
+
+
+def test_each_registered_profile_gives_a_memory_sized_shm(report: rep.EventReport, backend: MemoryBackend) -> None:
+    """The registration each event stack registers (the real program) gives every profile the
+    /dev/shm the hub mounts (tests/services/test_hub_platform.py spawns it): the site's sizing default
+    (8 GiB at cnaf and recas) at most half the participant's 8 GiB, so 4 GiB, never the runtime's 64 MB."""
+    stacks.up(report, backend, today=IN_WINDOW, on_output=lambda _: None)
+    for site in ("cnaf", "recas"):
+        (cm,) = [v for v in backend.stacks[f"hackathon-2026-{site}"].inputs.values() if v.get("kind") == "ConfigMap"]
+        profiles = json.loads(cm["data"]["event.json"])["profiles"]
+        assert profiles and [p["shm_gb"] for p in profiles] == [4] * len(profiles), site
+
+
+def test_an_event_shm_larger_than_its_memory_is_refused_naming_the_field(tmp_path: Path, root: Path) -> None:
+    """per_participant.shm_gb is memory: more than memory_gb is refused in one line naming the field."""
+    import shutil
+
+    events = tmp_path / "environments" / "events"
+    shutil.copytree(root / "environments", tmp_path / "environments")
+    text = (events / "hackathon-example.yaml").read_text()
+    (events / "hackathon-example.yaml").write_text(text.replace("  memory_gb: 8\n", "  memory_gb: 8\n  shm_gb: 16\n"))
+    with pytest.raises(ConfigError) as e:
+        load(events / "hackathon-example.yaml", root=tmp_path)
+    message = str(e.value)
+    assert "per_participant" in message and "shm_gb: 16 GiB of /dev/shm cannot exceed memory_gb (8)" in message
+    assert "\n" not in message
+    (events / "hackathon-example.yaml").write_text(text.replace("  memory_gb: 8\n", "  memory_gb: 8\n  shm_gb: 6\n"))
+    ev = load(events / "hackathon-example.yaml", root=tmp_path)
+    assert ev.per_participant.shm_gb == 6  # type: ignore[union-attr]

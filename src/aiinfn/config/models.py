@@ -949,6 +949,17 @@ class ParticipantShare(Model):
         default_factory=list, max_length=16,
         description="kinds a participant may get one of (MODEL or MODEL/PROFILE), in order of preference",
     )
+    shm_gb: int | None = Field(
+        None, ge=1, le=1024, description="/dev/shm of each notebook (GiB, memory-backed: it counts as memory, so at "
+        "most memory_gb); unset: the site's sizing default (max_shm_gb), at most half of memory_gb, at least 1",
+    )
+
+    @model_validator(mode="after")
+    def _shm_within_memory(self) -> ParticipantShare:
+        if self.shm_gb is not None and self.shm_gb > self.memory_gb:
+            raise ValueError(f"shm_gb: {self.shm_gb} GiB of /dev/shm cannot exceed memory_gb ({self.memory_gb:g}): "
+                             "it is memory")
+        return self
 
 
 class EventReserve(Model):

@@ -18,7 +18,8 @@ a spawn through the REST API is refused the same way):
 * **the pod**: the user's UID/GID (``aiinfn_identity``) and their groups' GIDs, the home
   ``home/<name>`` of the platform areas (a subPath of the areas claim), the group areas
   ``/shared/<area>``, ``/public`` (read-only but for the admins), ``/envs``; the project (or event)
-  label; ``/dev/shm`` a memory-backed emptyDir of the chosen size; the areas provisioned first
+  label; ``/dev/shm`` a memory-backed emptyDir of the chosen size (an event's: its profile's
+  ``shm_gb``); the areas provisioned first
   (``aiinfn_provisioner``, called with its token);
 * **event notebooks** run in the event's namespace with a home claim there (not the platform areas,
   which no tenant namespace may mount), labelled with the event, and get the event's materials
@@ -280,6 +281,8 @@ class PlatformSpawner(KubeSpawner):
             mem = opts.get("memory") or _default(options["memory"])
             self.mem_limit = self.mem_guarantee = f"{mem}G"
         shm = opts.get("shm") or (_default(options["shm"]) if "shm" in options else None)
+        if reg is not None and not shm:
+            shm = _event_shm(profile)
         volumes: dict[str, Any] = dict(getattr(self, "volumes"))  # noqa: B009 - KubeSpawner's untyped traits
         mounts: dict[str, Any] = dict(getattr(self, "volume_mounts"))  # noqa: B009
         if shm:
@@ -301,8 +304,8 @@ class PlatformSpawner(KubeSpawner):
             if block:
                 try:
                     program = Path(materials.__file__).read_text()
-                    self.init_containers = [materials.init_container(
-                        block, reg.event, str(self.image), HOME_MOUNT, self.user.name, program)]
+                    self.init_containers = [_literal(materials.init_container(
+                        block, reg.event, str(self.image), HOME_MOUNT, self.user.name, program))]
                 except ValueError as e:
                     self.log.warning("event %s: materials not given (%s)", reg.event, e)
         self.extra_labels = labels
@@ -449,6 +452,28 @@ class PlatformSpawner(KubeSpawner):
 def _default(option: Mapping[str, Any]) -> str:
     choices = option.get("choices") or {}
     return next((k for k, c in choices.items() if c.get("default")), next(iter(choices)))
+
+
+def _literal(value: Any) -> Any:
+    """``value`` with its braces doubled: KubeSpawner expands ``{username}``-style fields in every string
+    of ``init_containers`` (str.format), and the materials program's own braces are no such fields."""
+    if isinstance(value, str):
+        return value.replace("{", "{{").replace("}", "}}")
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    return value
+
+
+def _event_shm(profile: Mapping[str, Any]) -> int:
+    """An event profile's /dev/shm (GiB): the registration's ``shm_gb``, else the site's sizing default;
+    never more than the profile's memory (it is memory)."""
+    over = profile.get("kubespawner_override") or {}
+    mem = int(float(str(over.get("mem_limit", "0")).rstrip("G") or 0))
+    default = ((SETTINGS.get("sizing") or {}).get("default") or {}).get("max_shm_gb", 8)
+    shm = int(profile.get("shm_gb") or default)
+    return max(1, min(shm, mem)) if mem else shm
 
 
 def _describe(f: cluster.Free) -> str:

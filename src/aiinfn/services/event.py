@@ -51,7 +51,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from .. import versions
-from ..config.models import Event
+from ..config.models import Event, SizeLimits
 from ..planning import Plan
 from ..planning.events import CPU_ONLY, EventAllocation
 from ..planning.labels import (
@@ -171,10 +171,24 @@ def profile_slug(event: Event, kind: str) -> str:
     return event.name if kind == CPU_ONLY else f"{event.name}-{jupyterhub.profile_slug(kind)}"
 
 
+def shm_gb(event: Event, plan: Plan) -> int:
+    """Each participant's /dev/shm here (GiB): ``per_participant.shm_gb``, else the site's sizing default
+    (``max_shm_gb``) at most half the participant's memory, at least 1. It is memory (a memory-backed
+    emptyDir counts against the notebook's memory limit), so it never exceeds ``memory_gb``."""
+    share = event.per_participant
+    if share.shm_gb is not None:
+        return share.shm_gb
+    hub = plan.env.services.jupyterhub
+    site = hub.sizing.default.max_shm_gb if hub is not None else SizeLimits().max_shm_gb
+    return max(1, min(site, int(share.memory_gb // 2)))
+
+
 def profiles(event: Event, plan: Plan, alloc: EventAllocation) -> list[dict[str, Any]]:
     """The participants' profiles at this site: one per kind they have seats of here, in preference
-    order (one CPU-only profile for an event without accelerators)."""
+    order (one CPU-only profile for an event without accelerators). Each carries ``shm_gb``, the
+    /dev/shm the platform spawner mounts (a memory-backed emptyDir; KubeSpawner ignores the key)."""
     share = event.per_participant
+    shm = shm_gb(event, plan)
     labels = {QUEUE_NAME_LABEL: kueue.LOCAL_QUEUE, PRIORITY_CLASS_LABEL: "interactive",
               "hub.jupyter.org/network-access-hub": "true"}
     common = {
@@ -193,6 +207,7 @@ def profiles(event: Event, plan: Plan, alloc: EventAllocation) -> list[dict[str,
             "display_name": f"{event.name}: {key}",
             "slug": profile_slug(event, key),
             "description": f"{event.description or event.name}: one {key}",
+            "shm_gb": shm,
             "kubespawner_override": {
                 **common,
                 "node_selector": dict(kind.node_labels),
@@ -202,7 +217,8 @@ def profiles(event: Event, plan: Plan, alloc: EventAllocation) -> list[dict[str,
         })
     if not share.accelerators and alloc.participants:
         out.append({"display_name": event.name, "slug": profile_slug(event, CPU_ONLY),
-                    "description": event.description or event.name, "kubespawner_override": dict(common)})
+                    "description": event.description or event.name, "shm_gb": shm,
+                    "kubespawner_override": dict(common)})
     return out
 
 
