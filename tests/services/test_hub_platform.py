@@ -21,14 +21,19 @@ import re
 import sqlite3
 import stat
 import time
+from pathlib import Path
 from typing import Any
 
 import hub_kube
 import pytest
 import requests
 
-from aiinfn.hub import identity
-from aiinfn.planning.labels import EVENT_LABEL, HUB_REGISTRATION_LABEL, PROJECT_LABEL
+from aiinfn.events import report as rep
+from aiinfn.hub import identity, materials
+from aiinfn.planning import make_plan
+from aiinfn.planning.events import make_event_plan
+from aiinfn.planning.labels import EVENT_LABEL, PROJECT_LABEL
+from aiinfn.services import event as event_service
 from aiinfn.services import jupyterhub
 
 pytestmark = pytest.mark.integration
@@ -279,34 +284,45 @@ def test_the_notebook_runs_as_the_users_own_uid_with_private_home_and_group_area
 # --------------------------------------------------------------------------- events
 
 
-def _register(kube: hub_kube.Kube, name: str, starts: dt.date, ends: dt.date,
-              assignments: dict[str, str] | None = None) -> None:
-    group, tutors = f"ai-infn/{name}", f"ai-infn/{name}-tutors"
-    doc = {"event": name, "groups": [group, tutors], "admin_groups": [tutors], "starts": starts.isoformat(),
-           "ends": ends.isoformat(), "namespace": f"event-{name}", "profiles": [{
-               "display_name": f"{name}: T4", "slug": f"{name}-t4", "description": f"{name}: one T4",
-               "kubespawner_override": {"namespace": f"event-{name}", "image": "harbor.cloud.infn.it/ai-infn/hack:1",
-                                        "node_selector": T4, "extra_resource_limits": {"nvidia.com/gpu": "1"},
-                                        "extra_labels": {"kueue.x-k8s.io/queue-name": "default"}}}],
-           "site": "cnaf", "assignments": assignments or {}}
-    kube.put_configmap({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": f"aiinfn-event-{name}", "namespace": "jupyterhub",
-                                     "labels": {HUB_REGISTRATION_LABEL: "event", EVENT_LABEL: name}},
-                        "data": {"event.json": json.dumps(doc)}})
+SHIPPED_EVENT = Path(__file__).resolve().parents[2] / "environments" / "events" / "hackathon-example.yaml"
+
+
+def _register(kube: hub_kube.Kube, name: str, starts: dt.date, ends: dt.date, *,
+              roster: bool = False) -> dict[str, Any]:
+    """The shipped hackathon's registration at cnaf, as `aiinfn event up` writes it
+    (services.event.registration over the shipped site plans), put where the hub reads it; returns its
+    ``event.json``. Changed for the test, and only that: the name and groups (one event per test), the
+    window (the hub checks it against today), and without ``roster`` a count of 4 participants and 1
+    tutor instead of the roster (so the test's IAM users are its participants)."""
+    report = rep.build(SHIPPED_EVENT)
+    update: dict[str, Any] = {"name": name, "iam_group": f"ai-infn/{name}", "tutors_group": f"ai-infn/{name}-tutors",
+                              "starts": starts, "ends": ends}
+    if not roster:
+        update |= {"roster": None, "participants": 4, "tutors": 1}
+    ev = report.event.model_copy(update=update)
+    plans = {n: make_plan(e) for n, e in ev.site_environments().items()}
+    cm = event_service.registration(ev, plans["cnaf"], make_event_plan(ev, plans).allocations["cnaf"])
+    kube.put_configmap(cm)
+    return dict(json.loads(cm["data"]["event.json"]))
+
+
+def _event_slug(doc: dict[str, Any]) -> str:
+    return str(doc["profiles"][0]["slug"])
 
 
 def test_event_participants_log_in_only_in_the_window_and_see_only_its_profiles(phub: Any, iam: Any,
                                                                                  kube: hub_kube.Kube) -> None:
     today = dt.datetime.now(dt.UTC).date()
-    _register(kube, "hack-now", today, today + dt.timedelta(days=1))
+    doc = _register(kube, "hack-now", today, today + dt.timedelta(days=1))
     _register(kube, "hack-later", today + dt.timedelta(days=2), today + dt.timedelta(days=3))
     _register(kube, "hack-past", today - dt.timedelta(days=3), today - dt.timedelta(days=1))
+    slug = _event_slug(doc)
     _, session, r = _login(phub, iam, "olga", ["ai-infn/hack-now"])
     assert r.status_code == 302, r.text
     form = _form(phub, session, "olga")
-    assert 'value="hack-now-t4"' in form
+    assert f'value="{slug}"' in form
     assert 'value="cpu"' not in form and 'value="t4"' not in form, "only the event's profiles"
-    model = phub.spawn(session, "olga", {"profile": "hack-now-t4"})
+    model = phub.spawn(session, "olga", {"profile": slug})
     assert model["servers"][""]["ready"], model
     pod = _pod(phub, "olga")
     assert pod is not None and pod["metadata"]["namespace"] == "event-hack-now"
@@ -326,11 +342,50 @@ def test_event_participants_log_in_only_in_the_window_and_see_only_its_profiles(
     assert "hack-now" not in _form(phub, site, "piero")
 
 
+def test_the_shipped_hackathon_seats_a_participant_with_its_profile_and_shm(phub: Any, iam: Any,
+                                                                           kube: hub_kube.Kube) -> None:
+    """environments/events/hackathon-example.yaml's own roster registration (window moved to today):
+    a participant seated at cnaf spawns the profile of their seat, with the event's image, the
+    per-participant CPU and memory, one MIG slice on the A100 nodes, and a memory-backed /dev/shm of
+    the size the registration gives (the site's sizing default, at most half the memory: 4 GiB of 8),
+    not the container runtime's 64 MB; the materials' init container runs its program unaltered; one
+    seated at recas has no login here."""
+    today = dt.datetime.now(dt.UTC).date()
+    doc = _register(kube, "hackathon-2026", today, today + dt.timedelta(days=2), roster=True)
+    seated = "arossi"
+    slug = doc["assignments"][seated]
+    (profile,) = [p for p in doc["profiles"] if p["slug"] == slug]
+    assert profile["shm_gb"] == 4
+    _, session, r = _login(phub, iam, seated, ["ai-infn/hackathon-2026"])
+    assert r.status_code == 302, r.text
+    form = _form(phub, session, seated)
+    assert f'value="{slug}"' in form and 'value="cpu"' not in form
+    model = phub.spawn(session, seated, {"profile": slug})
+    assert model["servers"][""]["ready"], model
+    pod = _pod(phub, seated)
+    assert pod is not None and pod["metadata"]["namespace"] == "event-hackathon-2026"
+    nb = _notebook(pod)
+    assert nb["image"] == "harbor.cloud.infn.it/ai-infn/hackathon:2026.12"
+    assert pod["spec"]["nodeSelector"] == {"aiinfn.infn.it/accelerator": "A100-80GB",
+                                           "aiinfn.infn.it/mig-profile": "1g.10gb"}
+    assert nb["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert float(nb["resources"]["limits"]["cpu"]) == 2 and int(nb["resources"]["limits"]["memory"]) == 8 * 2**30
+    # the materials copy runs first, its program as shipped (KubeSpawner's {field} expansion leaves it alone)
+    (init,) = pod["spec"]["initContainers"]
+    assert init["name"] == "aiinfn-materials" and init["command"][2] == Path(materials.__file__).read_text()
+    (shm,) = [v for v in pod["spec"]["volumes"] if v["name"] == "dshm"]
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "4Gi"}
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in nb["volumeMounts"]
+    # the roster seats bleone at recas: no login here through the event
+    _, _, elsewhere = _login(phub, iam, "bleone", ["ai-infn/hackathon-2026"])
+    assert elsewhere.status_code == 403
+
+
 def test_tutors_manage_their_participants_servers_only(phub: Any, iam: Any, kube: hub_kube.Kube) -> None:
     today = dt.datetime.now(dt.UTC).date()
-    _register(kube, "hack-tut", today, today)
+    doc = _register(kube, "hack-tut", today, today)
     _, participant, _ = _login(phub, iam, "rita", ["ai-infn/hack-tut"])
-    assert phub.spawn(participant, "rita", {"profile": "hack-tut-t4"})["servers"][""]["ready"]
+    assert phub.spawn(participant, "rita", {"profile": _event_slug(doc)})["servers"][""]["ready"]
     _, tutor, r = _login(phub, iam, "sara", ["ai-infn/hack-tut-tutors"])
     assert r.status_code == 302
     assert phub.api(tutor, "GET", "/users/rita").status_code == 200
@@ -341,13 +396,14 @@ def test_tutors_manage_their_participants_servers_only(phub: Any, iam: Any, kube
 
 
 def test_a_roster_event_shows_each_participant_their_seat_here_only(phub: Any, iam: Any, kube: hub_kube.Kube) -> None:
-    """A roster event's registration seats each participant at one site: one seated elsewhere gets no
-    login here through the event; tutors see every profile."""
+    """A roster event's registration (the shipped hackathon's roster) seats each participant at one
+    site: one seated elsewhere gets no login here through the event; tutors see every profile."""
     today = dt.datetime.now(dt.UTC).date()
-    _register(kube, "hack-seat", today, today, {"tea": "hack-seat-t4"})
-    _, seated, r = _login(phub, iam, "tea", ["ai-infn/hack-seat"])
-    assert r.status_code == 302 and 'value="hack-seat-t4"' in _form(phub, seated, "tea")
-    _, _, elsewhere = _login(phub, iam, "ugo-b", ["ai-infn/hack-seat"])
+    doc = _register(kube, "hack-seat", today, today, roster=True)
+    slug = doc["assignments"]["gbianchi"]
+    _, seated, r = _login(phub, iam, "gbianchi", ["ai-infn/hack-seat"])
+    assert r.status_code == 302 and f'value="{slug}"' in _form(phub, seated, "gbianchi")
+    _, _, elsewhere = _login(phub, iam, "lmartini", ["ai-infn/hack-seat"])
     assert elsewhere.status_code == 403
     _, tutor, r = _login(phub, iam, "vera", ["ai-infn/hack-seat-tutors"])
-    assert r.status_code == 302 and 'value="hack-seat-t4"' in _form(phub, tutor, "vera")
+    assert r.status_code == 302 and f'value="{slug}"' in _form(phub, tutor, "vera")
