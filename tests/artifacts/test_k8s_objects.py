@@ -29,6 +29,7 @@ fields.
 from __future__ import annotations
 
 import copy
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -327,3 +328,120 @@ def test_what_the_api_server_keeps_is_accepted(
     assert schemas.problems(cq, schema) == []
     del cq["spec"]["preemption"]  # defaulted (reclaimWithinCohort: Never) before the CEL rule reads it
     assert schemas.problems(cq, schema) == []
+
+
+# --------------------------------------------------------------------------- the event archive
+
+
+def _archive_jobs(to: str) -> tuple[list[dict[str, Any]], Any]:
+    """The archive objects `aiinfn event down` applies at cnaf for two homes of the shipped hackathon
+    (owners 201001 and 201002, as the spawner records them), teardown to the NFS or to S3."""
+    from aiinfn.events import report as rep
+    from aiinfn.services import event as event_service
+
+    r = rep.build("hackathon-example")
+    ev = r.event
+    if to == "s3":
+        ev = ev.model_copy(update={"teardown": ev.teardown.model_copy(update={
+            "to": "s3", "bucket": "ai-infn-events", "access_key_secret": "event-archive-access-key",
+            "secret_key_secret": "event-archive-secret-key"})})
+    plan = r.plan.sites["cnaf"]
+    objs, _ = event_service.archive_objects(ev, plan, ["claim-arossi:201001:201001", "claim-gbianchi:201002:201002"])
+    return objs, plan
+
+
+@pytest.mark.parametrize("to", ["nfs", "s3"])
+def test_the_event_archive_jobs_are_valid_restricted_pods_each_as_its_homes_owner(to: str) -> None:
+    """Every archive object is valid for the pinned Kubernetes (strict: unknown fields refused), each
+    Job's pod fits Pod Security ``restricted`` (the event namespace is a tenant's), runs as the owner of
+    the one home it mounts (read-only), never as root."""
+    sys.path.insert(0, str(SUPPORT / "hub"))
+    import pod_security
+
+    objs, _ = _archive_jobs(to)
+    for obj in objs:
+        kubernetes_validate.validate(obj, versions.KUBERNETES, strict=True)
+    jobs = [o for o in objs if o["kind"] == "Job"]
+    assert len(jobs) == 2 and len({j["metadata"]["name"] for j in jobs}) == 2
+    for job, (claim, uid) in zip(jobs, [("claim-arossi", 201001), ("claim-gbianchi", 201002)], strict=True):
+        spec = job["spec"]["template"]["spec"]
+        assert pod_security.violations(spec) == []
+        sc = spec["securityContext"]
+        assert (sc["runAsUser"], sc["runAsGroup"], sc["runAsNonRoot"]) == (uid, uid, True)
+        homes = [v for v in spec["volumes"] if "persistentVolumeClaim" in v and v["name"] == "home"]
+        assert homes == [{"name": "home", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}]
+        assert spec["containers"][0]["args"][2].endswith(f"/hackathon-2026/cnaf/{claim}")
+
+
+@pytest.mark.integration
+def test_the_archive_copies_private_files_of_other_owners_as_the_jobs_run_it(tmp_path: Path) -> None:
+    """The NFS archive Jobs' own commands, run here as their pods would (each container's command and
+    arguments as written, as the pod's UID/GID; the claims' mount paths mapped to directories of this
+    machine): homes of two other UIDs holding 0600 files and 0700 folders are copied whole, the
+    shared folder made by the init container (as nobody) lets each owner write its own subfolder, and
+    the same copy as the old Job's user (1000:100) is refused by the filesystem. Gap: rclone is
+    Debian's 1.60 (the image pins 1.68.2; the flags used are in both), the archive claim's root is
+    made 0777 here as the NFS provisioner makes a volume's directory."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.fail("needs root to own files as other UIDs (CI runs as root)")
+    rclone = shutil.which("rclone")
+    assert rclone, "rclone is missing: apt-get install -y --no-install-recommends rclone"
+    objs, _ = _archive_jobs("nfs")
+    top = Path(tempfile.mkdtemp(prefix="aiinfn-archive-"))
+    try:
+        top.chmod(0o755)
+        archive = top / "archive"
+        archive.mkdir(mode=0o777)
+        archive.chmod(0o777)
+        homes = {}
+        for name, uid in (("claim-arossi", 201001), ("claim-gbianchi", 201002)):
+            home = top / name
+            (home / "work").mkdir(parents=True)
+            (home / "work" / "model.pt").write_bytes(os.urandom(4096))
+            (home / ".ssh-like-secret").write_text(f"{name} only\n")
+            for p in (home / "work" / "model.pt", home / ".ssh-like-secret"):
+                os.chown(p, uid, uid)
+                p.chmod(0o600)
+            for d in (home / "work", home):
+                os.chown(d, uid, uid)
+                d.chmod(0o700)
+            homes[name] = home
+
+        def run(container: dict[str, Any], uid: int, gid: int, claim: Path) -> subprocess.CompletedProcess[str]:
+            words = [*(container.get("command") or [rclone]), *(container.get("args") or [])]
+            mounts = {"/home-src": str(claim), "/archive": str(archive)}
+            words = [next((real + w[len(m):] for m, real in mounts.items() if w == m or w.startswith(m + "/")), w)
+                     for w in words]
+            scratch = Path(tempfile.mkdtemp(dir=top))
+            os.chown(scratch, uid, gid)
+            return subprocess.run(words, user=uid, group=gid, extra_groups=[], capture_output=True, text=True,
+                                  env={"HOME": str(scratch), "PATH": os.environ["PATH"]}, timeout=120, check=False)
+
+        jobs = [o for o in objs if o["kind"] == "Job"]
+        first = jobs[0]["spec"]["template"]["spec"]
+        refused = run(first["containers"][0], 1000, 100, homes["claim-arossi"])
+        assert refused.returncode != 0 and "permission denied" in (refused.stdout + refused.stderr).lower()
+        for job in jobs:
+            spec = job["spec"]["template"]["spec"]
+            claim = homes[job["metadata"]["annotations"]["aiinfn.infn.it/claim"]]
+            for init in spec["initContainers"]:
+                sc = init["securityContext"]
+                done = run(init, sc["runAsUser"], sc["runAsGroup"], claim)
+                assert done.returncode == 0, done.stderr
+            pod = spec["securityContext"]
+            done = run(spec["containers"][0], pod["runAsUser"], pod["runAsGroup"], claim)
+            assert done.returncode == 0, done.stderr
+        folder = archive / "archive" / "hackathon-2026" / "cnaf"
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o1777
+        for name, home in homes.items():
+            copy_ = folder / name
+            assert (copy_ / "work" / "model.pt").read_bytes() == (home / "work" / "model.pt").read_bytes()
+            assert (copy_ / ".ssh-like-secret").read_text() == f"{name} only\n"
+            assert copy_.stat().st_uid == os.stat(home).st_uid, "each copy belongs to the home's owner"
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

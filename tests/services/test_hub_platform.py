@@ -332,6 +332,10 @@ def test_event_participants_log_in_only_in_the_window_and_see_only_its_profiles(
               if "persistentVolumeClaim" in v}
     assert claims == {"home": "claim-olga"}
     assert phub.pvcs()["claim-olga"]["metadata"]["namespace"] == "event-hack-now"
+    # the claim records its owner: the archive at teardown reads it as olga (services.event.archive_objects)
+    owner = event_service.ArchiveClaim.of(phub.pvcs()["claim-olga"])
+    sc = {**pod["spec"]["securityContext"], **(_notebook(pod).get("securityContext") or {})}
+    assert (owner.uid, owner.gid) == (sc["runAsUser"], sc["runAsGroup"])
     assert all(m["mountPath"] not in ("/public", "/envs") for m in _notebook(pod)["volumeMounts"])
     # outside the window: before it and after it
     for group in ("ai-infn/hack-later", "ai-infn/hack-past"):

@@ -28,6 +28,7 @@ from aiinfn.events import report as rep
 from aiinfn.events import stacks
 from aiinfn.events.cluster import Cluster
 from aiinfn.offline import redact, run_program
+from aiinfn.services import event as event_service
 from aiinfn.stacknames import site_stack_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,19 +179,18 @@ def test_down_archives_then_removes_exactly_the_event_urns_and_is_idempotent(
     sites_before = _site_state(backend)
     stacks.up(report, backend, today=IN_WINDOW, on_output=lambda _: None)
     event_urns = {n: set(backend.stacks[f"hackathon-2026-{n}"].urns) for n in ("cnaf", "recas")}
-    claims = {"cnaf": ["claim-arossi", "claim-gbianchi"], "recas": []}
+    claims = {"cnaf": [("claim-arossi", 201001), ("claim-gbianchi", 201002)], "recas": []}
     archived: dict[str, set[str]] = {}
-
-    def fake_cluster(site: str) -> Cluster:
-        def runner(args: list[str]) -> tuple[int, str, str]:
-            assert args[:4] == ["kubectl", "--kubeconfig", "/dev/null", "get"] and args[4] == "pvc"
-            return 0, json.dumps({"items": [{"metadata": {"name": c}} for c in claims[site]]}), ""
-        return Cluster(Path("/dev/null"), site, runner)
+    fake_cluster = _claims_cluster(claims)
 
     original_destroy = MemoryStack.destroy
 
+    backend_inputs: list[dict[str, Any]] = []
+
     def destroy_and_note(self: MemoryStack, on_output: Any) -> None:
         archived[self.name] = {u for u in self.urns if u not in event_urns[self.name.rsplit("-", 1)[1]]}
+        if self.name.endswith("-cnaf"):
+            backend_inputs.append(dict(self.inputs))
         original_destroy(self, on_output)
 
     MemoryStack.destroy = destroy_and_note  # type: ignore[method-assign]
@@ -199,10 +199,15 @@ def test_down_archives_then_removes_exactly_the_event_urns_and_is_idempotent(
     finally:
         MemoryStack.destroy = original_destroy  # type: ignore[method-assign]
     assert done == ["cnaf: down (2 homes archived)", "recas: down"]
-    # cnaf ran its archive phase first: exactly the archive Job and its claim were added to the event's state
-    assert sorted(u.rsplit("::", 1)[1] for u in archived["hackathon-2026-cnaf"]) == [
-        "hackathon-2026-cnaf-job-event-hackathon-2026-aiinfn-archive",
-        "hackathon-2026-cnaf-persistentvolumeclaim-event-hackathon-2026-aiinfn-archive"]
+    # cnaf ran its archive phase first: exactly one archive Job per home and the archive claim were added
+    assert sorted(u.rsplit("::", 1)[1] for u in archived["hackathon-2026-cnaf"]) == sorted([
+        *(f"hackathon-2026-cnaf-job-event-hackathon-2026-{event_service.archive_job_name(c)}"
+          for c in ("claim-arossi", "claim-gbianchi")),
+        "hackathon-2026-cnaf-persistentvolumeclaim-event-hackathon-2026-aiinfn-archive"])
+    jobs = [v for v in backend_inputs[0].values() if v.get("kind") == "Job"]
+    pods = [j["spec"]["template"]["spec"] for j in jobs]
+    assert sorted((p["securityContext"]["runAsUser"], p["volumes"][0]["persistentVolumeClaim"]["claimName"])
+                  for p in pods) == [(201001, "claim-arossi"), (201002, "claim-gbianchi")], "read by its owner"
     assert archived["hackathon-2026-recas"] == set()
     assert ("up", "hackathon-2026-recas", "archive") not in backend.calls
     assert set(backend.stacks) == {"cnaf", "recas"}
@@ -212,6 +217,34 @@ def test_down_archives_then_removes_exactly_the_event_urns_and_is_idempotent(
     assert stacks.down(report, backend, clusters=fake_cluster) == [
         "cnaf: already down (no stack hackathon-2026-cnaf)", "recas: already down (no stack hackathon-2026-recas)"]
     assert backend.calls == []
+
+
+def _claims_cluster(claims: dict[str, list[tuple[str, int | None]]]) -> Any:
+    """A site's cluster whose event namespace holds these home claims, each with the owner the spawner
+    recorded on it (None: no owner recorded)."""
+    def fake_cluster(site: str) -> Cluster:
+        def runner(args: list[str]) -> tuple[int, str, str]:
+            assert args[:4] == ["kubectl", "--kubeconfig", "/dev/null", "get"] and args[4] == "pvc"
+            items = [{"metadata": {"name": c, "annotations": {} if uid is None else {
+                event_service.OWNER_UID_ANNOTATION: str(uid), event_service.OWNER_GID_ANNOTATION: str(uid)}}}
+                for c, uid in claims[site]]
+            return 0, json.dumps({"items": items}), ""
+        return Cluster(Path("/dev/null"), site, runner)
+    return fake_cluster
+
+
+def test_down_stops_before_anything_when_a_homes_owner_is_unknown(report: rep.EventReport,
+                                                                  backend: MemoryBackend) -> None:
+    """A home claim without a recorded owner cannot be read as its owner: down says which and changes
+    nothing (no archive phase, no destroy)."""
+    stacks.up(report, backend, today=IN_WINDOW, on_output=lambda _: None)
+    backend.calls.clear()
+    fake = _claims_cluster({"cnaf": [("claim-arossi", 201001), ("claim-old", None)], "recas": []})
+    with pytest.raises(AiinfnError) as e:
+        stacks.down(report, backend, clusters=fake, on_output=lambda _: None)
+    assert "claim 'claim-old': its owner's UID/GID is not recorded" in str(e.value)
+    assert [c for c in backend.calls if c[0] in ("up", "destroy")] == []
+    assert {"hackathon-2026-cnaf", "hackathon-2026-recas"} <= set(backend.stacks)
 
 
 def test_down_without_a_way_to_list_the_homes_destroys_nothing(report: rep.EventReport,
@@ -296,7 +329,6 @@ def test_the_site_plan_is_the_same_with_and_without_events(tmp_path: Path, root:
 def test_the_event_file_says_the_hub_assignment_site_by_site(report: rep.EventReport) -> None:
     """Each person is assigned at exactly one site, to a profile that site's registration offers
     (the hub's side enforces it: tests/services; here, what the registration says)."""
-    from aiinfn.services import event as event_service
 
     seen: dict[str, str] = {}
     for site, alloc in report.plan.allocations.items():

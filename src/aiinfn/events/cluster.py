@@ -106,6 +106,19 @@ class Cluster:
         return dict(sorted(out.items()))
 
     def claims(self, namespace: str, skip: tuple[str, ...] = ()) -> list[str]:
-        """The claims in ``namespace`` (participants' homes), but ``skip``."""
-        names = [str((c.get("metadata") or {}).get("name", "")) for c in self.items("pvc", "-n", namespace)]
-        return sorted(n for n in names if n and n not in skip)
+        """The claims in ``namespace`` (participants' homes), but ``skip``, each as ``name:uid:gid`` (its
+        owner, recorded on it by the hub's spawner: the archive reads each home as its owner). A claim
+        without a recorded owner stops here, before anything is archived or destroyed."""
+        from ..services.event import ArchiveClaim
+
+        out = []
+        for c in self.items("pvc", "-n", namespace):
+            name = str((c.get("metadata") or {}).get("name", ""))
+            if not name or name in skip:
+                continue
+            try:
+                out.append(str(ArchiveClaim.of(c)))
+            except ValueError as e:
+                raise AiinfnError(f"site {self.site!r}, namespace {namespace}: {e}; archive it by hand, then pass "
+                                  "--no-archive") from None
+        return sorted(out)

@@ -22,8 +22,9 @@ a spawn through the REST API is refused the same way):
   ``shm_gb``); the areas provisioned first
   (``aiinfn_provisioner``, called with its token);
 * **event notebooks** run in the event's namespace with a home claim there (not the platform areas,
-  which no tenant namespace may mount), labelled with the event, and get the event's materials
-  (``aiinfn_materials``) when the registration carries them.
+  which no tenant namespace may mount; the claim records its owner's UID/GID for the archive),
+  labelled with the event, and get the event's materials (``aiinfn_materials``) when the
+  registration carries them.
 
 KubeSpawner applies profile overrides onto the spawner object, which outlives a spawn; the traits any
 profile may change are put back to their configured values before each spawn, so nothing leaks from
@@ -60,8 +61,11 @@ RESET_TRAITS = (
     "namespace", "image", "node_selector", "tolerations", "extra_labels", "extra_resource_limits",
     "extra_resource_guarantees", "cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee", "volumes",
     "volume_mounts", "storage_pvc_ensure", "pvc_name_template", "storage_class", "storage_capacity",
-    "storage_access_modes", "uid", "gid", "fs_gid", "supplemental_gids", "start_timeout", "init_containers",
+    "storage_access_modes", "storage_extra_annotations", "uid", "gid", "fs_gid", "supplemental_gids", "start_timeout",
+    "init_containers",
 )
+#: The owner of an event home claim, recorded on it for the archive at teardown (services/event.py).
+OWNER_ANNOTATIONS = ("aiinfn.infn.it/owner-uid", "aiinfn.infn.it/owner-gid")
 CPU_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 MEMORY_LADDER = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 SHM_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -341,6 +345,8 @@ class PlatformSpawner(KubeSpawner):
         self.storage_class = ev.get("storage_class", "")
         self.storage_capacity = ev.get("capacity", "10Gi")
         self.storage_access_modes = list(ev.get("access_modes") or ["ReadWriteMany"])
+        self.storage_extra_annotations = {**dict(getattr(self, "storage_extra_annotations")),  # noqa: B009
+                                          OWNER_ANNOTATIONS[0]: str(self.uid), OWNER_ANNOTATIONS[1]: str(self.gid)}
         for key in [k for k, m in mounts.items() if isinstance(m, dict) and m.get("name") == "home"]:
             mounts.pop(key)
         volumes["home"] = {"name": "home", "persistentVolumeClaim": {"claimName": self.pvc_name}}

@@ -38,12 +38,14 @@ namespaces), so creating or destroying the event's stack cannot touch anything t
   notebook on the event's flavor and adds that flavor's tolerations itself;
 * a registration ConfigMap in the hub's namespace (``registration``): the event's groups, window,
   profiles and assignments, which the site's hub reads;
-* at teardown only (``phase="archive"``): a Job copying every participant's home (the claims ``down``
-  found in the namespace) to the site's S3 or to a retained claim of the platform NFS.
+* at teardown only (``phase="archive"``): one Job per participant's home (the claims ``down`` found in
+  the namespace, with the owner the spawner recorded on each), running as that owner, copying it to
+  the site's S3 or to a retained claim of the platform NFS.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -412,22 +414,77 @@ def prepull(event: Event, plan: Plan, alloc: EventAllocation) -> dict[str, Any] 
 # --------------------------------------------------------------------------- teardown
 
 
-def archive_objects(event: Event, plan: Plan, claims: Sequence[str]) -> tuple[list[dict[str, Any]], list[Secret]]:
-    """The Job that copies every participant's home (``claims`` of the event's namespace) before the
-    namespace goes: to a retained claim on the platform NFS, or to the site's S3 (keys from Pulumi secrets).
-    Nothing for ``teardown: delete`` or when there is no claim."""
+#: Where the platform spawner records the owner of an event home claim (hub/spawner.py): the
+#: participant's UID and private GID from the hub's identity database (hub/identity.py).
+OWNER_UID_ANNOTATION = "aiinfn.infn.it/owner-uid"
+OWNER_GID_ANNOTATION = "aiinfn.infn.it/owner-gid"
+
+
+@dataclass(frozen=True)
+class ArchiveClaim:
+    """A participant's home claim and its owner, as ``aiinfn event down`` found it."""
+
+    name: str
+    uid: int
+    gid: int
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.uid}:{self.gid}"
+
+    @classmethod
+    def parse(cls, text: str) -> ArchiveClaim:
+        """``name:uid:gid`` (a claim name has no colon); ValueError naming the claim when its owner is
+        unknown or not a user's (root or a system account)."""
+        name, _, rest = str(text).partition(":")
+        uid, _, gid = rest.partition(":")
+        if not (uid.isdigit() and gid.isdigit()):
+            raise ValueError(f"claim {name!r}: its owner's UID/GID is not recorded ({OWNER_UID_ANNOTATION}, "
+                             f"{OWNER_GID_ANNOTATION}), so no archive pod can read it as its owner")
+        if int(uid) < 1000 or int(gid) < 1000:
+            raise ValueError(f"claim {name!r}: owner {uid}:{gid} is root or a system account, not a participant")
+        return cls(name, int(uid), int(gid))
+
+    @classmethod
+    def of(cls, pvc: dict[str, Any]) -> ArchiveClaim:
+        """A claim as ``kubectl get pvc -o json`` lists it."""
+        meta = pvc.get("metadata") or {}
+        notes = meta.get("annotations") or {}
+        return cls.parse(f"{meta.get('name', '')}:{notes.get(OWNER_UID_ANNOTATION, '')}:"
+                         f"{notes.get(OWNER_GID_ANNOTATION, '')}")
+
+
+def archive_job_name(claim: str) -> str:
+    """A stable Job name per claim (claim names are up to 63 characters; a Job's must leave room)."""
+    import hashlib
+
+    return f"aiinfn-archive-{hashlib.sha256(claim.encode()).hexdigest()[:10]}"
+
+
+def archive_objects(event: Event, plan: Plan, claims: Sequence[str | ArchiveClaim]
+                    ) -> tuple[list[dict[str, Any]], list[Secret]]:
+    """The Jobs that copy every participant's home (``claims`` of the event's namespace, each with its
+    owner) before the namespace goes: to a retained claim on the platform NFS, under
+    ``<directory>/<event>/<site>/<claim>/``, or to the site's S3 under ``<prefix>/<event>/<site>/<claim>/``
+    (keys from Pulumi secrets). Nothing for ``teardown: delete`` or when there is no claim.
+
+    Participants' files belong to their own UIDs, often with private modes (0600/0700), and the
+    namespace is a tenant's (restricted: no root, no added capability). So there is one Job per claim,
+    its pod running as that claim's owner (the UID/GID the spawner recorded on the claim): it reads
+    what its owner can, and no pod reads a home that is not its owner's. On NFS an init container
+    running as nobody first makes the event's folder sticky and writable by all
+    (``mkdir -p -m 1777``, idempotent across the Jobs), so each owner creates and owns its own
+    subfolder and none can remove another's."""
     td = event.teardown
     if not claims or td.to == "delete":
         return [], []
+    owners = [c if isinstance(c, ArchiveClaim) else ArchiveClaim.parse(c) for c in claims]
     ns = event.namespace
     secrets: list[Secret] = []
     objs: list[dict[str, Any]] = []
-    mounts = [{"name": f"home-{i}", "mountPath": f"/homes/{c}", "readOnly": True} for i, c in enumerate(claims)]
-    volumes: list[dict[str, Any]] = [{"name": f"home-{i}", "persistentVolumeClaim": {"claimName": c, "readOnly": True}}
-                                     for i, c in enumerate(claims)]
-    volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}})
-    mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}]
+    init: list[dict[str, Any]] = []
     if td.to == "nfs":
         nfs = plan.env.storage.nfs
         storage_class = nfs.storage_class if nfs is not None else ""
@@ -435,11 +492,19 @@ def archive_objects(event: Event, plan: Plan, claims: Sequence[str]) -> tuple[li
             "apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "metadata": {"name": ARCHIVE_CLAIM, "namespace": ns, "labels": {EVENT_LABEL: event.name}},
             "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": storage_class,
-                     "resources": {"requests": {"storage": f"{max(1, len(claims)) * 10}Gi"}}},
+                     "resources": {"requests": {"storage": f"{max(1, len(owners)) * 10}Gi"}}},
         })
         volumes.append({"name": "archive", "persistentVolumeClaim": {"claimName": ARCHIVE_CLAIM}})
         mounts.append({"name": "archive", "mountPath": "/archive"})
-        target = f"/archive/{td.directory}/{event.name}/{plan.env.name}"
+        folder = f"/archive/{td.directory}/{event.name}/{plan.env.name}"
+        init.append({
+            "name": "folder",
+            "image": versions.ARCHIVE_IMAGE,
+            "command": ["mkdir", "-p", "-m", "1777", folder],
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+            "volumeMounts": [{"name": "archive", "mountPath": "/archive"}],
+            "securityContext": dict(RESTRICTED) | {"runAsUser": NOBODY, "runAsGroup": NOBODY},
+        })
     else:
         s3 = plan.env.storage.s3
         secret = f"{event.namespace}-archive-s3"
@@ -454,36 +519,43 @@ def archive_objects(event: Event, plan: Plan, claims: Sequence[str]) -> tuple[li
             {"name": "RCLONE_S3_SECRET_ACCESS_KEY",
              "valueFrom": {"secretKeyRef": {"name": secret, "key": "secret-key"}}},
         ]
-        target = f":s3:{td.bucket}/{td.prefix}/{event.name}/{plan.env.name}"
-    labels = {PART_LABEL: "archive", EVENT_LABEL: event.name}
-    objs.append({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "aiinfn-archive", "namespace": ns, "labels": labels},
-        "spec": {
-            "backoffLimit": 3,
-            "template": {
-                "metadata": {"labels": {**labels, QUEUE_NAME_LABEL: kueue.LOCAL_QUEUE}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "securityContext": _pod_security(jupyterhub.NOTEBOOK_UID) | {"runAsGroup": jupyterhub.NOTEBOOK_GID},
-                    "containers": [{
-                        "name": "archive",
-                        "image": versions.ARCHIVE_IMAGE,
-                        # the arguments are the program's own words and the operator's settings: no shell
-                        "args": ["copy", "/homes", target, "--links", "--stats-one-line", "-v"],
-                        "env": env,
-                        "resources": {"requests": {"cpu": "1", "memory": "1Gi"},
-                                      "limits": {"cpu": "1", "memory": "1Gi"}},
-                        "volumeMounts": mounts,
-                        "securityContext": dict(RESTRICTED),
-                    }],
-                    "volumes": volumes,
+        folder = f":s3:{td.bucket}/{td.prefix}/{event.name}/{plan.env.name}"
+    for claim in owners:
+        labels = {PART_LABEL: "archive", EVENT_LABEL: event.name}
+        objs.append({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": archive_job_name(claim.name), "namespace": ns, "labels": labels,
+                         "annotations": {"aiinfn.infn.it/claim": claim.name}},
+            "spec": {
+                "backoffLimit": 3,
+                "template": {
+                    "metadata": {"labels": {**labels, QUEUE_NAME_LABEL: kueue.LOCAL_QUEUE}},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": False,
+                        "securityContext": _pod_security(claim.uid) | {"runAsGroup": claim.gid},
+                        "initContainers": copy.deepcopy(init),
+                        "containers": [{
+                            "name": "archive",
+                            "image": versions.ARCHIVE_IMAGE,
+                            # the arguments are the program's own words and the operator's settings: no shell
+                            "args": ["copy", "/home-src", f"{folder}/{claim.name}", "--links",
+                                     "--stats-one-line", "-v"],
+                            "env": copy.deepcopy(env),
+                            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
+                                          "limits": {"cpu": "1", "memory": "1Gi"}},
+                            "volumeMounts": [{"name": "home", "mountPath": "/home-src", "readOnly": True},
+                                             *copy.deepcopy(mounts)],
+                            "securityContext": dict(RESTRICTED),
+                        }],
+                        "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": claim.name,
+                                                                               "readOnly": True}},
+                                    *copy.deepcopy(volumes)],
+                    },
                 },
             },
-        },
-    })
+        })
     return objs, secrets
 
 
@@ -491,7 +563,7 @@ def archive_objects(event: Event, plan: Plan, claims: Sequence[str]) -> tuple[li
 
 
 def bundle(event: Event, plan: Plan, alloc: EventAllocation, *, phase: str = "run",
-           claims: Sequence[str] = (), materials: MaterialsState | None = None) -> Bundle:
+           claims: Sequence[str | ArchiveClaim] = (), materials: MaterialsState | None = None) -> Bundle:
     """The event's objects at the site ``plan`` describes (``phase="archive"``: plus the archive Job
     over ``claims``, what ``aiinfn event down`` applies before destroying the stack)."""
     ns = event.namespace
