@@ -330,3 +330,15 @@ def test_up_from_bootstrap_without_an_inventory_says_which_stage_to_run(root: Pa
     res = _cli("up", "cnaf", "--only", "bootstrap", "--yes", "--no-diff", cwd=root, home=tmp_path)
     assert res.returncode == 1
     assert "stage bootstrap failed:" in res.stderr and "run `--from inventory`" in res.stderr
+
+
+def test_up_shows_the_diff_against_the_last_plan_before_any_stage(root: Path, tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    plan = subprocess.run([AIINFN, "plan", "cnaf", "--build-dir", str(build)], capture_output=True, text=True,
+                          cwd=root, timeout=300)
+    assert plan.returncode == 0, plan.stderr
+    res = _cli("up", "cnaf", "--yes", "--build-dir", str(build), cwd=root, home=tmp_path)
+    shown = res.stdout.replace("\n", "")  # rich wraps long paths at the terminal width
+    assert f"diff cnaf (site) against {build / 'cnaf' / 'plan.json'}" in shown
+    assert "No changes. 0 to add, 0 to change, 0 to replace, 0 to delete" in shown
+    assert res.stderr.strip().splitlines()[-1].startswith("error: stage infra failed")  # after the diff
