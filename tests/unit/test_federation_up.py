@@ -118,3 +118,25 @@ def test_the_command_without_the_cli_exits_4_with_one_line(root: Path, tmp_path:
     assert res.returncode == 4, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "pulumi CLI" in lines[0] and "Traceback" not in res.stderr
+
+
+def test_plan_federation_shows_sites_queues_replication_and_volume(root: Path, tmp_path: Path) -> None:
+    """`aiinfn plan federation`: each site's summary, the federated queue and where it runs, the
+    replication and the shared volume; plan.json carries the same as data."""
+    import json
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "aiinfn.cli", "plan", "federation", "--build-dir", str(tmp_path)],
+                         capture_output=True, text=True, cwd=root, timeout=300, env={"COLUMNS": "200", "PATH": ""})
+    assert res.returncode == 0, res.stderr
+    text = res.stdout
+    assert "site cnaf (manager)" in text and "site recas (worker)" in text
+    assert "queue federated: submit at cnaf in lhc-ml, theory; runs at recas" in text
+    assert "registry: Harbor cnaf" in text and "to recas" in text
+    assert "shared volume: JuiceFS ai-infn-shared at cnaf, recas" in text
+    doc = json.loads((tmp_path / "ai-infn" / "plan.json").read_text())
+    assert doc["federation"]["queues"][0]["runs_at"] == ["recas"]
+    assert doc["federation"]["registry"]["mode"] == "replication"
+    assert (tmp_path / "ai-infn" / "cnaf" / "k8s" / "multikueue.yaml").is_file()
+    assert (tmp_path / "ai-infn" / "recas" / "k8s" / "multikueue-queues.yaml").is_file()
