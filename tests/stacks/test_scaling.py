@@ -55,11 +55,15 @@ def test_adding_a_node_to_a_count_pool_adds_only_that_node(plan_variant: Callabl
 def test_removing_a_named_node_removes_only_its_resources(plan_variant: Callable[..., Preview]) -> None:
     names = ["gpu-rtx5000-01", "gpu-rtx5000-02", "gpu-rtx5000-03"]
     pool = {"role": "gpu", "flavor": "gpu-rtx5000x1", "accelerators": {"model": "RTX5000", "per_node": 1}}
+    # shares that guarantee at least one unit of 2 or 3 (a share rounding to no unit is refused)
+    projects = {"lhc-ml": {"shares": {"RTX5000": 0.7}}, "astro": {"shares": {"RTX5000": 0.0}}}
     before = plan_variant("cnaf", "cnaf-rtx-3", {"node_pools": {"rtx5000": {**pool, "count": None, "nodes": names,
-                                                                             "name_prefix": None}}})
+                                                                             "name_prefix": None}},
+                                                 "projects": projects})
     after = plan_variant("cnaf", "cnaf-rtx-2", {"node_pools": {"rtx5000": {**pool, "count": None,
                                                                             "nodes": [names[0], names[2]],
-                                                                            "name_prefix": None}}})
+                                                                            "name_prefix": None}},
+                                                "projects": projects})
     b, a = _state(before), _state(after)
     assert set(a) <= set(b)
     assert set(b) - set(a) == _node_urns(before, "gpu-rtx5000-02")
