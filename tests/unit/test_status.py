@@ -145,3 +145,27 @@ def test_status_without_a_reachable_cloud_is_one_line(root: Path, tmp_path: Path
     assert res.returncode == 1, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "cnaf" in lines[0], res.stderr
+
+
+@pytest.mark.filterwarnings("ignore:The _compute_attributes method is deprecated")  # the SDK's own internals
+def test_live_servers_reads_openstacksdk_servers_by_flavor_and_image_name() -> None:
+    """openstacksdk's own Server resources as a compute API at microversion 2.47+ returns them (the flavor
+    embedded with its original name; a server booted from a volume has no image)."""
+    from types import SimpleNamespace
+
+    from openstack.compute.v2.server import Server
+
+    servers = [
+        Server(id="1", name="k8s-server-01", status="ACTIVE", flavor={"original_name": "cpu-8c-32g", "vcpus": 8},
+               image={"id": "img-1"}, metadata={"aiinfn:site": "cnaf"}),
+        Server(id="2", name="gpu-t4-01", status="ACTIVE", flavor={"original_name": "gpu-t4x1"}, image="",
+               metadata={"aiinfn:site": "cnaf"}),
+        Server(id="3", name="other-01", status="ACTIVE", flavor={"original_name": "x"}, metadata={"aiinfn:site": "b"}),
+    ]
+    conn = SimpleNamespace(
+        compute=SimpleNamespace(servers=lambda details: iter(servers), find_flavor=None),
+        image=SimpleNamespace(find_image=lambda ref, ignore_missing: SimpleNamespace(name="debian-12")),
+    )
+    got = st.live_servers(conn, "cnaf")
+    assert [(s.name, s.flavor, s.image) for s in got] == [("gpu-t4-01", "gpu-t4x1", ""),
+                                                          ("k8s-server-01", "cpu-8c-32g", "debian-12")]

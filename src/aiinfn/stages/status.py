@@ -82,7 +82,8 @@ def live_servers(conn: Any, site: str) -> list[LiveServer]:
     flavors: dict[str, str] = {}
 
     def image_name(ref: Any) -> str:
-        image_id = (ref or {}).get("id") if isinstance(ref, Mapping) else getattr(ref, "id", None)
+        # an openstacksdk resource (attributes) or a plain mapping (keys)
+        image_id = getattr(ref, "id", None) or (ref.get("id") if isinstance(ref, Mapping) else None)
         if not image_id:
             return ""  # booted from a volume
         if image_id not in images:
@@ -93,7 +94,7 @@ def live_servers(conn: Any, site: str) -> list[LiveServer]:
     def flavor_name(ref: Any) -> str:
         # compute microversion 2.47+ embeds the flavor: its original name; older ones give its id
         name = getattr(ref, "original_name", None) or getattr(ref, "name", None)
-        if isinstance(ref, Mapping):
+        if not name and isinstance(ref, Mapping):
             name = ref.get("original_name") or ref.get("name")
         if name:
             return str(name)
