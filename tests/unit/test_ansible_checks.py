@@ -24,6 +24,7 @@ def cnaf_plan() -> Plan:
 def test_site_needs_the_join_token_and_the_borg_passphrase(cnaf_plan: Plan) -> None:
     needs = {n.variable: n.name for n in bs.secrets_needed(cnaf_plan.env, "site")}
     assert needs["rke2_token"] == "rke2-token"
+    assert needs["rke2_agent_token"] == "rke2-agent-token"  # agents get only this one (issue 10)
     assert needs["borgbackup_passphrase"] == cnaf_plan.env.storage.backup.passphrase_secret
     assert "borgbackup_passphrase" not in {n.variable for n in bs.secrets_needed(cnaf_plan.env, "add-node")}
     assert bs.secrets_needed(cnaf_plan.env, "mig") == []
@@ -36,7 +37,8 @@ def test_secrets_come_from_the_environment_then_the_file_then_the_stack(tmp_path
     f.chmod(0o600)
     got = bs.resolve_secrets(needs, secrets_file=f, environ={"AIINFN_SECRET_RKE2_TOKEN": "from-env-token"},
                              stack_lookup=lambda name: "from-stack")
-    assert got == {"rke2_token": "from-env-token", "borgbackup_passphrase": "from-file-passphrase"}
+    assert got == {"rke2_token": "from-env-token", "borgbackup_passphrase": "from-file-passphrase",
+                   "rke2_agent_token": "from-stack"}
     only_stack = bs.resolve_secrets(needs, environ={}, stack_lookup=lambda name: f"stack-{name}")
     assert only_stack["rke2_token"] == "stack-rke2-token"
 

@@ -30,6 +30,8 @@ from .runner import PLAYBOOKS
 
 #: The Pulumi stack output holding the RKE2 join token (stacks/__main__.py).
 RKE2_TOKEN = "rke2-token"
+#: The Pulumi stack output holding the RKE2 agent token (stacks/infra): the only token agent nodes get.
+RKE2_AGENT_TOKEN = "rke2-agent-token"
 #: Playbooks that must be limited to the nodes they add or remove.
 LIMITED = ("add-node", "remove-node")
 
@@ -51,7 +53,9 @@ def secrets_needed(env: Environment, playbook: str) -> list[SecretNeed]:
     """The secrets ``playbook`` hands to the roles for ``env``."""
     needs: list[SecretNeed] = []
     if playbook in ("site", "add-node"):
-        needs.append(SecretNeed("rke2_token", RKE2_TOKEN, "the RKE2 join token (stack output rke2_token)"))
+        needs.append(SecretNeed("rke2_token", RKE2_TOKEN, "the RKE2 server token (stack output rke2_token)"))
+        needs.append(SecretNeed("rke2_agent_token", RKE2_AGENT_TOKEN,
+                                "the RKE2 agent token (stack output rke2_agent_token)"))
     if playbook in ("site", "backup-restore") and env.storage.backup is not None:
         needs.append(SecretNeed("borgbackup_passphrase", env.storage.backup.passphrase_secret,
                                 "the Borg repository passphrase (storage.backup.passphrase_secret)"))

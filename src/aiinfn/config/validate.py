@@ -207,7 +207,7 @@ def _check_pools(env: Environment) -> None:
         _fail(where, f"{n_servers} servers: etcd needs an odd number (1, 3 or 5) for quorum")
 
     roles = Counter(p.role for p in env.node_pools.values())
-    for role in (Role.NFS, Role.BACKUP, Role.BASTION):
+    for role in (Role.NFS, Role.BACKUP, Role.BASTION, Role.MONITORING):
         pools = [n for n, p in env.node_pools.items() if p.role is role]
         if len(pools) > 1:
             _fail(
@@ -229,6 +229,21 @@ def _check_pools(env: Environment) -> None:
         )
     if env.network.ssh_allow and not roles[Role.BASTION]:
         _fail("network.ssh_allow", "SSH is allowed from outside but there is no `bastion` pool to receive it")
+    grafana = env.services.monitoring.grafana
+    if grafana is not None and not roles[Role.MONITORING]:
+        _fail("services.monitoring.grafana", "Grafana needs a node pool with role `monitoring` (its own VM)",
+              "node_pools")
+    if roles[Role.MONITORING] and grafana is None:
+        mon = next(n for n, p in env.node_pools.items() if p.role is Role.MONITORING)
+        _fail(f"node_pools.{mon}.role", "the `monitoring` node runs Grafana: set services.monitoring.grafana "
+              "(its IAM client and the networks that reach it)", "services.monitoring.grafana")
+    for i, entry in enumerate(grafana.allow if grafana else []):
+        if entry.prefixlen < SSH_ALLOW_MIN_PREFIX:
+            _fail(f"services.monitoring.grafana.allow[{i}]", f"{entry} is wider than a /{SSH_ALLOW_MIN_PREFIX}: "
+                  "list the networks operators and project coordinators work from")
+    if grafana and sum(n.num_addresses for n in ipaddress.collapse_addresses(grafana.allow)) > SSH_ALLOW_MAX_ADDRESSES:
+        _fail("services.monitoring.grafana.allow", f"the entries cover more than a /{SSH_ALLOW_MIN_PREFIX}'s "
+              "addresses: list the networks operators and project coordinators work from")
 
 
 def _check_site(env: Environment) -> None:
