@@ -254,8 +254,9 @@ def test_sts_role_and_region_reach_notebooks_as_values(plan_variant: Any, tmp_pa
         "user_bucket_prefix": "ai-infn"}}})
     s3 = report.plan.env.storage.s3
     hostile = s3.model_construct(**{**dict(s3), "region": "it-bo'; id", "sts_role": payload})
-    env_model = report.plan.env.model_construct(**{**dict(report.plan.env), "storage": report.plan.env.storage
-                                                   .model_construct(**{**dict(report.plan.env.storage), "s3": hostile})})
+    storage = report.plan.env.storage
+    storage = storage.model_construct(**{**dict(storage), "s3": hostile})
+    env_model = report.plan.env.model_construct(**{**dict(report.plan.env), "storage": storage})
     plan = type(report.plan)(**{**vars(report.plan), "env": env_model})
     values = jupyterhub.values(plan, "platform-nfs")
     env = values["singleuser"]["extraEnv"]

@@ -30,7 +30,8 @@ def test_plan_shows_the_allocation_losses_and_writes_the_handout(tmp_path: Path,
     assert res.returncode == 0, res.stderr
     assert "│ cnaf  │ A100-80GB/1g.10gb │    26 │      2 │            7 │              19 │            28 │" \
            in res.stdout
-    assert "│ recas │ T4                │     4 │      0 │            0 │               4 │             4 │" in res.stdout
+    assert "│ recas │ T4                │     4 │      0 │            0 │               4 │             4 │" \
+           in res.stdout
     assert "│ cnaf  │ A100-80GB/1g.10gb │ project lhc-ml               │          7 │        7 │" in res.stdout
     assert "stack hackathon-2026-cnaf (cnaf)" in res.stdout and "stack hackathon-2026-recas (recas)" in res.stdout
     rows = list(csv.DictReader((tmp_path / "hackathon-2026" / "handout.csv").open()))
