@@ -32,6 +32,9 @@ from .runner import PLAYBOOKS
 RKE2_TOKEN = "rke2-token"
 #: The Pulumi stack output holding the RKE2 agent token (stacks/infra): the only token agent nodes get.
 RKE2_AGENT_TOKEN = "rke2-agent-token"
+#: The Pulumi config secret holding the refresh token of the nodes' own IAM identity, issued (offline_access) to
+#: ``storage.s3.client_id``: sts-wire on the nodes renews its access tokens with it (roles/sts_wire).
+STS_WIRE_REFRESH_TOKEN = "sts-wire-refresh-token"
 #: Playbooks that must be limited to the nodes they add or remove.
 LIMITED = ("add-node", "remove-node")
 
@@ -63,6 +66,8 @@ def secrets_needed(env: Environment, playbook: str) -> list[SecretNeed]:
     if playbook in ("site", "add-node") and s3 is not None and s3.client_secret and s3.node_mounts:
         needs.append(SecretNeed("sts_wire_client_secret", s3.client_secret,
                                 "the sts-wire IAM client secret (storage.s3.client_secret)"))
+        needs.append(SecretNeed("sts_wire_refresh_token", STS_WIRE_REFRESH_TOKEN,
+                                "the refresh token of the nodes' IAM client (config secret sts-wire-refresh-token)"))
     return needs
 
 

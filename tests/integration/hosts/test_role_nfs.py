@@ -1,6 +1,7 @@
 """Roles nfs_server and nfs_client on real hosts: the platform filesystem is made once, never reformatted,
 exported to each cluster node's address (never a network) with root squashed to the owner of a closed export
-root; clients get the NFS client and mount the export only where a consumer needs it.
+root, which holds the platform areas directory the hub's provisioner fills as its own identity; clients get
+the NFS client and mount the export only where a consumer needs it.
 
 Real: blkid, mkfs.xfs / mkfs.ext4, fstab and exports files, exportfs loading the export table (its view,
 `exportfs -v`, is what the kernel server would serve), the apt packages, the playbook, and systemd's own
@@ -9,7 +10,10 @@ Not real here: the data volume is a file in the host (there are no block devices
 hosts), so nothing is mounted (nfs_server_mount_now false; the generator skips device entries in a container,
 so the server's fstab line is checked as text and against blkid's UUID), and the kernel NFS server does not
 run (nfs_server_start_service false: nfs-server.service needs the nfsd module); clients write fstab without
-mounting (nfs_client_mount_now false), so no NFS traffic and no squashing by a live server is exercised.
+mounting (nfs_client_mount_now false), so no NFS traffic and no squashing by a live server is exercised: who
+may write in the areas directory is checked on the server's filesystem as the identities a squashing server
+would act as (the areas identity, and `nobody` for a client's root), through a descriptor of the directory as a
+client's file handle would reach it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 
 import hostlib
 import pytest
+
+from aiinfn.hub import identity
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +39,25 @@ def _play(tmp_path: Path) -> Path:
         "- name: Clients\n  hosts: client\n  roles:\n    - role: nfs_client\n"
     )
     return book
+
+
+#: mkdir in the areas directory as ``uid`` through a descriptor opened first (the NFS client's file handle of
+#: the mounted areas: over NFS the export root's 0700 is crossed once, at mount time, by the squashed root).
+MKDIR_AS = """
+import os, sys
+fd = os.open("/export/platform/areas", os.O_RDONLY | os.O_DIRECTORY)
+os.setgroups([]); os.setgid(int(sys.argv[1])); os.setuid(int(sys.argv[1]))
+try:
+    os.mkdir(sys.argv[2], 0o755, dir_fd=fd)
+except PermissionError:
+    print("refused")
+else:
+    print("made")
+"""
+
+
+def _mkdir_in_areas(hosts: hostlib.Hosts, uid: int, name: str) -> str:
+    return str(hosts.exec("nfs-1", ["python3", "-c", MKDIR_AS, str(uid), name], check=True).stdout.strip())
 
 
 def _inventory(hosts: hostlib.Hosts, fstype: str = "xfs", **kw: object) -> dict:
@@ -74,6 +99,11 @@ def test_an_empty_volume_gets_a_filesystem_and_is_exported(test_hosts: Callable[
     # the export root belongs to the squashed identity and is closed to everyone else
     root = hosts.exec("nfs-1", "stat -c '%u %g %a' /export/platform", check=True).stdout.split()
     assert root == ["65534", "65534", "700"]
+    # the areas the hub's provisioner fills: owned by its platform identity, which it switches to (never root)
+    areas = hosts.exec("nfs-1", "stat -c '%u %g %a' /export/platform/areas", check=True).stdout.split()
+    assert areas == [str(identity.AREAS_UID), str(identity.AREAS_UID), "755"]
+    assert _mkdir_in_areas(hosts, identity.AREAS_UID, "home") == "made"  # the provisioner's first step
+    assert _mkdir_in_areas(hosts, 65534, "x") == "refused"  # a client's root, squashed, cannot
     client_fstab = hosts.read("worker-1", "/etc/fstab").decode()
     assert f"{hosts.address('nfs-1')}:/export/platform /platform nfs4 rw,hard,noatime,vers=4.2,_netdev" in client_fstab
     assert hosts.exists("worker-1", "/platform")

@@ -195,7 +195,8 @@ def test_the_bootstrap_command_runs_the_site_and_names_a_failure(site: Any, tmp_
     secrets.write_text(json.dumps({"rke2-token": site_bench.SECRETS["rke2_token"],
                                    "rke2-agent-token": site_bench.SECRETS["rke2_agent_token"],
                                    "borg-passphrase": site_bench.SECRETS["borgbackup_passphrase"],
-                                   "stswire-client-secret": site_bench.SECRETS["sts_wire_client_secret"]}))
+                                   "stswire-client-secret": site_bench.SECRETS["sts_wire_client_secret"],
+                                   "sts-wire-refresh-token": site_bench.SECRETS["sts_wire_refresh_token"]}))
     secrets.chmod(0o600)
     cmd = [sys.executable, "-m", "aiinfn.cli", "bootstrap", str(site_bench.ENV_FILE), "-i", str(inventory),
            "--secrets-file", str(secrets)]
