@@ -139,9 +139,11 @@ def journal(hosts: hostlib.Hosts, name: str, unit: str) -> str:
     return hosts.exec(name, ["journalctl", "-u", unit, "--no-pager", "-o", "cat"]).stdout
 
 
-def prune(inventory: dict) -> hostlib.PlaybookRun:
-    """The trusted side's retention run (borg on this machine, the passphrase an extra variable)."""
-    return hostlib.run_playbook(PRUNE, inventory, {"borgbackup_passphrase": PASSPHRASE})
+def prune(inventory: dict, **retention: int) -> hostlib.PlaybookRun:
+    """The trusted side's retention run (borg on this machine, the passphrase an extra variable), with the site's
+    retention or the one given."""
+    backup = {**SITE_VARS["aiinfn_backup"], "retention": {**SITE_VARS["aiinfn_backup"]["retention"], **retention}}
+    return hostlib.run_playbook(PRUNE, inventory, {"borgbackup_passphrase": PASSPHRASE, "aiinfn_backup": backup})
 
 
 def server_keys(hosts: hostlib.Hosts) -> list[str]:
@@ -386,10 +388,11 @@ def test_client_key_cannot_destroy_archives(hosts: hostlib.Hosts, inventory: dic
     assert run.rc == 0, run.failed
     assert tree(hosts, target) == expected
 
-    # Retention works again afterwards: every archive is of today, so keep-daily leaves the newest one; the
+    # Retention works again afterwards: every archive is of today, so a retention of one daily archive leaves the
+    # newest one (with the site's 7 daily, borg would also keep the oldest while fewer than 7 days exist); the
     # backup host compacts (the pruned archives' segments go) and the newest restores byte-identical.
     newest = archives(hosts)[-1]
-    pruned = prune(inventory)
+    pruned = prune(inventory, daily=1, weekly=0, monthly=0)
     assert pruned.rc == 0, pruned.failed
     assert archives(hosts) == [newest]
     assert hosts.read(SERVER, f"/var/lib/borg/prune-state/{CLIENT}.archives").decode().split() == [newest]
