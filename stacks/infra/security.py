@@ -73,7 +73,7 @@ def rule_table(env: Environment) -> dict[str, list[Rule]]:
     grafana = env.services.monitoring.grafana
     if grafana is not None:
         rules["monitoring"] = [
-            *(Rule(f"https-{str(c).replace('/', '_')}", "tcp", 443, 443, remote_cidr=str(c)) for c in grafana.allow),
+            *(Rule(f"https-{str(c).replace('/', '_')}", "tcp", 3000, 3000, remote_cidr=str(c)) for c in grafana.allow),
             Rule("node-exporter", "tcp", 9100, 9100, remote_group="cluster"),
         ]
     return rules

@@ -68,6 +68,10 @@ def secrets_needed(env: Environment, playbook: str) -> list[SecretNeed]:
                                 "the sts-wire IAM client secret (storage.s3.client_secret)"))
         needs.append(SecretNeed("sts_wire_refresh_token", STS_WIRE_REFRESH_TOKEN,
                                 "the refresh token of the nodes' IAM client (config secret sts-wire-refresh-token)"))
+    grafana = env.services.monitoring.grafana
+    if playbook in ("site", "monitoring") and grafana is not None:
+        needs.append(SecretNeed("grafana_iam_client_secret", grafana.client_secret,
+                                "Grafana's IAM client secret (services.monitoring.grafana.client_secret)"))
     return needs
 
 
