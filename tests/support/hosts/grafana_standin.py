@@ -7,7 +7,9 @@ one (``apt install grafana`` from a configured source): the ``grafana`` system u
 ``grafana-server`` systemd unit and ``/usr/sbin/grafana-server``.
 
 That server is a small Python program, not Grafana. It reads what the role and the grafana.grafana
-collection write, where Grafana reads it: ``/etc/grafana/grafana.ini`` (``[server]`` protocol, address,
+collection write, where Grafana reads it, expanding ``$__env{NAME}`` in grafana.ini and ``$NAME`` /
+``${NAME}`` in provisioning files from its environment as Grafana does: ``/etc/grafana/grafana.ini``
+(``[server]`` protocol, address,
 port, certificate and key; ``[security]`` admin user and password; ``[auth.generic_oauth]``), the
 datasource and dashboard provisioning files, the dashboards' JSON. It serves over HTTPS:
 
@@ -35,7 +37,7 @@ VERSION = "12.0.0+aiinfn.standin"
 
 SERVER = r'''#!/usr/bin/python3
 # aiinfn test stand-in for grafana-server (tests/support/hosts/grafana_standin.py): not Grafana.
-import base64, configparser, glob, http.server, json, os, ssl, sys, urllib.error, urllib.parse, urllib.request
+import base64, configparser, glob, http.server, json, os, re, ssl, sys, urllib.error, urllib.parse, urllib.request
 import yaml
 
 config = "/etc/grafana/grafana.ini"
@@ -43,8 +45,14 @@ for arg in sys.argv[1:]:
     if arg.startswith("--config="):
         config = arg.split("=", 1)[1]
 ini = configparser.ConfigParser(interpolation=None, strict=False)
-if not ini.read(config):
-    sys.exit(f"grafana-server stand-in: cannot read {config}")
+try:  # as Grafana's, the file may start with keys of no section (instance_name, app_mode)
+    ini.read_string("[_top]\n" + open(config).read(), source=config)
+except OSError as e:
+    sys.exit(f"grafana-server stand-in: cannot read {config}: {e}")
+ENV = re.compile(r"\$__env\{([A-Za-z0-9_]+)\}")
+for section in ini.sections():  # grafana.ini's variable expansion: $__env{NAME}
+    for key, value in ini.items(section, raw=True):
+        ini.set(section, key, ENV.sub(lambda m: os.environ.get(m.group(1), ""), value))
 server = ini["server"] if ini.has_section("server") else {}
 security = ini["security"] if ini.has_section("security") else {}
 paths = ini["paths"] if ini.has_section("paths") else {}
@@ -53,9 +61,22 @@ admin = (security.get("admin_user", "admin"), security.get("admin_password", "")
 if not admin[1]:
     sys.exit("grafana-server stand-in: [security] admin_password is empty")
 
+VAR = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
+
+
+def expand(v):  # provisioning's environment lookups: $NAME, ${NAME}
+    if isinstance(v, str):
+        return VAR.sub(lambda m: os.environ.get(m.group(1) or m.group(2), ""), v)
+    if isinstance(v, dict):
+        return {k: expand(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [expand(x) for x in v]
+    return v
+
+
 datasources = []
 for f in sorted(glob.glob(f"{provisioning}/datasources/*.y*ml")):
-    datasources += (yaml.safe_load(open(f)) or {}).get("datasources") or []
+    datasources += expand((yaml.safe_load(open(f)) or {}).get("datasources") or [])
 dashboards = {}
 for f in sorted(glob.glob(f"{provisioning}/dashboards/*.y*ml")):
     for p in (yaml.safe_load(open(f)) or {}).get("providers") or []:
@@ -87,14 +108,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if url.path == "/login/generic_oauth" and oauth.get("enabled") == "true":
             q = urllib.parse.urlencode({"client_id": oauth.get("client_id", ""), "response_type": "code",
                                         "scope": oauth.get("scopes", ""), "state": "standin",
-                                        "redirect_uri": server.get("root_url", "").rstrip("/") + "/login/generic_oauth"})
+                                        "redirect_uri": server.get("root_url", "").rstrip("/")
+                                        + "/login/generic_oauth"})
             return self.reply(302, b"", headers=[("Location", f"{oauth.get('auth_url', '')}?{q}")])
         if not self.admin():
             return self.reply(401, {"message": "Unauthorized"})
         if url.path == "/api/datasources":
             return self.reply(200, [{k: v for k, v in d.items() if k != "secureJsonData"} for d in datasources])
         if url.path == "/api/search":
-            return self.reply(200, [{"uid": u, "title": d.get("title"), "type": "dash-db"} for u, d in dashboards.items()])
+            found = [{"uid": u, "title": d.get("title"), "type": "dash-db"} for u, d in dashboards.items()]
+            return self.reply(200, found)
         if url.path.startswith("/api/dashboards/uid/"):
             uid = url.path.rsplit("/", 1)[1]
             return self.reply(200, {"dashboard": dashboards[uid]}) if uid in dashboards else self.reply(404, {})
