@@ -36,6 +36,22 @@ ARCHIVE_IMAGE: Final = "docker.io/rclone/rclone:1.68.2"
 #: sts-wire release the managed notebook images carry (checked at mount time, see planning.jupyterhub).
 STS_WIRE: Final = "v2.1.3"
 
+#: sha256 of every artifact the bootstrap roles install from outside Debian (rke2, sts_wire, fpga_xrt), keyed by
+#: component, then ``<version>/<file>``. The roles check the downloaded file against this value only, never against
+#: a checksum file fetched from the same place as the artifact (whoever can replace the one can replace the other).
+#: ``None``: not pinned yet. Nothing could confirm these values from a source independent of the download itself
+#: when they were last reviewed: RKE2 lists them in the release's sha256sum-amd64.txt (compare it with a second
+#: copy, e.g. the release page's asset digest), sts-wire publishes no checksum at all (only the binary
+#: sts-wire_linux) and AMD shows XRT's on its sign-in download page. A playbook that needs an unpinned artifact
+#: stops in its first play (role inventory_check) naming this table, before any host changes. Tests install
+#: stand-in artifacts and pass their digests through the roles' ``*_sha256_override`` variables, which no
+#: playbook sets.
+ARTIFACT_SHA256: Final[dict[str, dict[str, str | None]]] = {
+    "rke2": {f"{RKE2}/rke2.linux-amd64.tar.gz": None},
+    "sts-wire": {f"{STS_WIRE}/sts-wire_linux": None},
+    "xrt": {f"{XRT}/xrt_{XRT}_12-amd64-xrt.deb": None},
+}
+
 #: interLink (virtual kubelets for offloading to HPC): the Helm chart the overlay installs per offload
 #: target (its values.schema.json is ../shared/schemas/interlink-chart-0.6.1), the release of the
 #: images the chart runs (the chart's appVersion; its defaults say `latest`, never used here), and
@@ -76,6 +92,11 @@ CHARTS: Final[dict[str, tuple[str, str, str]]] = {
 def chart_version(name: str) -> str:
     """The pinned version of chart ``name``."""
     return CHARTS[name][2]
+
+
+def artifact_sha256() -> dict[str, dict[str, str | None]]:
+    """A copy of ``ARTIFACT_SHA256``, as the inventory carries it (``aiinfn_artifact_sha256``)."""
+    return {component: dict(files) for component, files in ARTIFACT_SHA256.items()}
 
 
 def rke2_kubernetes_minor() -> str:

@@ -79,7 +79,7 @@ class Infra(pulumi.ComponentResource):
                     keypair=keypair.name if keypair else None,
                     server_group_id=servers.id if node.role is Role.SERVER else None,
                     floating_ip_pool=env.site.external_network
-                    if node.role is Role.BASTION or node.name == ingress_node
+                    if node.role in (Role.BASTION, Role.MONITORING) or node.name == ingress_node
                     else None,
                 ),
                 child,
@@ -97,11 +97,13 @@ class Infra(pulumi.ComponentResource):
         self.inventory = pulumi.Output.all(*[n.inventory_entry for n in self.nodes.values()])
         fips = {n: i.floating_ip for n, i in self.nodes.items() if i.floating_ip is not None}
         bastion = next((n.name for n in plan.nodes if n.role is Role.BASTION), None)
+        grafana = next((n.name for n in plan.nodes if n.role is Role.MONITORING), None)
         self.endpoints = pulumi.Output.from_input(
             {
                 "bastion": fips.get(bastion) if bastion else None,
                 "ingress": fips.get(ingress_node) if ingress_node else None,
                 "ingress_hostname": env.network.ingress.hostname,
+                "grafana": fips.get(grafana) if grafana else None,
                 "domain": env.site.domain,
             }
         )

@@ -4,8 +4,12 @@ Inside the cluster, rules name a remote *group*, never a CIDR, so only members t
 the CNI overlay and node ports among cluster nodes; RKE2's supervisor and API from cluster nodes to
 the servers; etcd only among servers; NFS only from cluster nodes; Borg's SSH only from the NFS
 node to the backup node; SSH to every node only from the bastion, and to the bastion only from
-`network.ssh_allow` (empty by default: nothing). The one rule open to 0.0.0.0/0 is HTTP(S) on
-ingress nodes. Egress keeps Neutron's default (allow all).
+`network.ssh_allow` (empty by default: nothing); Grafana's HTTPS on the monitoring node only from
+`services.monitoring.grafana.allow` (the operators' and project coordinators' networks). Prometheus
+(a pod on a cluster node) scrapes node-exporter on every VM outside the cluster (NFS, backup,
+bastion, monitoring) on 9100. Grafana reads Prometheus through the ingress nodes' HTTPS (TLS and
+basic auth at the Ingress), which needs no rule of its own. The one rule open to 0.0.0.0/0 is HTTP(S)
+on ingress nodes. Egress keeps Neutron's default (allow all).
 """
 
 from __future__ import annotations
@@ -52,8 +56,9 @@ def rule_table(env: Environment) -> dict[str, list[Rule]]:
             Rule("https", "tcp", 443, 443, remote_cidr=ANYWHERE),
         ],
         "bastion": [
-            Rule(f"ssh-{str(c).replace('/', '_')}", "tcp", 22, 22, remote_cidr=str(c))
-            for c in env.network.ssh_allow
+            *(Rule(f"ssh-{str(c).replace('/', '_')}", "tcp", 22, 22, remote_cidr=str(c))
+              for c in env.network.ssh_allow),
+            Rule("node-exporter", "tcp", 9100, 9100, remote_group="cluster"),
         ],
         "internal-ssh": [Rule("ssh-from-bastion", "tcp", 22, 22, remote_group="bastion")],
         "nfs": [
@@ -65,6 +70,12 @@ def rule_table(env: Environment) -> dict[str, list[Rule]]:
             Rule("node-exporter", "tcp", 9100, 9100, remote_group="cluster"),
         ],
     }
+    grafana = env.services.monitoring.grafana
+    if grafana is not None:
+        rules["monitoring"] = [
+            *(Rule(f"https-{str(c).replace('/', '_')}", "tcp", 3000, 3000, remote_cidr=str(c)) for c in grafana.allow),
+            Rule("node-exporter", "tcp", 9100, 9100, remote_group="cluster"),
+        ]
     return rules
 
 
@@ -81,6 +92,8 @@ def groups_for_role(role: Role, ingress: bool) -> list[str]:
         groups.append("nfs")
     if role is Role.BACKUP:
         groups.append("backup")
+    if role is Role.MONITORING:
+        groups.append("monitoring")
     if ingress:
         groups.append("ingress")
     return groups

@@ -122,13 +122,18 @@ def test_only_http_and_https_reach_the_ingress_from_anywhere(report: Preview) ->
         if cidr == "0.0.0.0/0":
             assert r.name.endswith(("-ingress-http", "-ingress-https")), r.name
             assert r.inputs["portRangeMin"] in (80, 443)
+        elif cidr is not None and r.name.split("-secgroups-")[1].startswith("monitoring-"):
+            # Grafana's HTTPS on the monitoring node, from services.monitoring.grafana.allow only
+            grafana = report.env.services.monitoring.grafana
+            assert grafana is not None and cidr in {str(c) for c in grafana.allow}, r.name
+            assert (r.inputs["portRangeMin"], r.inputs["portRangeMax"]) == (3000, 3000), r.name  # GRAFANA_PORT
         elif cidr is not None:
             assert r.name.split("-secgroups-")[1].startswith("bastion-ssh-"), r.name
             assert r.inputs["portRangeMin"] == 22
             assert cidr in {str(c) for c in report.env.network.ssh_allow}
         else:
             assert r.inputs.get("remoteGroupId"), f"{r.name} opens to no group and no CIDR"
-    assert len(groups) == 7
+    assert len(groups) == 7 + (report.env.services.monitoring.grafana is not None)  # + monitoring
 
 
 def test_etcd_and_rke2_ports_are_restricted_to_cluster_groups(report: Preview) -> None:

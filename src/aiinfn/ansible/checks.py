@@ -30,6 +30,11 @@ from .runner import PLAYBOOKS
 
 #: The Pulumi stack output holding the RKE2 join token (stacks/__main__.py).
 RKE2_TOKEN = "rke2-token"
+#: The Pulumi stack output holding the RKE2 agent token (stacks/infra): the only token agent nodes get.
+RKE2_AGENT_TOKEN = "rke2-agent-token"
+#: The Pulumi config secret holding the refresh token of the nodes' own IAM identity, issued (offline_access) to
+#: ``storage.s3.client_id``: sts-wire on the nodes renews its access tokens with it (roles/sts_wire).
+STS_WIRE_REFRESH_TOKEN = "sts-wire-refresh-token"
 #: Playbooks that must be limited to the nodes they add or remove.
 LIMITED = ("add-node", "remove-node")
 
@@ -51,7 +56,9 @@ def secrets_needed(env: Environment, playbook: str) -> list[SecretNeed]:
     """The secrets ``playbook`` hands to the roles for ``env``."""
     needs: list[SecretNeed] = []
     if playbook in ("site", "add-node"):
-        needs.append(SecretNeed("rke2_token", RKE2_TOKEN, "the RKE2 join token (stack output rke2_token)"))
+        needs.append(SecretNeed("rke2_token", RKE2_TOKEN, "the RKE2 server token (stack output rke2_token)"))
+        needs.append(SecretNeed("rke2_agent_token", RKE2_AGENT_TOKEN,
+                                "the RKE2 agent token (stack output rke2_agent_token)"))
     if playbook in ("site", "backup-restore") and env.storage.backup is not None:
         needs.append(SecretNeed("borgbackup_passphrase", env.storage.backup.passphrase_secret,
                                 "the Borg repository passphrase (storage.backup.passphrase_secret)"))
@@ -59,6 +66,12 @@ def secrets_needed(env: Environment, playbook: str) -> list[SecretNeed]:
     if playbook in ("site", "add-node") and s3 is not None and s3.client_secret and s3.node_mounts:
         needs.append(SecretNeed("sts_wire_client_secret", s3.client_secret,
                                 "the sts-wire IAM client secret (storage.s3.client_secret)"))
+        needs.append(SecretNeed("sts_wire_refresh_token", STS_WIRE_REFRESH_TOKEN,
+                                "the refresh token of the nodes' IAM client (config secret sts-wire-refresh-token)"))
+    grafana = env.services.monitoring.grafana
+    if playbook in ("site", "monitoring") and grafana is not None:
+        needs.append(SecretNeed("grafana_iam_client_secret", grafana.client_secret,
+                                "Grafana's IAM client secret (services.monitoring.grafana.client_secret)"))
     return needs
 
 

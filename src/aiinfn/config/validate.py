@@ -60,30 +60,38 @@ _NOT_OPERATOR_NETWORKS = {
 
 
 def _check_ssh_allow(env: Environment) -> None:
-    """``ssh_allow`` names the networks operators use: no entry wider than a /8, no more than a /8's addresses
-    in all (so 0.0.0.0/0 cannot be written in pieces either), none in a range no one connects from, and none of
-    the cluster's own networks (they would let a node or a tenant's pod reach the bastion's SSH)."""
+    """``ssh_allow`` names the networks operators use (``_check_operator_networks``)."""
+    _check_operator_networks(env, "network.ssh_allow", env.network.ssh_allow, "SSH", "the bastion's SSH")
+
+
+def _check_operator_networks(env: Environment, field: str, entries: list[ipaddress.IPv4Network], service: str,
+                             reached: str) -> None:
+    """``entries`` (``network.ssh_allow``, ``services.monitoring.grafana.allow``) name the networks operators use:
+    no entry wider than a /8, no more than a /8's addresses in all (so 0.0.0.0/0 cannot be written in pieces
+    either), none in a range no one connects from, and none of the cluster's own networks (they would let a node
+    or a tenant's pod reach what the entries open)."""
     net = env.network
     own = {"network.cidr": net.cidr, "network.pod_cidr": net.pod_cidr, "network.service_cidr": net.service_cidr}
     seen: list[ipaddress.IPv4Network] = []
-    for i, entry in enumerate(net.ssh_allow):
-        where = f"network.ssh_allow[{i}]"
+    name = field.rsplit(".", 1)[1]
+    for i, entry in enumerate(entries):
+        where = f"{field}[{i}]"
         if entry.prefixlen == 0:
-            _fail(where, "0.0.0.0/0 would open SSH to the whole internet: list the networks operators use")
+            _fail(where, f"0.0.0.0/0 would open {service} to the whole internet: list the networks operators use")
         if entry.prefixlen < SSH_ALLOW_MIN_PREFIX:
             _fail(where, f"{entry} is wider than a /{SSH_ALLOW_MIN_PREFIX} ({entry.num_addresses} addresses): "
                   "list the networks operators use")
         for bad, what in _NOT_OPERATOR_NETWORKS.items():
             if entry.subnet_of(bad):
                 _fail(where, f"{entry} is {what}: no operator connects from there; list the networks operators use")
-        for field, cidr in own.items():
+        for other, cidr in own.items():
             if entry.overlaps(cidr):
-                _fail(where, f"{entry} overlaps {field} ({cidr}): the cluster's own nodes and pods must not reach "
-                      "the bastion's SSH; list the operators' networks", field)
+                _fail(where, f"{entry} overlaps {other} ({cidr}): the cluster's own nodes and pods must not reach "
+                      f"{reached}; list the operators' networks", other)
         seen.append(entry)
         covered = sum(n.num_addresses for n in ipaddress.collapse_addresses(seen))
         if covered > SSH_ALLOW_MAX_ADDRESSES:
-            _fail(where, f"with the entries before it, ssh_allow covers {covered} addresses, more than a "
+            _fail(where, f"with the entries before it, {name} covers {covered} addresses, more than a "
                   f"/{SSH_ALLOW_MIN_PREFIX} ({SSH_ALLOW_MAX_ADDRESSES}): list the networks operators use")
 
 
@@ -216,7 +224,7 @@ def _check_pools(env: Environment) -> None:
         _fail(where, f"{n_servers} servers: etcd needs an odd number (1, 3 or 5) for quorum")
 
     roles = Counter(p.role for p in env.node_pools.values())
-    for role in (Role.NFS, Role.BACKUP, Role.BASTION):
+    for role in (Role.NFS, Role.BACKUP, Role.BASTION, Role.MONITORING):
         pools = [n for n, p in env.node_pools.items() if p.role is role]
         if len(pools) > 1:
             _fail(
@@ -238,7 +246,16 @@ def _check_pools(env: Environment) -> None:
         )
     if env.network.ssh_allow and not roles[Role.BASTION]:
         _fail("network.ssh_allow", "SSH is allowed from outside but there is no `bastion` pool to receive it")
-
+    grafana = env.services.monitoring.grafana
+    if grafana is not None and not roles[Role.MONITORING]:
+        _fail("services.monitoring.grafana", "Grafana needs a node pool with role `monitoring` (its own VM)",
+              "node_pools")
+    if roles[Role.MONITORING] and grafana is None:
+        mon = next(n for n, p in env.node_pools.items() if p.role is Role.MONITORING)
+        _fail(f"node_pools.{mon}.role", "the `monitoring` node runs Grafana: set services.monitoring.grafana "
+              "(its IAM client and the networks that reach it)", "services.monitoring.grafana")
+    if grafana is not None:
+        _check_operator_networks(env, "services.monitoring.grafana.allow", grafana.allow, "Grafana", "Grafana")
 
 def _check_site(env: Environment) -> None:
     if env.site.ssh_public_key is None:

@@ -31,7 +31,7 @@ from ..config.models import Role
 from ..planning import Plan
 from ..planning.nodes import Node
 from ..serialize import yaml_dump
-from ..services import harbor
+from ..services import harbor, monitoring
 
 ADMIN_USER = "aiinfn"
 #: First-boot packages per role (drivers and Kubernetes come later, from Ansible).
@@ -316,6 +316,8 @@ def site_vars(plan: Plan) -> dict[str, Any]:
         "aiinfn_first_server": first[Role.SERVER],
         "aiinfn_cluster_domain": env.kubernetes.cluster_domain,
         "aiinfn_cluster_cidr": str(env.network.cidr),
+        "aiinfn_pod_cidr": str(env.network.pod_cidr),
+        "aiinfn_service_cidr": str(env.network.service_cidr),
         "aiinfn_tls_sans": list(env.kubernetes.tls_sans),
         "aiinfn_mig_strategy": env.kubernetes.mig_strategy,
         "aiinfn_oidc": {
@@ -346,8 +348,11 @@ def site_vars(plan: Plan) -> dict[str, Any]:
         else None,
         "aiinfn_mig_parted_config": plan.mig_parted_config(),
         "aiinfn_artifact_source": env.bootstrap.artifact_source,
+        "aiinfn_artifact_sha256": versions.artifact_sha256(),
         "aiinfn_admin_users": [u.model_dump() for u in env.bootstrap.admin_users],
         "aiinfn_reboot": env.bootstrap.reboot,
+        # Grafana on the monitoring node: this site's Prometheus, the IAM login, the dashboards (no secret)
+        "aiinfn_monitoring": monitoring.grafana_settings(plan),
     }
 
 

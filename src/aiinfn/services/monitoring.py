@@ -99,8 +99,9 @@ READER_SECRET = "aiinfn-prometheus-reader"
 READER_PASSWORD = "prometheus-reader-password"
 #: The Secret of the Ingress's certificate (cert-manager writes it).
 PROMETHEUS_TLS_SECRET = "aiinfn-prometheus-tls"
-#: Grafana's port on the monitoring VM.
-GRAFANA_PORT = 443
+#: Grafana's HTTPS port on the monitoring VM: above 1024, so Grafana needs no capability (the grafana.grafana
+#: collection's own setcap for a port below 1024 reports a change at every run).
+GRAFANA_PORT = 3000
 
 
 def only_monitoring() -> dict[str, Any]:

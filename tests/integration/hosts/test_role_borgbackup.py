@@ -1,17 +1,20 @@
-"""The borgbackup role and playbooks/backup-restore.yml, for real across two hosts.
+"""The borgbackup role, playbooks/backup-prune.yml and playbooks/backup-restore.yml, for real across two hosts.
 
-Real: two hosts (own network namespace, systemd as PID 1, sshd), Debian's borg 1.2 on both, the client
-reaching the backup host over SSH with its own ed25519 key restricted on the server to
-`borg serve --append-only --restrict-to-repository`, a repokey-blake2 repository, the systemd services and
-timers of the role (the backup and retention jobs are started through systemd, as the timers would), the
-node-exporter textfile metric, borg extract through the restore playbook.
+Real: two hosts (own network namespace, systemd as PID 1, sshd), Debian's borg 1.2 on both and on the machine
+running Ansible (the trusted side, which alone holds the passphrase and runs the prune), the client reaching
+the backup host over SSH with its own ed25519 key restricted on the server to
+`borg serve --append-only --restrict-to-repository`, the prune's key made for one run and let in the same way
+for two hours at most, a repokey-blake2 repository whose key the backup host holds without the passphrase, the
+systemd services and timers of the role (the backup job is started through systemd, as its timer would), the
+node-exporter textfile metric, borg compact on the backup host, borg extract through the restore playbook.
 Stand-ins: the backup volume is a file that gets its filesystem and fstab entry but is not mounted, so the
 repositories live in /srv/borg on the host's root filesystem (no Cinder volume, no loop devices), the
 "NFS export" is a directory on the client that is not exported (no kernel NFS here), and the timers are
 not waited for (their schedules are checked as enabled and armed, the jobs started by hand).
 
-The tests run in file order on one pair of hosts: converge, back up, restore, wrong passphrase, then the
-append-only checks.
+The tests run in file order on one pair of hosts: converge, back up and prune, restore, wrong passphrase, then
+the append-only checks (a compromised client's delete refused by the prune, rolled back; a compromised backup
+host unable to read).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[2]
 CONVERGE = HERE.parents[2] / "playbooks" / "backup.yml"
 RESTORE = REPO_ROOT / "playbooks" / "backup-restore.yml"
+PRUNE = REPO_ROOT / "playbooks" / "backup-prune.yml"
 
 SERVER = "backup-01"
 CLIENT = "nfs-01"
@@ -135,6 +139,24 @@ def journal(hosts: hostlib.Hosts, name: str, unit: str) -> str:
     return hosts.exec(name, ["journalctl", "-u", unit, "--no-pager", "-o", "cat"]).stdout
 
 
+def prune(inventory: dict, **retention: int) -> hostlib.PlaybookRun:
+    """The trusted side's retention run (borg on this machine, the passphrase an extra variable), with the site's
+    retention or the one given."""
+    backup = {**SITE_VARS["aiinfn_backup"], "retention": {**SITE_VARS["aiinfn_backup"]["retention"], **retention}}
+    return hostlib.run_playbook(PRUNE, inventory, {"borgbackup_passphrase": PASSPHRASE, "aiinfn_backup": backup})
+
+
+def server_keys(hosts: hostlib.Hosts) -> list[str]:
+    text = hosts.read(SERVER, "/var/lib/borg/.ssh/authorized_keys").decode()
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def holders(hosts: hostlib.Hosts, name: str, secret: str) -> list[str]:
+    """Files on host ``name`` holding ``secret`` (everything but the kernel's and the runtime's trees)."""
+    return hosts.exec(name, ["grep", "-rlF", "--", secret, "/etc", "/var", "/srv", "/usr/local", "/root", "/home",
+                             "/tmp", "/opt"]).stdout.split()
+
+
 def segments(hosts: hostlib.Hosts) -> set[str]:
     return set(sh(hosts, SERVER, f"cd {REPO}/data && find . -type f | sort").split())
 
@@ -177,17 +199,20 @@ def test_one_run_converges_both_sides_and_rerun_changes_nothing(
     assert sh(hosts, SERVER, f"stat -c %U {REPO}/config").strip() == "borg"
     info = sh(hosts, CLIENT, "/usr/local/sbin/aiinfn-borg info")
     assert "repokey BLAKE2b" in info
-    # Passphrase files: 0600, read through BORG_PASSCOMMAND, never in the environment file.
+    # Passphrase files: 0600, read through BORG_PASSCOMMAND, never in the environment file; only on the client.
     assert sh(hosts, CLIENT, "stat -c '%U %a' /etc/borgbackup/passphrase").split() == ["root", "600"]
-    assert sh(hosts, SERVER, "stat -c '%U %a' /var/lib/borg/passphrase").split() == ["borg", "600"]
     assert hosts.read(CLIENT, "/etc/borgbackup/passphrase").decode() == PASSPHRASE
     env = hosts.read(CLIENT, "/etc/borgbackup/env").decode()
     assert "BORG_PASSCOMMAND=" in env and PASSPHRASE not in env
+    assert holders(hosts, CLIENT, PASSPHRASE) == ["/etc/borgbackup/passphrase"]
+    # The backup host holds the (encrypted) repository key but never the passphrase, and runs no retention job.
+    assert holders(hosts, SERVER, PASSPHRASE) == []
+    assert not hosts.exists(SERVER, "/var/lib/borg/passphrase")
+    assert hosts.exec(SERVER, "systemctl cat aiinfn-backup-prune.timer").returncode != 0
     # Timers enabled and armed with the configured schedules.
     for name, timer, calendar in [
         (CLIENT, "aiinfn-backup.timer", "*-*-* 02:30:00"),
         (CLIENT, "aiinfn-backup-check.timer", "Sun *-*-* 05:00:00"),
-        (SERVER, "aiinfn-backup-prune.timer", "*-*-* 06:00:00"),
     ]:
         assert sh(hosts, name, f"systemctl is-enabled {timer}").strip() == "enabled"
         assert sh(hosts, name, f"systemctl is-active {timer}").strip() == "active"
@@ -195,9 +220,10 @@ def test_one_run_converges_both_sides_and_rerun_changes_nothing(
 
 
 def test_backup_service_creates_an_archive_and_writes_the_metric(
-    hosts: hostlib.Hosts, first_run: hostlib.PlaybookRun
+    hosts: hostlib.Hosts, inventory: dict, first_run: hostlib.PlaybookRun
 ) -> None:
-    """Starting the oneshot service backs the export up for real and writes the metric the overlay alerts on."""
+    """Starting the oneshot service backs the export up for real and writes the metric the overlay alerts on;
+    the trusted side's prune runs and leaves nothing behind on the backup host."""
     assert not hosts.exists(CLIENT, METRIC_FILE)
     before = time.time()
     result = start_unit(hosts, CLIENT, "aiinfn-backup.service")
@@ -210,10 +236,15 @@ def test_backup_service_creates_an_archive_and_writes_the_metric(
     assert before - 5 <= int(match.group(1)) <= time.time() + 5
     assert re.search(rf'^aiinfn_borg_last_run_success{{repository="{CLIENT}"}} 1$', metrics, re.M)
 
-    # The server-side retention job prunes and compacts locally and records what it left behind.
-    result = start_unit(hosts, SERVER, "aiinfn-backup-prune.service")
-    assert result.returncode == 0, journal(hosts, SERVER, "aiinfn-backup-prune.service")
+    # Retention from the trusted side: borg here prunes through a key of its own, the backup host compacts,
+    # the guard records what was left, and the run's key is gone from the backup host afterwards.
+    client_keys = server_keys(hosts)
+    run = prune(inventory)
+    assert run.rc == 0, run.failed
+    assert PASSPHRASE not in run.stdout and PASSPHRASE not in json.dumps(run.events, default=str)
     assert hosts.read(SERVER, f"/var/lib/borg/prune-state/{CLIENT}.archives").decode().split() == archives(hosts)
+    assert server_keys(hosts) == client_keys
+    assert holders(hosts, SERVER, PASSPHRASE) == []
 
 
 def test_restore_after_delete_and_alter_is_byte_identical(hosts: hostlib.Hosts, inventory: dict) -> None:
@@ -266,11 +297,16 @@ def test_wrong_passphrase_fails_cleanly(hosts: hostlib.Hosts, inventory: dict) -
     run = hostlib.run_playbook(CONVERGE, inventory, {"borgbackup_passphrase": wrong})
     assert run.rc != 0
     failed_hosts = {host for host, _, _ in run.failed}
-    assert failed_hosts == {SERVER, CLIENT}, run.failed
+    assert failed_hosts == {CLIENT}, run.failed  # the backup host holds no passphrase to check
     assert all("passphrase" in msg and "incorrect" in msg for _, _, msg in run.failed), run.failed
     assert wrong not in run.stdout and wrong not in json.dumps(run.events, default=str)
     assert hosts.read(CLIENT, "/etc/borgbackup/passphrase").decode() == PASSPHRASE
-    assert hosts.read(SERVER, "/var/lib/borg/passphrase").decode() == PASSPHRASE
+    assert holders(hosts, SERVER, wrong) == [] and holders(hosts, SERVER, PASSPHRASE) == []
+    # the trusted side's prune with a wrong passphrase reads nothing, prunes nothing
+    before = archives(hosts)
+    bad_prune = hostlib.run_playbook(PRUNE, inventory, {"borgbackup_passphrase": wrong})
+    assert bad_prune.rc != 0 and any("incorrect" in m for _h, _t, m in bad_prune.failed), bad_prune.failed
+    assert wrong not in bad_prune.stdout and archives(hosts) == before
 
     # A stored passphrase gone wrong: the backup job fails (non-zero), says why, leaves the metric alone.
     sh(hosts, CLIENT, f"printf %s {shlex.quote(wrong)} >/etc/borgbackup/passphrase")
@@ -326,12 +362,15 @@ def test_client_key_cannot_destroy_archives(hosts: hostlib.Hosts, inventory: dic
     assert segments_before <= segments(hosts)
     assert last_transaction(hosts) > good_transaction
 
-    # The retention job notices the vanished archive and neither prunes nor compacts.
+    # The trusted side's prune notices the vanished archive and neither prunes nor compacts; its key goes anyway.
     kept = segments(hosts)
-    result = start_unit(hosts, SERVER, "aiinfn-backup-prune.service")
-    assert result.returncode != 0
-    assert "vanished" in journal(hosts, SERVER, "aiinfn-backup-prune.service")
+    keys = server_keys(hosts)
+    refused = prune(inventory)
+    assert refused.rc != 0
+    (host, _task, msg), = refused.failed
+    assert host == SERVER and "archives vanished since the last prune" in msg and victim in msg
     assert segments(hosts) == kept
+    assert server_keys(hosts) == keys
 
     # Operator rollback to the transaction before the delete brings the same archive list back.
     out = sh(hosts, SERVER, f"/usr/local/sbin/aiinfn-backup-rollback {CLIENT} {good_transaction}")
@@ -349,8 +388,30 @@ def test_client_key_cannot_destroy_archives(hosts: hostlib.Hosts, inventory: dic
     assert run.rc == 0, run.failed
     assert tree(hosts, target) == expected
 
-    # Retention works again afterwards and the client can back up again.
-    result = start_unit(hosts, SERVER, "aiinfn-backup-prune.service")
-    assert result.returncode == 0, journal(hosts, SERVER, "aiinfn-backup-prune.service")
+    # Retention works again afterwards: every archive is of today, so a retention of one daily archive leaves the
+    # newest one (with the site's 7 daily, borg would also keep the oldest while fewer than 7 days exist); the
+    # backup host compacts (the pruned archives' segments go) and the newest restores byte-identical.
+    newest = archives(hosts)[-1]
+    pruned = prune(inventory, daily=1, weekly=0, monthly=0)
+    assert pruned.rc == 0, pruned.failed
+    assert archives(hosts) == [newest]
+    assert hosts.read(SERVER, f"/var/lib/borg/prune-state/{CLIENT}.archives").decode().split() == [newest]
+    assert not segments(hosts) >= kept  # compaction rewrote segments: the deleted data is gone for real
+    target = "/var/tmp/restore-newest"
+    run = hostlib.run_playbook(RESTORE, inventory, {"restore_target": target})
+    assert run.rc == 0, run.failed
+    assert tree(hosts, target) == expected
     result = start_unit(hosts, CLIENT, "aiinfn-backup.service")
     assert result.returncode == 0, journal(hosts, CLIENT, "aiinfn-backup.service")
+
+
+def test_the_backup_host_cannot_read_the_backups(hosts: hostlib.Hosts) -> None:
+    """Root on the backup host has the repositories and their (encrypted) key, but no passphrase anywhere:
+    borg there cannot list, let alone extract, an archive."""
+    assert holders(hosts, SERVER, PASSPHRASE) == []
+    for attempt in ("BORG_PASSPHRASE=", "BORG_PASSPHRASE=guess"):
+        res = hosts.exec(SERVER, f"cd /tmp && {attempt} BORG_BASE_DIR=/tmp/attacker "
+                                 f"BORG_RELOCATED_REPO_ACCESS_IS_OK=yes borg list {REPO} </dev/null")
+        assert res.returncode != 0, res.stdout
+        assert "passphrase" in res.stderr.lower(), res.stderr
+        assert res.stdout.strip() == ""

@@ -1,11 +1,13 @@
 """site.yml, add-node.yml and remove-node.yml on a whole site of real hosts, from the inventory aiinfn renders.
 
-Five hosts (one RKE2 server, an A100 node with MIG, a T4 node, the NFS node, the backup node; a second T4 node
+Five hosts (one RKE2 server, an A100 node with MIG, a T4 node, the NFS node, the backup node; a second A100 node
 for add-node): every role of the site runs for real on systemd hosts over SSH, with the stand-ins and switches
 of site_bench.py (RKE2, sts-wire, NVIDIA packages, GPUs and XRT are stand-ins; no kernel modules, live sysctl,
 block-device or NFS mounts). What is checked is what an operator checks after a bootstrap, then that a rerun
-changes nothing, that adding a node touches only that node, and that a run cut short by a host dying converges
-when run again.
+changes nothing, that adding a node touches only that node (every other host's files, by content, and the first
+server's records of its cluster, where only the new node's join and labels appear), and that a run cut short by a
+host dying converges when run again. The hosts log in as root (the test hosts' key); the bootstrap account and
+the operators' logins are test_role_common's.
 """
 
 from __future__ import annotations
@@ -28,7 +30,28 @@ from aiinfn.ansible.runner import run_playbook
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FIRST = ["k8s-server-01", "gpu-a100-01", "gpu-t4-01", "nfs-01", "backup-01"]
-NEW = "gpu-t4-02"
+NEW = "gpu-a100-02"
+#: The first server's stand-in records of its cluster (rke2_standin.py): they change when a node joins or is
+#: labelled, and are compared by what they hold.
+RECORDS = ["/var/lib/rancher/rke2/nodes.json", "/var/lib/rancher/rke2/server/joined-nodes.json",
+           "/var/lib/rancher/rke2/kubectl.log", "/var/lib/rancher/rke2/kubectl.calls.jsonl"]
+#: Every file of a host: content hash, mode and owner by path (JSON), on the host's own python; minus what the
+#: host's own systemd and journald write as time passes, and the first server's records.
+SNAPSHOT = r"""
+import hashlib, json, os, stat, sys
+skip, records, out = ("/var/log", "/var/lib/systemd", "/var/cache", "/var/tmp"), set(sys.argv[1:]), {}
+for top in ("/etc", "/usr", "/var", "/srv", "/opt", "/root", "/home", "/data"):
+    for d, dirs, files in os.walk(top):
+        dirs[:] = [x for x in dirs if os.path.join(d, x) not in skip and not os.path.ismount(os.path.join(d, x))]
+        for f in files:
+            p = os.path.join(d, f)
+            st = os.lstat(p)
+            if p in records or not stat.S_ISREG(st.st_mode):
+                continue
+            with open(p, "rb") as fh:
+                out[p] = f"{hashlib.sha256(fh.read()).hexdigest()} {st.st_mode & 0o7777:o} {st.st_uid}:{st.st_gid}"
+json.dump(out, sys.stdout)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -50,29 +73,61 @@ def _active(hosts: hostlib.Hosts, name: str, unit: str) -> bool:
     return hosts.exec(name, f"systemctl is-active {unit}").stdout.strip() == "active"
 
 
+def _records(hosts: hostlib.Hosts) -> dict[str, Any]:
+    nodes, joined, log, calls = (hosts.read("k8s-server-01", path).decode() for path in RECORDS)
+    return {"nodes": json.loads(nodes), "joined": json.loads(joined), "log": log.splitlines(),
+            "calls": calls.splitlines()}
+
+
+def _snapshot(hosts: hostlib.Hosts, name: str) -> dict[str, str]:
+    """path -> "sha256 mode owner" of every file of ``name`` (see SNAPSHOT)."""
+    out = hosts.exec(name, ["python3", "-c", SNAPSHOT, *RECORDS], check=True).stdout
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
 def test_site_converges_on_every_node(site: Any) -> None:
-    hosts, _inv, first = site
+    hosts, inv, first = site
     assert first.rc == 0, first.failed
     assert set(first.changed) == set(FIRST)
     secrets = site_bench.SECRETS.values()
     assert not any(s in first.stdout for s in secrets)
-    # RKE2: the server runs, the GPU nodes joined it
+    # RKE2: the server runs, the GPU nodes joined it with the agent token, and hold no other
     assert _active(hosts, "k8s-server-01", "rke2-server")
+    server_token, agent_token = site_bench.SECRETS["rke2_token"], site_bench.SECRETS["rke2_agent_token"]
     for gpu in ("gpu-a100-01", "gpu-t4-01"):
         assert _active(hosts, gpu, "rke2-agent")
         assert hosts.address("k8s-server-01") in hosts.exec(gpu, "cat /var/lib/rancher/rke2/joined").stdout
-        assert "aiinfn.infn.it/accelerator=" in hosts.read(gpu, "/etc/rancher/rke2/config.yaml").decode()
+        conf = hosts.read(gpu, "/etc/rancher/rke2/config.yaml").decode()
+        assert "aiinfn.infn.it/accelerator=" in conf
+        assert f'token: "{agent_token}"' in conf.splitlines() and 'profile: "cis"' in conf.splitlines()
+        assert hosts.exec(gpu, ["grep", "-rlF", server_token, "/etc", "/var", "/usr/local", "/root"]).stdout == ""
+    joined = _records(hosts)["joined"]
+    assert {n: r["role"] for n, r in joined.items()} == {
+        "k8s-server-01": "server", "gpu-a100-01": "agent", "gpu-t4-01": "agent"}
     server_conf = hosts.read("k8s-server-01", "/etc/rancher/rke2/config.yaml").decode()
     assert '"oidc-issuer-url=https://iam.hosts.test/"' in server_conf
+    # the pod and service networks of the environment (network.pod_cidr, service_cidr), hardened, PSA restricted
+    assert {'cluster-cidr: "10.72.0.0/16"', 'service-cidr: "10.73.0.0/16"', 'profile: "cis"',
+            f'agent-token: "{agent_token}"'} <= set(server_conf.splitlines())
+    pss = json.loads(hosts.read("k8s-server-01", "/etc/rancher/rke2/aiinfn-pss.yaml"))["plugins"][0]["configuration"]
+    assert pss["defaults"]["enforce"] == "restricted" and pss["exemptions"]["namespaces"] == ["kube-system"]
     # the A100 node is sliced as planned and labelled through the server
     state = json.loads(hosts.read("gpu-a100-01", "/var/lib/fake-nvidia/state.json"))
     assert [sorted(gi["profile"] for gi in g["gis"]) for g in state["gpus"].values()] == [["1g.10gb"] * 7] * 2
     nodes = json.loads(hosts.read("k8s-server-01", "/var/lib/rancher/rke2/nodes.json"))
     assert nodes["gpu-a100-01"]["labels"]["nvidia.com/mig.config"] == "aiinfn-a100-80gb-1g.10gbx7"
-    # platform filesystem: exported by nfs-01, in every cluster node's fstab
-    assert "/export/platform 10.254.0.0/24(" in hosts.read("nfs-01", "/etc/exports.d/aiinfn.exports").decode()
+    # platform filesystem: exported by nfs-01 to each cluster node of the inventory (the one add-node adds
+    # included) and nothing else, root squashed; the export root mounted on no node (nothing there reads it),
+    # the NFS client installed for the kubelet's volume mounts
+    cluster = sorted(hosts.address(n) for n in inv["all"]["children"]["k8s_cluster"]["hosts"])
+    options = "(rw,sync,no_subtree_check,root_squash,anonuid=65534,anongid=65534)"
+    exports = hosts.read("nfs-01", "/etc/exports.d/aiinfn.exports").decode().splitlines()
+    assert exports[1:] == ["/export/platform " + " ".join(a + options for a in cluster)]
+    assert len(cluster) == 4 and hosts.address("nfs-01") not in cluster and hosts.address("backup-01") not in cluster
+    assert hosts.exec("nfs-01", "stat -c '%u:%g %a' /export/platform", check=True).stdout.strip() == "65534:65534 700"
     for node in ("k8s-server-01", "gpu-a100-01", "gpu-t4-01"):
-        assert f"{hosts.address('nfs-01')}:/export/platform" in hosts.read(node, "/etc/fstab").decode()
+        assert "/export/platform" not in hosts.read(node, "/etc/fstab").decode()
+        assert hosts.exists(node, "/sbin/mount.nfs4")
     # backups: the NFS node backs up to the backup node
     assert hosts.exec("nfs-01", "systemctl is-enabled aiinfn-backup.timer").stdout.strip() == "enabled"
     assert hosts.exec("backup-01", "id -u borg").returncode == 0
@@ -93,18 +148,38 @@ def test_a_second_run_changes_nothing(site: Any) -> None:
 
 
 def test_add_node_touches_only_the_new_node(site: Any) -> None:
+    """add-node of a GPU node (an A100 with MIG): every other host's files are the same, by content, mode and
+    owner; the first server's records of its cluster gain exactly the new node's join, registration and MIG
+    label (set through its kubectl by delegation), and nothing about any other node."""
     hosts, inv, first = site
     assert first.rc == 0
-    before = {n: hosts.exec(n, "find /etc /var/lib/rancher -newer /etc/hostname -type f | sort | md5sum").stdout
-              for n in FIRST}
+    before = {n: _snapshot(hosts, n) for n in FIRST}
+    records = _records(hosts)
     added = hostlib.run_playbook("add-node.yml", inv, extravars=site_bench.SECRETS, limit=NEW)
     assert added.rc == 0, added.failed
-    assert added.hosts_touched == {NEW}  # no other host was gathered, changed or even connected to
+    assert added.hosts_touched == {NEW}  # no other host was gathered or changed (delegated tasks count as NEW's)
     assert added.changed_hosts == {NEW}
     assert _active(hosts, NEW, "rke2-agent")
-    after = {n: hosts.exec(n, "find /etc /var/lib/rancher -newer /etc/hostname -type f | sort | md5sum").stdout
-             for n in FIRST}
-    assert after == before
+    after = {n: _snapshot(hosts, n) for n in FIRST}
+    changed = {n: sorted(p for p in before[n].keys() | after[n].keys() if before[n].get(p) != after[n].get(p))
+               for n in FIRST}
+    assert changed == {n: [] for n in FIRST}
+    assert all(len(before[n]) > 1000 for n in FIRST)  # the snapshots did see the hosts' files
+    now = _records(hosts)
+    # the new node joined as an agent from its own address; the other nodes' records are as they were
+    assert {k: v for k, v in now["joined"].items() if k != NEW} == records["joined"]
+    assert (now["joined"][NEW]["role"], now["joined"][NEW]["address"]) == ("agent", hosts.address(NEW))
+    assert {k: v for k, v in now["nodes"].items() if k != NEW} == records["nodes"]
+    labels = now["nodes"][NEW]["labels"]
+    assert labels["nvidia.com/mig.config"] == "aiinfn-a100-80gb-1g.10gbx7"
+    assert labels["aiinfn.infn.it/accelerator"] == "A100-80GB"
+    assert now["log"][:len(records["log"])] == records["log"]  # kubectl's calls: only appended ...
+    new_calls = now["log"][len(records["log"]):]
+    assert new_calls and all(NEW in call for call in new_calls)  # ... and each about the new node
+    assert now["calls"][:len(records["calls"])] == records["calls"]
+    assert all(NEW in json.loads(c)["argv"] for c in now["calls"][len(records["calls"]):])
+    state = json.loads(hosts.read(NEW, "/var/lib/fake-nvidia/state.json"))
+    assert [sorted(gi["profile"] for gi in g["gis"]) for g in state["gpus"].values()] == [["1g.10gb"] * 7] * 2
     refused = hostlib.run_playbook("add-node.yml", inv, extravars=site_bench.SECRETS)
     assert refused.rc != 0 and any("--limit" in msg for _h, _t, msg in refused.failed)
 
@@ -118,8 +193,10 @@ def test_the_bootstrap_command_runs_the_site_and_names_a_failure(site: Any, tmp_
     inventory.write_text(json.dumps(inv))
     secrets = tmp_path / "secrets.yaml"
     secrets.write_text(json.dumps({"rke2-token": site_bench.SECRETS["rke2_token"],
+                                   "rke2-agent-token": site_bench.SECRETS["rke2_agent_token"],
                                    "borg-passphrase": site_bench.SECRETS["borgbackup_passphrase"],
-                                   "stswire-client-secret": site_bench.SECRETS["sts_wire_client_secret"]}))
+                                   "stswire-client-secret": site_bench.SECRETS["sts_wire_client_secret"],
+                                   "sts-wire-refresh-token": site_bench.SECRETS["sts_wire_refresh_token"]}))
     secrets.chmod(0o600)
     cmd = [sys.executable, "-m", "aiinfn.cli", "bootstrap", str(site_bench.ENV_FILE), "-i", str(inventory),
            "--secrets-file", str(secrets)]
@@ -146,6 +223,9 @@ def test_remove_node_drains_deletes_and_cleans_only_that_node(site: Any) -> None
     assert [line.split()[0] for line in log if NEW in line][-2:] == ["drain", "delete"]
     assert not hosts.exists(NEW, "/usr/local/bin/rke2") and not hosts.exists(NEW, "/etc/rancher/rke2")
     assert "/export/platform" not in hosts.read(NEW, "/etc/fstab").decode()
+    # the NFS server no longer exports to the removed node (by delegation), and still to the others
+    exports = hosts.read("nfs-01", "/etc/exports.d/aiinfn.exports").decode()
+    assert f" {hosts.address(NEW)}(" not in exports and f" {hosts.address('gpu-t4-01')}(" in exports
     assert removed.changed_hosts == {NEW}
     again = hostlib.run_playbook("remove-node.yml", inv, limit=NEW)
     assert again.rc == 0 and again.changed_hosts == set()

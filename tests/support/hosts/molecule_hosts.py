@@ -28,7 +28,6 @@ builds on the controller what a scenario's prepare.yml puts on its hosts, with t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import select
@@ -182,12 +181,13 @@ def standins(directory: Path, kinds: list[str]) -> int:
     out: dict[str, Any] = {"molecule_standins": str(directory)}
     for kind in kinds:
         if kind == "rke2":
-            rke2_standin.build_release(directory / "rke2", versions.RKE2)
+            release = rke2_standin.build_release(directory / "rke2", versions.RKE2)
             out["molecule_rke2_version"] = versions.RKE2
+            out["molecule_rke2_sha256"] = rke2_standin.tarball_sha256(release)
         elif kind == "sts_wire":
             sts_wire_standin.build_release(directory)
             out["molecule_sts_wire_version"] = sts_wire_standin.VERSION
-            out["molecule_sts_wire_sha256"] = hashlib.sha256(sts_wire_standin.STANDIN.encode()).hexdigest()
+            out["molecule_sts_wire_sha256"] = sts_wire_standin.SHA256
         elif kind == "nvidia":
             shutil.rmtree(directory / "nvidia-repo", ignore_errors=True)
             gpu_standins.build_nvidia_repo(directory / "nvidia-repo", versions.NVIDIA_DRIVER,
@@ -198,6 +198,7 @@ def standins(directory: Path, kinds: list[str]) -> int:
             xrt_standin.build_release(directory, versions.XRT)
             out["molecule_xrt_version"] = versions.XRT
             out["molecule_xrt_package"] = xrt_standin.package_name(versions.XRT)
+            out["molecule_xrt_sha256"] = xrt_standin.published_sha256(directory, versions.XRT)
         elif kind.startswith("gpus="):
             model, _, count = kind.removeprefix("gpus=").partition(":")
             (directory / "gpus.json").write_text(json.dumps(gpu_standins.fake_gpus(model, int(count or 1))))

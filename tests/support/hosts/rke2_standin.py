@@ -3,12 +3,31 @@
 ``build_release(directory, version)`` writes ``<directory>/<version>/rke2.linux-amd64.tar.gz`` and
 ``sha256sum-amd64.txt`` exactly as RKE2's releases publish them: bin/rke2, bin/rke2-uninstall.sh,
 bin/rke2-killall.sh, lib/systemd/system/rke2-server.service and rke2-agent.service. So the role's download,
-checksum, unpacking, configuration and service logic run for real. Its ``rke2`` (a Python script) does what
-the tests can observe of the real one: refuses to start without a token in /etc/rancher/rke2/config.yaml; as
-a server, listens on the supervisor port 9345, writes server/node-token and a kubectl that records its calls
-(the real server unpacks kubectl into /var/lib/rancher/rke2/bin; this one keeps nodes' labels and
-cordons in a JSON file); as an agent, connects to the server URL
-of its config, records that it joined, and stays up.
+checksum, unpacking, configuration and service logic run for real. The roles check the tarball against a pinned
+sha256 (aiinfn.versions, or the roles' ``rke2_sha256_override`` the tests pass: ``tarball_sha256``), never against
+the checksum file beside it.
+
+Its ``rke2`` (a Python script) does what the tests can observe of the real one (v1.33):
+
+- reads /etc/rancher/rke2/config.yaml and refuses to start without a token;
+- ``profile: cis`` checks the kernel parameters RKE2 checks (vm.panic_on_oom=0, vm.overcommit_memory=1,
+  kernel.panic=10, kernel.panic_on_oops=1) and, on a server, that the etcd user and group exist, failing as
+  rke2 does. The real one reads /proc/sys; the test hosts share this machine's kernel, so the stand-in reads what
+  systemd-sysctl would apply at boot (/etc/sysctl.d/*.conf);
+- a server validates its ``pod-security-admission-config-file`` (the AdmissionConfiguration / PodSecurity
+  structure the API server reads; JSON, a subset of YAML, as the role writes it) and records its levels;
+- a server keeps its server ``token`` and ``agent-token`` (the agent token defaults to the server token, as in
+  RKE2) in server/token and server/agent-token, listens on the supervisor port 9345, and answers each join: its
+  banner, then the joiner's request (node name, role, token, labels, taints), then ``OK`` or ``DENIED <why>``.
+  A server joins only with the server token; an agent with the agent token (or the server token). Accepted
+  nodes are recorded in server/joined-nodes.json and registered in nodes.json, the Node objects the kubectl
+  stand-in serves (with the labels and taints the joiner asked for); refusals go to server/join-refused.log;
+- a joiner (an agent, or a server with ``server:``) connects to the server URL of its config (retrying until
+  the port answers), sends its request, and on ``OK`` records ``joined`` and writes agent/kubelet.kubeconfig
+  (as the real agent does once the supervisor accepted its token); on a refusal it exits non-zero with rke2's
+  kind of fatal message, and systemd restarts it;
+- the server writes a kubectl into /var/lib/rancher/rke2/bin that keeps nodes' labels and cordons in
+  nodes.json and logs its calls (the real server unpacks kubectl there).
 
 The kubectl stand-in answers the verbs the playbooks use on nodes as kubectl does against an API server:
 ``get`` (a table, ``-o name``, ``-o json``, ``-o jsonpath={.a.b\\.c}``: a missing field prints nothing),
@@ -285,50 +304,176 @@ def kubectl_calls(hosts: Any, server: str) -> list[dict[str, Any]]:
 
 RKE2 = r'''#!/usr/bin/python3
 # stand-in for RKE2 (aiinfn tests): see tests/support/hosts/rke2_standin.py
-import json, os, socket, socketserver, sys, threading, time
+import glob, json, os, socket, socketserver, sys, threading, time
 VERSION = "@VERSION@"
 KUBECTL = @KUBECTL@
+CIS_SYSCTL = {"vm.panic_on_oom": "0", "vm.overcommit_memory": "1", "kernel.panic": "10", "kernel.panic_on_oops": "1"}
+LEVELS = ("privileged", "baseline", "restricted")
+STATE = "/var/lib/rancher/rke2"
 mode = sys.argv[1] if len(sys.argv) > 1 else ""
 if mode == "--version":
     print(f"rke2 version {VERSION}"); sys.exit(0)
-conf = {}
+
+
+def fatal(msg):
+    print(f'level=fatal msg="{msg}"', file=sys.stderr); sys.exit(1)
+
+
+def write(path, text, perm=0o600):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, perm); os.replace(tmp, path)
+
+
+conf, lists, key = {}, {}, None
 for line in open("/etc/rancher/rke2/config.yaml"):
-    if ":" in line and not line.startswith((" ", "#", "-")):
-        k, v = line.split(":", 1)
-        conf[k.strip()] = v.strip().strip('"')
+    if line.startswith("#") or not line.strip():
+        continue
+    if line.startswith("  - ") and key:
+        lists.setdefault(key, []).append(json.loads(line[4:]))
+    elif ":" in line and not line.startswith(" "):
+        key, v = line.split(":", 1)
+        key, v = key.strip(), v.strip()
+        if v:
+            conf[key] = json.loads(v) if v.startswith('"') else v
+if mode not in ("server", "agent"):
+    print(f"rke2: unknown command {mode}", file=sys.stderr); sys.exit(2)
 if not conf.get("token"):
-    print("rke2: no token in /etc/rancher/rke2/config.yaml", file=sys.stderr); sys.exit(1)
-state = "/var/lib/rancher/rke2"
-os.makedirs(f"{state}/server", exist_ok=True); os.makedirs(f"{state}/bin", exist_ok=True)
-with open(f"{state}/standin.json", "w") as f:
-    json.dump({"mode": mode, "version": VERSION, "pid": os.getpid(), "started": time.time()}, f)
+    fatal("no token in /etc/rancher/rke2/config.yaml")
+profile = conf.get("profile", "")
+if profile not in ("", "cis", "etcd"):
+    fatal("invalid value provided for --profile flag")
+if profile == "cis":
+    # the real rke2 reads /proc/sys; the test hosts share this machine's kernel, so the stand-in reads what
+    # systemd-sysctl applies at boot (/etc/sysctl.d/*.conf in name order, later files win)
+    have = {}
+    for path in sorted(glob.glob("/etc/sysctl.d/*.conf"), key=os.path.basename):
+        for raw in open(path):
+            if "=" in raw and not raw.lstrip().startswith(("#", ";")):
+                k, v = raw.split("=", 1)
+                have[k.strip()] = v.strip()
+    bad = [f"invalid kernel parameter value {k}={have.get(k, 'unset')} - expected {v}"
+           for k, v in sorted(CIS_SYSCTL.items()) if have.get(k) != v]
+    if bad:
+        fatal("; ".join(bad))
+if profile in ("cis", "etcd") and mode == "server":
+    users = {ln.split(":")[0] for ln in open("/etc/passwd")}
+    groups = {ln.split(":")[0] for ln in open("/etc/group")}
+    if "etcd" not in users or "etcd" not in groups:
+        what = "user: unknown user etcd" if "etcd" not in users else "group: unknown group etcd"
+        fatal(f"missing required: {what}")
+psa = None
 if mode == "server":
-    with open(f"{state}/server/node-token", "w") as f:
-        f.write(conf["token"] + "\n")
-    kubectl = f"{state}/bin/kubectl"
-    with open(kubectl, "w") as f:
-        f.write(KUBECTL)
-    os.chmod(kubectl, 0o755)
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self):
-            self.request.sendall(b"rke2-standin-supervisor\n")
-    socketserver.ThreadingTCPServer.allow_reuse_address = True
-    srv = socketserver.ThreadingTCPServer(("0.0.0.0", 9345), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-elif mode == "agent":
+    psa_file = conf.get("pod-security-admission-config-file")
+    if psa_file:
+        try:
+            doc = json.load(open(psa_file))
+            (plugin,) = doc["plugins"]
+            pc = plugin["configuration"]
+            assert doc["apiVersion"] == "apiserver.config.k8s.io/v1" and doc["kind"] == "AdmissionConfiguration"
+            assert plugin["name"] == "PodSecurity" and pc["kind"] == "PodSecurityConfiguration"
+            assert pc["apiVersion"] == "pod-security.admission.config.k8s.io/v1"
+            assert all(pc["defaults"][m] in LEVELS for m in ("enforce", "audit", "warn"))
+            assert set(pc["exemptions"]) <= {"usernames", "runtimeClasses", "namespaces"}
+            psa = pc
+        except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
+            fatal(f"kube-apiserver: invalid admission configuration {psa_file}: {type(exc).__name__} {exc}")
+    elif profile == "cis":
+        psa = {"defaults": {"enforce": "restricted"},  # RKE2's own default file (pkg/rke2/psa.go)
+               "exemptions": {"namespaces": ["kube-system", "cis-operator-system", "tigera-operator"]}}
+    else:
+        psa = {"defaults": {"enforce": "privileged"}, "exemptions": {}}
+os.makedirs(f"{STATE}/server", exist_ok=True); os.makedirs(f"{STATE}/bin", exist_ok=True)
+name = socket.gethostname()
+me = {"role": mode, "labels": dict(x.split("=", 1) for x in lists.get("node-label", [])),
+      "taints": lists.get("node-taint", [])}
+record = {"mode": mode, "version": VERSION, "pid": os.getpid(), "started": time.time(), "profile": profile,
+          "server": conf.get("server", ""), "psa": psa,
+          "cidrs": {k: conf[k] for k in ("cluster-cidr", "service-cidr") if k in conf}}
+write(f"{STATE}/standin.json", json.dumps(record), 0o644)
+lock = threading.Lock()
+
+
+def register(node, info, address):
+    """The node in the cluster: its join record and its Node object (the kubectl stand-in's nodes.json)."""
+    with lock:
+        path = f"{STATE}/server/joined-nodes.json"
+        joined = json.load(open(path)) if os.path.exists(path) else {}
+        joined[node] = {"role": info["role"], "address": address, "at": time.time()}
+        write(path, json.dumps(joined, indent=1, sort_keys=True), 0o600)
+        path = f"{STATE}/nodes.json"
+        nodes = json.load(open(path)) if os.path.exists(path) else {}
+        old = nodes.get(node) or {"labels": {}, "unschedulable": False}
+        old["labels"] = {**info.get("labels", {}), **old.get("labels", {})}
+        old["taints"] = info.get("taints", [])
+        nodes[node] = old
+        write(path, json.dumps(nodes), 0o644)
+
+
+def refused(node, role, address, why):
+    with lock, open(f"{STATE}/server/join-refused.log", "a") as log:
+        log.write(json.dumps({"node": node, "role": role, "address": address, "why": why, "at": time.time()}) + "\n")
+
+
+if mode == "agent" or conf.get("server"):
+    # join: the server's banner, then this node's request with its token; the server answers OK or DENIED
     url = conf.get("server", "")
+    if not url:
+        fatal("an agent needs server: in config.yaml")
     host, port = url.split("//", 1)[1].rsplit(":", 1)
     while True:
         try:
-            with socket.create_connection((host, int(port)), timeout=5) as s:
-                banner = s.recv(64).decode()
+            with socket.create_connection((host, int(port)), timeout=10) as s:
+                f = s.makefile("rw")
+                banner = f.readline()
+                f.write(json.dumps({"node": name, "token": conf["token"], **me}) + "\n"); f.flush()
+                answer = f.readline().strip()
             break
         except OSError:
             time.sleep(1)
-    with open(f"{state}/joined", "w") as f:
-        f.write(f"{url} {banner}")
-else:
-    print(f"rke2: unknown command {mode}", file=sys.stderr); sys.exit(2)
+    if answer != "OK":
+        fatal(f"failed to join {url}: the server refused this node: {answer.removeprefix('DENIED ')}")
+    write(f"{STATE}/joined", f"{url} {banner}", 0o644)
+    # the real agent writes the kubelet's kubeconfig once the supervisor accepted its token
+    write(f"{STATE}/agent/kubelet.kubeconfig", f"# stand-in: kubelet of {name}, joined {url}\n")
+if mode == "server":
+    server_token = conf["token"]
+    agent_token = conf.get("agent-token") or server_token  # the real default: the agent token is the server's
+    write(f"{STATE}/server/token", server_token + "\n")
+    write(f"{STATE}/server/agent-token", agent_token + "\n")
+    write(f"{STATE}/server/node-token", server_token + "\n")
+    write(f"{STATE}/bin/kubectl", KUBECTL, 0o755)
+    if not conf.get("server"):
+        register(name, me, "127.0.0.1")
+        write(f"{STATE}/agent/kubelet.kubeconfig", f"# stand-in: kubelet of {name}\n")
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self):
+            self.wfile.write(b"rke2-standin-supervisor\n")
+            try:
+                req = json.loads(self.rfile.readline())
+                node, role, token = str(req["node"]), req["role"], req["token"]
+            except (ValueError, KeyError, TypeError):
+                return  # a probe (e.g. the role's wait for this port), not a join
+            address = self.client_address[0]
+            if role == "server" and token != server_token:
+                why = "a server joins only with the server token"
+            elif role == "agent" and token not in (agent_token, server_token):
+                why = "token is not valid"
+            elif role not in ("server", "agent"):
+                why = f"unknown role {role}"
+            else:
+                register(node, req, address)
+                self.wfile.write(b"OK\n")
+                return
+            refused(node, role, address, why)
+            self.wfile.write(f"DENIED {why}\n".encode())
+
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    srv = socketserver.ThreadingTCPServer(("0.0.0.0", 9345), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
 while True:
     time.sleep(3600)
 '''
@@ -364,6 +509,16 @@ def _add(tar: tarfile.TarFile, name: str, data: str, mode: int) -> None:
     info.size = len(raw)
     info.mode = mode
     tar.addfile(info, io.BytesIO(raw))
+
+
+def tarball_sha256(release: Path, arch: str = "amd64") -> str:
+    """sha256 of the stand-in tarball in ``release`` (a version directory of ``build_release``), as published
+    in the sha256sum file beside it (what a test passes as the role's pinned value)."""
+    for line in (release / f"sha256sum-{arch}.txt").read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        if name == f"rke2.linux-{arch}.tar.gz":
+            return digest
+    raise LookupError(f"{release}: no rke2.linux-{arch}.tar.gz in sha256sum-{arch}.txt")
 
 
 def build_release(directory: Path, version: str, *, arch: str = "amd64") -> Path:

@@ -1,7 +1,8 @@
 """A whole site on test hosts, as `aiinfn bootstrap` would see it: the inventory aiinfn renders from an
 environment (site-env.yaml beside this file by default), with the test hosts' addresses and SSH
 settings, the stand-in artifacts, NVIDIA packages and GPUs, and the few switches of what the test hosts cannot
-do (load kernel modules, apply sysctl live, mount block devices or NFS, start the kernel NFS server, reload udev).
+do (load kernel modules, apply sysctl live, mount block devices or NFS, start the kernel NFS server, reload udev),
+and the stand-ins' digests in the roles' test-only ``*_sha256_override`` variables.
 
 Used by test_site.py and benchmarks/bootstrap.py.
 """
@@ -15,6 +16,8 @@ from typing import Any
 import hostlib
 from gpu_standins import build_nvidia_repo, install_gpus
 from rke2_standin import build_release as build_rke2
+from rke2_standin import tarball_sha256 as rke2_tarball_sha256
+from sts_wire_standin import SHA256 as STS_WIRE_SHA256
 from sts_wire_standin import build_release as build_sts_wire
 
 from aiinfn import versions
@@ -26,14 +29,17 @@ HERE = Path(__file__).resolve().parent
 ENV_FILE = HERE / "site-env.yaml"
 VOLUME = "/srv/data-volume.img"
 SECRETS = {
-    "rke2_token": "K10-site-join-token-0123456789abcdef",
+    "rke2_token": "K10-site-server-token-0123456789abcdef",
+    "rke2_agent_token": "K10-site-agent-token-fedcba9876543210",
     "borgbackup_passphrase": "site-borg-passphrase-0123",
     "sts_wire_client_secret": "site-iam-client-secret-0123",
+    "sts_wire_refresh_token": "site-node-refresh-token-0123",
 }
 #: What the test hosts cannot do (see hostlib's docstring); everything else runs as on a site.
 TEST_HOST_SWITCHES = {
     "common_kernel_modules_load": False,
     "common_sysctl_apply": False,
+    "rke2_sysctl_apply": False,
     "data_volume_mount_now": False,
     "nfs_server_mount_now": False,
     "nfs_server_start_service": False,
@@ -54,6 +60,12 @@ def artifacts(directory: Path) -> Path:
     build_rke2(directory / "rke2", versions.RKE2)
     build_sts_wire(directory)
     return directory
+
+
+def artifact_overrides(directory: Path) -> dict[str, str]:
+    """The stand-ins' digests, in the roles' test-only override variables (versions.py pins the real ones)."""
+    return {"rke2_sha256_override": rke2_tarball_sha256(directory / "rke2" / versions.RKE2),
+            "sts_wire_sha256_override": STS_WIRE_SHA256}
 
 
 def prepare_hosts(p: Plan, hosts: hostlib.Hosts, work: Path) -> None:
@@ -80,6 +92,6 @@ def inventory(p: Plan, hosts: hostlib.Hosts, source: Path) -> dict[str, Any]:
         hv.update(hosts.connection_vars(name))
         if hv.get("aiinfn_data_device"):
             hv["aiinfn_data_device"] = VOLUME
-    top["vars"].update({"aiinfn_artifact_source": str(source), **TEST_HOST_SWITCHES})
+    top["vars"].update({"aiinfn_artifact_source": str(source), **TEST_HOST_SWITCHES, **artifact_overrides(source)})
     top["vars"].pop("ansible_user", None)  # the test hosts log in as root
     return doc  # type: ignore[no-any-return]

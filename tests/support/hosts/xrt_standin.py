@@ -2,8 +2,9 @@
 
 ``build_release(artifacts, version)`` writes ``<artifacts>/xrt/<version>/xrt_<version>_12-amd64-xrt.deb`` (a
 small package named and versioned like AMD's, whose ``/opt/xilinx/xrt/bin/xbutil`` prints ``XRT stand-in``)
-and the ``sha256sum.txt`` beside it, as the role fpga_xrt expects a site's artifact source to hold them.
-With ``tamper`` the package is altered after its checksum was published.
+and a ``sha256sum.txt`` beside it with the package's digest as it was built. The role fpga_xrt ignores that file:
+it checks each package against the pinned sha256 it is given (``fpga_xrt_sha256_override`` in the tests, from
+``published_sha256``). With ``tamper`` the package is altered after its checksum was published.
 """
 
 from __future__ import annotations
@@ -40,3 +41,9 @@ def build_release(artifacts: Path, version: str, *, tamper: bool = False) -> Pat
         with deb.open("ab") as f:
             f.write(b"tampered")
     return d
+
+
+def published_sha256(artifacts: Path, version: str) -> dict[str, str]:
+    """``{"<version>/<package>": sha256}`` of the release as built (before any tampering): the pins a test passes."""
+    lines = (artifacts / "xrt" / version / "sha256sum.txt").read_text().splitlines()
+    return {f"{version}/{name}": digest for digest, _, name in (line.partition("  ") for line in lines)}
