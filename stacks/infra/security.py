@@ -20,6 +20,7 @@ import pulumi
 import pulumi_openstack as openstack
 
 from aiinfn.config.models import Environment, Role
+from aiinfn.services.monitoring import GRAFANA_PORT
 
 ANYWHERE = "0.0.0.0/0"
 
@@ -73,7 +74,8 @@ def rule_table(env: Environment) -> dict[str, list[Rule]]:
     grafana = env.services.monitoring.grafana
     if grafana is not None:
         rules["monitoring"] = [
-            *(Rule(f"https-{str(c).replace('/', '_')}", "tcp", 3000, 3000, remote_cidr=str(c)) for c in grafana.allow),
+            *(Rule(f"grafana-{str(c).replace('/', '_')}", "tcp", GRAFANA_PORT, GRAFANA_PORT,
+                   remote_cidr=str(c)) for c in grafana.allow),
             Rule("node-exporter", "tcp", 9100, 9100, remote_group="cluster"),
         ]
     return rules

@@ -202,3 +202,13 @@ def test_the_environments_networks_and_the_pins_reach_the_roles(monkeypatch: pyt
     cluster = {Role.SERVER, Role.AGENT, Role.GPU, Role.FPGA}
     assert sorted(got["nfs_clients"]) == sorted(addresses[n.name] for n in plan.nodes if n.role in cluster)
     assert got["nfs_mount"] == "" and got["nfs_retired"] == [env.storage.nfs.export_path]
+
+
+def test_retention_and_monitoring_runs_get_their_secrets_and_nothing_else(root: Path) -> None:
+    """`aiinfn bootstrap -p backup-prune` hands over the Borg passphrase (prune runs where it is, never on the
+    backup host); `-p monitoring` Grafana's IAM client secret; neither gets a cluster token."""
+    env = load("cnaf", root=root)
+    prune = {n.variable for n in bs.secrets_needed(env, "backup-prune")}
+    monitoring = {n.variable for n in bs.secrets_needed(env, "monitoring")}
+    assert prune == {"borgbackup_passphrase"}
+    assert monitoring == {"grafana_iam_client_secret"}

@@ -59,7 +59,7 @@ def secrets_needed(env: Environment, playbook: str) -> list[SecretNeed]:
         needs.append(SecretNeed("rke2_token", RKE2_TOKEN, "the RKE2 server token (stack output rke2_token)"))
         needs.append(SecretNeed("rke2_agent_token", RKE2_AGENT_TOKEN,
                                 "the RKE2 agent token (stack output rke2_agent_token)"))
-    if playbook in ("site", "backup-restore") and env.storage.backup is not None:
+    if playbook in ("site", "backup-restore", "backup-prune") and env.storage.backup is not None:
         needs.append(SecretNeed("borgbackup_passphrase", env.storage.backup.passphrase_secret,
                                 "the Borg repository passphrase (storage.backup.passphrase_secret)"))
     s3 = env.storage.s3

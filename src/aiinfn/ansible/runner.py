@@ -35,6 +35,8 @@ PLAYBOOKS: dict[str, str] = {
     "remove-node": "remove-node.yml",
     "mig": "mig.yml",
     "backup-restore": "backup-restore.yml",
+    "backup-prune": "backup-prune.yml",
+    "monitoring": "monitoring.yml",
 }
 
 OUTCOMES = ("ok", "changed", "failed", "unreachable", "skipped")

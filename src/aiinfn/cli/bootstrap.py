@@ -86,7 +86,8 @@ def bootstrap(
     stack: Annotated[str | None, typer.Option(help="Pulumi stack holding the secrets (default: environment name)")]
     = None,
 ) -> None:
-    """Bootstrap a site's nodes with the Ansible playbooks (site, add-node, remove-node, mig, backup-restore)."""
+    """Bootstrap a site's nodes with the Ansible playbooks (site, add-node, remove-node, mig, backup-restore,
+    backup-prune, monitoring)."""
     from ..ansible import checks as bs
     from ..ansible.runner import run_playbook
     from ..config.loader import load_site
