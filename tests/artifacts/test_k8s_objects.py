@@ -387,6 +387,8 @@ def test_the_archive_copies_private_files_of_other_owners_as_the_jobs_run_it(tmp
     import subprocess
     import tempfile
 
+    from aiinfn.planning.labels import ARCHIVE_CLAIM_ANNOTATION
+
     if os.geteuid() != 0:
         pytest.fail("needs root to own files as other UIDs (CI runs as root)")
     rclone = shutil.which("rclone")
@@ -428,7 +430,7 @@ def test_the_archive_copies_private_files_of_other_owners_as_the_jobs_run_it(tmp
         assert refused.returncode != 0 and "permission denied" in (refused.stdout + refused.stderr).lower()
         for job in jobs:
             spec = job["spec"]["template"]["spec"]
-            claim = homes[job["metadata"]["annotations"]["aiinfn.infn.it/claim"]]
+            claim = homes[job["metadata"]["annotations"][ARCHIVE_CLAIM_ANNOTATION]]
             for init in spec["initContainers"]:
                 sc = init["securityContext"]
                 done = run(init, sc["runAsUser"], sc["runAsGroup"], claim)

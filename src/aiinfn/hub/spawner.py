@@ -64,8 +64,7 @@ RESET_TRAITS = (
     "storage_access_modes", "storage_extra_annotations", "uid", "gid", "fs_gid", "supplemental_gids", "start_timeout",
     "init_containers",
 )
-#: The owner of an event home claim, recorded on it for the archive at teardown (services/event.py).
-OWNER_ANNOTATIONS = ("aiinfn.infn.it/owner-uid", "aiinfn.infn.it/owner-gid")
+
 CPU_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 MEMORY_LADDER = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 SHM_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -345,8 +344,10 @@ class PlatformSpawner(KubeSpawner):
         self.storage_class = ev.get("storage_class", "")
         self.storage_capacity = ev.get("capacity", "10Gi")
         self.storage_access_modes = list(ev.get("access_modes") or ["ReadWriteMany"])
-        self.storage_extra_annotations = {**dict(getattr(self, "storage_extra_annotations")),  # noqa: B009
-                                          OWNER_ANNOTATIONS[0]: str(self.uid), OWNER_ANNOTATIONS[1]: str(self.gid)}
+        # the owner, for the archive at teardown (services/event.py; keys from the platform settings)
+        owner = {cluster.LABELS[k]: str(v) for k, v in (("owner_uid", self.uid), ("owner_gid", self.gid))
+                 if k in cluster.LABELS}
+        self.storage_extra_annotations = {**dict(getattr(self, "storage_extra_annotations")), **owner}  # noqa: B009
         for key in [k for k, m in mounts.items() if isinstance(m, dict) and m.get("name") == "home"]:
             mounts.pop(key)
         volumes["home"] = {"name": "home", "persistentVolumeClaim": {"claimName": self.pvc_name}}

@@ -69,6 +69,11 @@ def kubelet_may_self_label(key: str) -> bool:
 
 #: ConfigMaps in the hub's namespace the hub reads to learn of an event (``event``).
 HUB_REGISTRATION_LABEL = f"{LABEL_PREFIX}/hub-registration"
+#: Annotations of an event home claim: its owner's UID and private GID (the hub's spawner writes them,
+#: the archive Job of ``aiinfn event down`` runs as them); and the claim an archive Job copies.
+OWNER_UID_ANNOTATION = f"{LABEL_PREFIX}/owner-uid"
+OWNER_GID_ANNOTATION = f"{LABEL_PREFIX}/owner-gid"
+ARCHIVE_CLAIM_ANNOTATION = f"{LABEL_PREFIX}/claim"
 #: Namespaces whose workloads Kueue manages.
 KUEUE_MANAGED_LABEL = "kueue.x-k8s.io/managed"
 #: Pod Security admission (the pinned Kubernetes' built-in admission plugin) reads these namespace labels.

@@ -58,10 +58,13 @@ from ..planning import Plan
 from ..planning.events import CPU_ONLY, EventAllocation
 from ..planning.labels import (
     ACCELERATOR_LABEL,
+    ARCHIVE_CLAIM_ANNOTATION,
     EVENT_LABEL,
     HUB_REGISTRATION_LABEL,
     KUEUE_MANAGED_LABEL,
     NAMESPACE_NAME_LABEL,
+    OWNER_GID_ANNOTATION,
+    OWNER_UID_ANNOTATION,
     PRIORITY_CLASS_LABEL,
     QUEUE_NAME_LABEL,
     ROLE_LABEL,
@@ -416,8 +419,6 @@ def prepull(event: Event, plan: Plan, alloc: EventAllocation) -> dict[str, Any] 
 
 #: Where the platform spawner records the owner of an event home claim (hub/spawner.py): the
 #: participant's UID and private GID from the hub's identity database (hub/identity.py).
-OWNER_UID_ANNOTATION = "aiinfn.infn.it/owner-uid"
-OWNER_GID_ANNOTATION = "aiinfn.infn.it/owner-gid"
 
 
 @dataclass(frozen=True)
@@ -526,7 +527,7 @@ def archive_objects(event: Event, plan: Plan, claims: Sequence[str | ArchiveClai
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": {"name": archive_job_name(claim.name), "namespace": ns, "labels": labels,
-                         "annotations": {"aiinfn.infn.it/claim": claim.name}},
+                         "annotations": {ARCHIVE_CLAIM_ANNOTATION: claim.name}},
             "spec": {
                 "backoffLimit": 3,
                 "template": {
