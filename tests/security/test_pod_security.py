@@ -37,6 +37,7 @@ PLATFORM_LEVELS = {
     "juicefs": "privileged",
     "harbor": "restricted",
     "aiinfn-provisioner": "baseline",
+    "aiinfn-batch": "restricted",
 }
 #: Namespaces whose level another section of docs/security.md states (the hub's).
 OTHERS = {"jupyterhub", "jupyterhub-users"}

@@ -58,6 +58,10 @@ SECURITY_GROUP_RULES = {
     ("nfs", "node-exporter", "tcp", "9100-9100", "cluster"),
     ("backup", "borg-ssh", "tcp", "22-22", "nfs"),
     ("backup", "node-exporter", "tcp", "9100-9100", "cluster"),
+    ("bastion", "node-exporter", "tcp", "9100-9100", "cluster"),
+    # Grafana on the monitoring VM: only from services.monitoring.grafana.allow ("grafana.allow")
+    ("monitoring", "grafana", "tcp", "3000-3000", "grafana.allow"),
+    ("monitoring", "node-exporter", "tcp", "9100-9100", "cluster"),
 }
 #: The only rules open to the world: HTTP(S) on the ingress nodes.
 WORLD_OPEN = {("ingress", 80), ("ingress", 443)}
@@ -90,13 +94,21 @@ def security_groups(report: Preview) -> tuple[list[dict[str, Any]], dict[str, li
 def test_every_security_group_rule_is_listed(report: Preview) -> None:
     rules, _ = security_groups(report)
     allow = [str(c) for c in report.env.network.ssh_allow]
+    grafana = report.env.services.monitoring.grafana
+    grafana_allow = [str(c) for c in grafana.allow] if grafana else []
     found = set()
     for r in rules:
         assert r["direction"] == "ingress", r
-        source = "ssh_allow" if r["from"] in allow else r["from"]
-        key = "ssh" if r["group"] == "bastion" else r["key"]
+        key, source = r["key"], r["from"]
+        if r["group"] == "bastion" and key.startswith("ssh-"):
+            assert source in allow, r
+            key, source = "ssh", "ssh_allow"
+        elif r["group"] == "monitoring" and key.startswith("grafana-"):
+            assert source in grafana_allow, r
+            key, source = "grafana", "grafana.allow"
         found.add((r["group"], key, r["protocol"], r["ports"], source))
-    expected = {x for x in SECURITY_GROUP_RULES if x[0] != "bastion" or allow}
+    expected = {x for x in SECURITY_GROUP_RULES
+                if (x[0] != "bastion" or allow) and (x[0] != "monitoring" or grafana)}
     assert found == expected, (found - expected, expected - found)
 
 
