@@ -17,7 +17,6 @@ setting site fields, and the teardown and materials rules.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,17 +28,12 @@ from aiinfn.events import report as rep
 from aiinfn.events import stacks
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+from corpus_expect import expectation  # noqa: E402 - tests/support/corpus_expect.py, found through SUPPORT
+
 EVENTS = sorted(p for p in (CORPUS / "events").glob("*.yaml") if p.stem != "site-with-reserve")
-EXPECT_RE = re.compile(r"^# expect: (?P<file>[^\s:]+): (?P<path>-|[^\s:]+(?: [0-9]+)?): (?P<message>.+)$")
-
-
-def _expectation(path: Path) -> tuple[Path, str | None, str]:
-    first = path.read_text().splitlines()[0]
-    m = EXPECT_RE.match(first)
-    assert m, f"{path.name}: first line must be '# expect: <file>: <path or ->: <message>'"
-    holder = CORPUS / m.group("file")
-    assert holder.is_file(), f"{path.name}: {m.group('file')} is not a file under tests/corpus/"
-    return holder, None if m.group("path") == "-" else m.group("path"), m.group("message")
 
 
 def _refusal(path: Path) -> ConfigError:
@@ -64,7 +58,7 @@ def test_the_corpus_is_there() -> None:
 
 @pytest.mark.parametrize("path", EVENTS, ids=[p.stem for p in EVENTS])
 def test_broken_event_gives_one_clear_line(path: Path) -> None:
-    holder, field, message = _expectation(path)
+    holder, field, message = expectation(path)
     err = _refusal(path)
     text = str(err)
     assert err.exit_code == 2

@@ -15,7 +15,6 @@ override ``aiinfn.versions``): it is tested below with the versions two deployed
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -29,17 +28,12 @@ from aiinfn.config.validate_federation import mismatches, pinned_versions
 from aiinfn.errors import ConfigError
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+from corpus_expect import expectation  # noqa: E402 - tests/support/corpus_expect.py, found through SUPPORT
+
 FEDERATIONS = sorted(p for p in (CORPUS / "federations").glob("*.yaml") if p.stem != "valid")
-EXPECT_RE = re.compile(r"^# expect: (?P<file>[^\s:]+): (?P<path>-|[^\s:]+): (?P<message>.+)$")
-
-
-def _expectation(path: Path) -> tuple[Path, str | None, str]:
-    first = path.read_text().splitlines()[0]
-    m = EXPECT_RE.match(first)
-    assert m, f"{path.name}: first line must be '# expect: <file>: <path or ->: <message>'"
-    holder = CORPUS / m.group("file")
-    assert holder.is_file(), f"{path.name}: {m.group('file')} is not a file under tests/corpus/"
-    return holder, None if m.group("path") == "-" else m.group("path"), m.group("message")
 
 
 def test_the_corpus_covers_what_the_issue_names() -> None:
@@ -51,7 +45,7 @@ def test_the_corpus_covers_what_the_issue_names() -> None:
 
 @pytest.mark.parametrize("path", FEDERATIONS, ids=[p.stem for p in FEDERATIONS])
 def test_inconsistent_federation_gives_one_clear_line(path: Path) -> None:
-    holder, field, message = _expectation(path)
+    holder, field, message = expectation(path)
     with pytest.raises(ConfigError) as caught:
         load(path)
     err = caught.value
