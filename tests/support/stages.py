@@ -49,6 +49,7 @@ iam:
   admin_groups: [stages/admins]
 """
 RKE2_TOKEN = "K10-stages-join-token-0123456789abcdef"
+RKE2_AGENT_TOKEN = "K10-stages-agent-token-fedcba9876543210"
 #: Where the test playbook records each run on a node.
 RECORD = "/var/lib/aiinfn-stages.log"
 FLOATING = "192.0.2.10"
@@ -136,7 +137,8 @@ class RecordingStack:
 
     name: str
     changes: dict[str, int] = field(default_factory=lambda: {"create": 3})
-    outputs_: dict[str, Any] = field(default_factory=lambda: {"rke2_token": RKE2_TOKEN})
+    outputs_: dict[str, Any] = field(default_factory=lambda: {"rke2_token": RKE2_TOKEN,
+                                                                         "rke2_agent_token": RKE2_AGENT_TOKEN})
     calls: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
     fail_up: str | None = None

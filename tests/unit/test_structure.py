@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src"
 PACKAGE = SRC / "aiinfn"
 
 
@@ -151,3 +152,12 @@ def test_label_keys_have_one_home(needle: str) -> None:
         if needle in text
     ]
     assert offenders == []
+
+
+def test_test_files_have_unique_basenames() -> None:
+    """The test directories are no packages (pytest's default import mode): two test files of one basename
+    cannot both be collected, and the whole suite stops at collection."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}

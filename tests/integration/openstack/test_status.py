@@ -3,7 +3,7 @@ spoiled by hand (one deleted, one retagged, one rebuilt with another flavor, a s
 through openstacksdk names exactly those, and the command prints them as JSON with exit 1.
 
 Gaps named: stack outputs need the pulumi CLI (absent here: the command says so and goes on), node readiness
-needs a cluster (no API server here: tests/unit/test_status.py parses kubectl's JSON instead).
+needs a cluster (no API server here: tests/unit/test_status_report.py parses kubectl's JSON instead).
 """
 
 from __future__ import annotations

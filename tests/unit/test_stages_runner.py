@@ -156,7 +156,9 @@ def test_bootstrap_secrets_never_reach_the_progress(small: SiteRun, monkeypatch:
     assert summary.startswith("site: 1 hosts")
     assert seen["extravars"]["rke2_token"] == support.RKE2_TOKEN  # from the stack's output, to Ansible only
     assert seen["envvars"]["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+    assert seen["extravars"]["rke2_agent_token"] == support.RKE2_AGENT_TOKEN
     assert support.RKE2_TOKEN not in "\n".join(small.reporter.lines)  # type: ignore[attr-defined]
+    assert support.RKE2_AGENT_TOKEN not in "\n".join(small.reporter.lines)  # type: ignore[attr-defined]
 
 
 def test_bootstrap_of_a_grown_site_is_add_node_limited_to_the_new_nodes(small: SiteRun,
