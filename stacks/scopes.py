@@ -5,6 +5,8 @@ event file would otherwise plan to destroy the whole site.
 
 from __future__ import annotations
 
+import ipaddress
+
 import pulumi
 from infra import Infra, InfraArgs
 from overlay import Overlay, OverlayArgs
@@ -53,14 +55,15 @@ def site_stack(config: pulumi.Config, site: str) -> str:
 def site(config: pulumi.Config, env: Environment) -> None:
     plan = make_plan(env)
     adopt_imports.register(config)  # `aiinfn adopt`: the resources aiinfn:imports names are adopted
-    infra = Infra(env.site.name, InfraArgs(plan=plan))
+    membership = federation_membership(config, env)  # (its API address, the manager's networks) if a worker
+    infra = Infra(env.site.name, InfraArgs(plan=plan, api_allow=membership[1] if membership else ()))
 
     # The overlay needs the bootstrapped cluster: it is built once its kubeconfig is in the stack's
     # secrets (`pulumi config set --secret aiinfn:kubeconfig < kubeconfig.yaml`, after bootstrap).
     kubeconfig = config.get_secret("kubeconfig")
     if kubeconfig is not None:
         bundles = services.site_bundles(plan)
-        worker = federation_worker(config, env)  # the federation's access to this site, if it is a worker
+        worker = membership[0] if membership else None  # the federation's access to this site
         bundles = [*bundles, multikueue.worker_access(plan)] if worker else bundles
         nodes = addressed_nodes(bundles)
         overlay = Overlay(
@@ -136,9 +139,10 @@ def event(config: pulumi.Config, ev: Event) -> None:
                                  "placeholders": alloc.placeholders, "placeholder_units": alloc.placeholder_units})
 
 
-def federation_worker(config: pulumi.Config, env: Environment) -> str | None:
+def federation_membership(config: pulumi.Config,
+                          env: Environment) -> tuple[str, tuple[ipaddress.IPv4Network, ...]] | None:
     """The API address the federation (``aiinfn:federation``, a federation environment) gives this site
-    when it is one of its workers, else None."""
+    and the networks its manager reaches it from, when this site is one of its workers, else None."""
     ref = config.get("federation")
     if not ref:
         return None
@@ -147,7 +151,7 @@ def federation_worker(config: pulumi.Config, env: Environment) -> str | None:
         raise ConfigError(f"aiinfn:federation {ref!r} is {an(fed.kind)} file, not a federation")
     if env.name not in fed.worker_sites() or env.name == fed.manager:
         return None
-    return fed.api_servers[env.name]
+    return fed.api_servers[env.name], tuple(fed.manager_egress)
 
 
 def worker_kubeconfig(env: Environment, server: str, overlay: Overlay,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ from .storage import StatefulVolumes, StatefulVolumesArgs
 @dataclass(frozen=True)
 class InfraArgs:
     plan: Plan
+    #: the federation manager's networks, when this site is a MultiKueue worker (its API port admits them)
+    api_allow: tuple[ipaddress.IPv4Network, ...] = ()
 
 
 class Infra(pulumi.ComponentResource):
@@ -38,7 +41,8 @@ class Infra(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.network = SiteNetwork(f"{name}-network", SiteNetworkArgs(env=env), child)
-        self.security = SecurityGroups(f"{name}-secgroups", SecurityGroupsArgs(env=env), child)
+        self.security = SecurityGroups(f"{name}-secgroups", SecurityGroupsArgs(env=env, api_allow=args.api_allow),
+                                       child)
         self.flavors = Flavors(f"{name}-flavors", plan, child)
 
         keypair = None

@@ -14,6 +14,7 @@ on ingress nodes. Egress keeps Neutron's default (allow all).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 import pulumi
@@ -36,7 +37,8 @@ class Rule:
 
 
 #: group -> rules; `remote_group` names another group of this table.
-def rule_table(env: Environment) -> dict[str, list[Rule]]:
+def rule_table(env: Environment, api_allow: tuple[ipaddress.IPv4Network, ...] = ()) -> dict[str, list[Rule]]:
+    """``api_allow``: the networks a federation's manager reaches this worker's Kubernetes API from."""
     rules: dict[str, list[Rule]] = {
         "cluster": [
             Rule("kubelet", "tcp", 10250, 10250, remote_group="cluster"),
@@ -50,6 +52,8 @@ def rule_table(env: Environment) -> dict[str, list[Rule]]:
             Rule("supervisor", "tcp", 9345, 9345, remote_group="cluster"),
             Rule("apiserver", "tcp", 6443, 6443, remote_group="cluster"),
             Rule("apiserver-bastion", "tcp", 6443, 6443, remote_group="bastion"),
+            *(Rule(f"apiserver-federation-{str(c).replace('/', '_')}", "tcp", 6443, 6443, remote_cidr=str(c))
+              for c in api_allow),
             Rule("etcd", "tcp", 2379, 2381, remote_group="servers"),
         ],
         "ingress": [
@@ -104,6 +108,8 @@ def groups_for_role(role: Role, ingress: bool) -> list[str]:
 @dataclass(frozen=True)
 class SecurityGroupsArgs:
     env: Environment
+    #: the federation manager's networks, when this site is a MultiKueue worker (stacks/scopes.py)
+    api_allow: tuple[ipaddress.IPv4Network, ...] = ()
 
 
 class SecurityGroups(pulumi.ComponentResource):
@@ -111,7 +117,7 @@ class SecurityGroups(pulumi.ComponentResource):
         super().__init__("aiinfn:infra:SecurityGroups", name, None, opts)
         site = args.env.site.name
         child = pulumi.ResourceOptions(parent=self)
-        table = rule_table(args.env)
+        table = rule_table(args.env, args.api_allow)
         self.groups: dict[str, openstack.networking.SecGroup] = {
             g: openstack.networking.SecGroup(
                 f"{name}-{g}",

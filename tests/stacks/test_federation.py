@@ -131,8 +131,9 @@ def _site_document(name: str, extra: dict[str, str]) -> dict[str, Any]:
 
 def test_the_federation_adds_only_the_managers_access_to_a_worker_site() -> None:
     """The recas site stack with and without `aiinfn:federation`: `aiinfn diff` lists only additions,
-    exactly the worker's ServiceAccount, role, binding, token Secret, and the provider that reads the token
-    back; every other resource is unchanged."""
+    exactly the worker's ServiceAccount, role, binding, token Secret, the provider that reads the token
+    back, and one rule per network of the manager's (`manager_egress`) opening the API port to it;
+    every other resource is unchanged."""
     alone = _site_document("recas", {})
     member = _site_document("recas", {"aiinfn:federation": "federation"})
     changes = diff.resource_changes(alone["doc"], member["doc"])
@@ -144,7 +145,12 @@ def test_the_federation_adds_only_the_managers_access_to_a_worker_site() -> None
         "recas-overlay-clusterrolebinding-aiinfn-multikueue-worker",
         "recas-overlay-secret-kueue-system-aiinfn-multikueue-token",
         "recas-multikueue-k8s",  # the provider of the token's read-back (a read: no resource of the stack)
+        "recas-secgroups-servers-apiserver-federation-131.154.0.0_16",  # the manager reaches the API
     ]), added
+    (rule,) = [c for c in changes if c.name.startswith("recas-secgroups-servers-apiserver-federation")]
+    rule_inputs = next(r["inputs"] for r in member["doc"]["resources"] if r["urn"] == rule.urn)
+    assert (rule_inputs["remoteIpPrefix"], rule_inputs["portRangeMin"], rule_inputs["portRangeMax"]) == (
+        "131.154.0.0/16", 6443, 6443)
     outputs = member["run"].stack_outputs
     assert is_secret(outputs["multikueue_kubeconfig"])
     text = outputs["multikueue_kubeconfig"]["value"]

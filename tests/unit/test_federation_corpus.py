@@ -117,6 +117,7 @@ def test_every_mismatch_is_listed_one_line_each(tmp_path: Path) -> None:
     """A federation wrong in three ways: the loader refuses with the first, `mismatches` lists all three."""
     f = _beside_the_corpus(tmp_path, "kind: federation\nname: x\n"
                            "sites: [sites/site-a.yaml, sites/b-other-issuer.yaml]\nmanager: a\n"
+                           "manager_egress: [198.51.100.0/24]\n"
                            "workers: [a, b-other-issuer]\napi_servers: {b-other-issuer: https://127.0.0.1:6443}\n")
     with pytest.raises(ConfigError) as caught:
         load(f)
@@ -131,7 +132,7 @@ def test_every_mismatch_is_listed_one_line_each(tmp_path: Path) -> None:
 def test_validate_prints_every_mismatch_and_exits_2(tmp_path: Path, root: Path) -> None:
     """Through the command: `aiinfn validate` of a federation wrong in two ways prints two lines."""
     f = _beside_the_corpus(tmp_path, "kind: federation\nname: x\nsites: [sites/site-a.yaml, sites/b-pod-overlap.yaml]\n"
-                           "manager: a\nworkers: [a, b-pod-overlap]\n"
+                           "manager: a\nmanager_egress: [198.51.100.0/24]\nworkers: [a, b-pod-overlap]\n"
                            "api_servers: {b-pod-overlap: https://api.b.example.org:6443}\n")
     res = subprocess.run([sys.executable, "-m", "aiinfn.cli", "validate", str(f)], capture_output=True, text=True,
                          cwd=root, timeout=120)

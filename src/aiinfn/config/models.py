@@ -1261,6 +1261,10 @@ class Federation(Model):
     api_servers: dict[SiteRef, HttpsUrl] = Field(
         default_factory=dict, description="each worker's Kubernetes API as the manager reaches it "
         "(https://<name or address>:6443; never loopback; the name among the site's kubernetes.tls_sans)")
+    manager_egress: list[IPv4Net] = Field(
+        default_factory=list, description="the networks the manager's nodes reach the other sites from (its "
+        "router's external address, or its site's public range): each worker's API port admits MultiKueue from "
+        "them, and from nowhere else outside the worker's cluster and bastion")
     queues: dict[DnsLabel, FederatedQueue] = Field(
         default_factory=dict, description="federated batch queues (LocalQueue name in each project namespace)")
     registry: FederationRegistry | None = None

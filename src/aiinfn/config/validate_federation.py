@@ -27,6 +27,10 @@ MIN_RKE2 = (1, 32)
 VersionsOf = Callable[[Environment], Mapping[str, str]]
 
 
+#: The widest network ``manager_egress`` may name (a site's public range at most).
+EGRESS_MIN_PREFIX = 16
+
+
 def pinned_versions(env: Environment) -> dict[str, str]:
     """What a site runs: every site of one checkout runs ``aiinfn.versions`` (environments cannot
     override it); a site stack exports this (``versions``) so the federation can compare deployed sites."""
@@ -147,6 +151,22 @@ def mismatches(fed: Federation, sites: Mapping[str, Environment],
         elif host not in sites[w].kubernetes.tls_sans:
             bad(f"api_servers.{w}", f"{host!r} is not in {w}'s kubernetes.tls_sans: the API server's certificate "
                 "would not name it, and Kueue verifies it")
+    real_workers = [w for w in workers if w != fed.manager and w in sites]
+    if real_workers and not fed.manager_egress:
+        bad("manager_egress", f"the workers' API port admits only their own cluster and bastion: list the networks "
+            f"{fed.manager}'s nodes reach {', '.join(real_workers)} from (its router's external address)")
+    for i, entry in enumerate(fed.manager_egress):
+        if entry.prefixlen < EGRESS_MIN_PREFIX:
+            bad(f"manager_egress[{i}]", f"{entry} is wider than a /{EGRESS_MIN_PREFIX}: the workers' Kubernetes API "
+                "would admit that much of the internet; list the manager's own addresses")
+            continue
+        for w in real_workers:
+            net = sites[w].network
+            for field, cidr in (("network.cidr", net.cidr), ("network.pod_cidr", net.pod_cidr),
+                                ("network.service_cidr", net.service_cidr)):
+                if entry.overlaps(cidr):
+                    bad(f"manager_egress[{i}]", f"{entry} overlaps {w}'s {field} ({cidr}): list the manager's "
+                        "external addresses, as the worker sees them")
     for name in fed.api_servers:
         if name not in workers or name == fed.manager:
             bad(f"api_servers.{name}", f"{name!r} is not a worker of the federation ({', '.join(workers)})")
