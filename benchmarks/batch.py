@@ -117,7 +117,8 @@ def main() -> int:
             "batch": {"max_jobs_per_user": 1000}}}))
         plan = make_plan(load_site(env))
         (release,) = [r for b in site_bundles(plan) for r in b.releases if r.chart == "jupyterhub"]
-        with hub_iam.running_iam() as iam, kube_standin.running_api({q.namespace for q in plan.quotas}) as api:
+        with hub_iam.running_iam() as iam, kube_standin.running_api(
+                {q.namespace for q in plan.quotas} | {jupyterhub.NAMESPACE}) as api:
             secrets = {(jupyterhub.OAUTH_SECRET, jupyterhub.OAUTH_SECRET_KEY): CLIENT_SECRET,
                        (jupyterhub.BATCH_TOKEN_SECRET, jupyterhub.BATCH_TOKEN_KEY): TOKEN,
                        # the areas provisioner is not started: logins and tokens do not call it

@@ -17,6 +17,7 @@ appear only where a test adds them (Kueue's state as it would report it).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -35,8 +36,9 @@ from ruamel.yaml import YAML
 from aiinfn import versions
 from aiinfn.batch import jobs
 from aiinfn.config.loader import load_site
+from aiinfn.planning import labels as lb
 from aiinfn.planning import make_plan
-from aiinfn.services import batch, jupyterhub, site_bundles
+from aiinfn.services import batch, event, jupyterhub, site_bundles
 
 KUBE = Path(__file__).resolve().parents[1] / "support" / "kube"
 if str(KUBE) not in sys.path:
@@ -63,6 +65,18 @@ OVERRIDES: dict[str, Any] = {
         },
     }},
 }
+#: Events registered at the site, as their stacks register them with the hub (services.event.registration's
+#: event.json): "school" open today (UTC), "spring" over.
+SCHOOL = "ai-infn/school-2026"
+TUTORS = "ai-infn/school-2026-tutors"
+SPRING = "ai-infn/spring-2026"
+TODAY = dt.datetime.now(dt.UTC).date()
+EVENTS = {
+    "school": {"groups": [SCHOOL, TUTORS], "admin_groups": [TUTORS], "starts": TODAY - dt.timedelta(days=1),
+               "ends": TODAY + dt.timedelta(days=1), "kinds": ["T4"]},
+    "spring": {"groups": [SPRING], "admin_groups": [], "starts": TODAY - dt.timedelta(days=10),
+               "ends": TODAY - dt.timedelta(days=5), "kinds": ["T4"]},
+}
 API_TOKEN = "batch-service-hub-token-4d1e"
 SCRIPT = "import sys\nprint('training', sys.argv[1:])\n"
 
@@ -86,9 +100,31 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return make_plan(load_site(path))
 
 
+def registration(name: str) -> dict[str, Any]:
+    """An event's registration ConfigMap in the hub's namespace, with the keys and layout
+    services.event.registration writes."""
+    e = EVENTS[name]
+    doc = {"event": name, "groups": e["groups"], "admin_groups": e["admin_groups"],
+           "starts": e["starts"].isoformat(), "ends": e["ends"].isoformat(), "namespace": f"event-{name}",
+           "profiles": [{"display_name": f"{name}: {k}", "slug": f"{name}-{jupyterhub.profile_slug(k)}",
+                         "kubespawner_override": {"namespace": f"event-{name}"}} for k in e["kinds"]],
+           "site": "cnaf", "assignments": {}, "materials": None}
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": f"aiinfn-event-{name}", "namespace": jupyterhub.NAMESPACE,
+                         "labels": {lb.HUB_REGISTRATION_LABEL: "event", lb.EVENT_LABEL: name}},
+            "data": {"event.json": json.dumps(doc, indent=2, sort_keys=True)}}
+
+
 @pytest.fixture(scope="module")
 def api(plan: Any) -> Iterator[kube_standin.Api]:
-    with kube_standin.running_api({q.namespace for q in plan.quotas}) as stand_in:
+    namespaces = {q.namespace for q in plan.quotas} | {jupyterhub.NAMESPACE} | {f"event-{n}" for n in EVENTS}
+    with kube_standin.running_api(namespaces) as stand_in:
+        for name in EVENTS:
+            stand_in.put("configmaps", registration(name))
+        # something else of the hub's namespace the service must not take for a registration
+        stand_in.put("configmaps", {"metadata": {"name": "hub", "namespace": jupyterhub.NAMESPACE},
+                                    "data": {"event.json": json.dumps({**json.loads(
+                                        registration("school")["data"]["event.json"]), "event": "rogue"})}})
         yield stand_in
 
 
@@ -236,9 +272,13 @@ def kubespawner_claim(user: str, kubeconfig: Path) -> str:
     # reads KUBECONFIG once, at import
     old = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
     kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(kubeconfig)
+    # a loop of its own, never the thread's current one: asyncio.run would leave the thread without one
+    # for the tests after this module (Pulumi's mocks ask for the current loop)
+    loop = asyncio.new_event_loop()
     try:
-        return asyncio.run(expand())
+        return loop.run_until_complete(expand())
     finally:
+        loop.close()
         kube_config.KUBE_CONFIG_DEFAULT_LOCATION = old
 
 
@@ -419,6 +459,110 @@ def test_a_job_with_an_nfs_volume_is_refused_for_offload() -> None:
     assert jobs.offload_refusal({"volumes": [{"name": "s", "secret": {"secretName": "s"}}]}, "leonardo") is None
 
 
+# --------------------------------------------------------------------------- events
+
+
+def _participant(hub: Any, iam: Any, name: str, groups: list[str]) -> str:
+    """An event participant (a user of the site: the hub here has no registration to let in anyone else),
+    logged in, with a token of their own from the hub."""
+    user = iam.add_user(name, groups)
+    session, r = hub.login(user.sub, iam.url)
+    assert r.status_code == 302, r.text
+    return hub.new_token(session, name, scopes=[f"access:services!service={jupyterhub.BATCH_SERVICE}"])
+
+
+def _event_body(**kw: Any) -> dict[str, Any]:
+    body = _body(**{"event": "school", "gpu": "T4", "time": "2h", **kw})
+    body.pop("project")
+    return body
+
+
+def test_a_participant_submits_to_the_events_queue_during_the_event(service: Service, api: kube_standin.Api,
+                                                                    hub: Any, iam: Any, plan: Any) -> None:
+    token = _participant(hub, iam, "nina", [USERS, SCHOOL])
+    # nina's event home, as the spawner made it at her first event notebook (her UID/GID recorded on it)
+    api.put("persistentvolumeclaims", {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {
+        "name": "claim-nina", "namespace": "event-school",
+        "annotations": {lb.OWNER_UID_ANNOTATION: "12001", lb.OWNER_GID_ANNOTATION: "12001"}}, "spec": {}})
+    before = len([o for o in api.created if o["kind"] == "PersistentVolumeClaim"])
+    r = service.call(token, "POST", "api/jobs", json=_event_body())
+    assert r.status_code == 201, r.text
+    assert r.json()["event"] == "school" and r.json()["namespace"] == "event-school"
+    (job,) = [j for j in _jobs(api) if j["metadata"]["name"] == r.json()["name"]]
+    _assert_valid(job)
+    labels = plan_labels()
+    meta, spec = job["metadata"], job["spec"]
+    assert meta["namespace"] == "event-school" and meta["labels"][lb.EVENT_LABEL] == "school"
+    assert meta["labels"][labels["queue"]] == "default" and meta["labels"][labels["priority"]] == "batch"
+    assert meta["annotations"][labels["owner_annotation"]] == "nina" and spec["suspend"] is True
+    pod = spec["template"]["spec"]
+    assert pod_security.violations(pod) == []
+    # her event home, run as its recorded owner; the batch service made no claim of its own there
+    (home,) = [v for v in pod["volumes"] if v["name"] == "home"]
+    assert home["persistentVolumeClaim"]["claimName"] == "claim-nina" == kubespawner_claim(
+        "nina", api.kubeconfig(service.log.parent / "kc-nina"))
+    sc = pod["securityContext"]
+    assert (sc["runAsUser"], sc["runAsGroup"], sc["fsGroup"]) == (12001, 12001, 12001)
+    assert len([o for o in api.created if o["kind"] == "PersistentVolumeClaim"]) == before
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    # she follows, reads and cancels it like a project's job
+    listed = {j["name"]: j for j in service.call(token, "GET", "api/jobs").json()["jobs"]}
+    assert listed[meta["name"]]["event"] == "school" and listed[meta["name"]]["state"] == "queued"
+    api.add_workload(api.of("jobs", "event-school")[0], [{"type": "QuotaReserved", "status": "True"}])
+    api.add_pod(api.of("jobs", "event-school")[0], log="step 1\n")
+    assert service.call(token, "GET", f"api/jobs/{meta['name']}/logs").text == "step 1\n"
+    assert service.call(token, "DELETE", f"api/jobs/{meta['name']}").status_code == 200
+    assert not api.of("jobs", "event-school")
+    who = service.call(token, "GET", "api/whoami").json()
+    assert who["projects"] == {} and set(who["events"]) == {"school"} and who["events"]["school"]["open"]
+
+
+def test_a_participant_without_an_event_home_runs_without_one_and_a_tutor_may_submit(
+        service: Service, api: kube_standin.Api, hub: Any, iam: Any) -> None:
+    token = _participant(hub, iam, "otto", [USERS, TUTORS])
+    r = service.call(token, "POST", "api/jobs", json=_event_body())
+    assert r.status_code == 201, r.text
+    (job,) = [j for j in _jobs(api) if j["metadata"]["name"] == r.json()["name"]]
+    pod = job["spec"]["template"]["spec"]
+    assert {v["name"] for v in pod["volumes"]} == {"tmp"} and pod["containers"][0]["workingDir"] == "/tmp"
+    before = len(api.created)
+    r = service.call(token, "POST", "api/jobs", json=_event_body(home=True))
+    assert r.status_code == 409 and "--no-home" in r.json()["error"]
+    assert len(api.created) == before
+    # a home with no participant recorded as its owner (root here) is never run on, as anyone
+    wim = _participant(hub, iam, "wim", [USERS, SCHOOL])
+    api.put("persistentvolumeclaims", {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {
+        "name": "claim-wim", "namespace": "event-school",
+        "annotations": {lb.OWNER_UID_ANNOTATION: "0", lb.OWNER_GID_ANNOTATION: "0"}}, "spec": {}})
+    r = service.call(wim, "POST", "api/jobs", json=_event_body())
+    assert r.status_code == 409 and "no participant recorded" in r.json()["error"] and "\n" not in r.json()["error"]
+    assert len(api.created) == before
+
+
+@pytest.mark.parametrize(("who", "groups", "body", "status", "words"), [
+    ("pia", [USERS, LHC], _event_body(), 403, "not a participant"),  # a project's member, not the event's
+    ("quin", [USERS, SPRING], {**_event_body(), "event": "spring"}, 403, "only during the event"),  # after its window
+    ("rita", [USERS, SCHOOL], {**_event_body(), "event": "rogue"}, 400, "not an event"),  # not a registration
+    ("sara", [USERS, SCHOOL], {**_event_body(), "project": "lhc-ml"}, 400, "not both"),
+    ("tom", [USERS, SCHOOL], _event_body(time="48h"), 400, "past the end"),
+    ("ugo", [USERS, SCHOOL], _event_body(offload="leonardo"), 400, "offload"),
+    ("vera", [USERS, SCHOOL], _event_body(gpu="A100-80GB/1g.10gb"), 403, "gpu"),  # not a kind of the event's queue
+])
+def test_an_event_submission_outside_its_rules_is_refused_with_one_line_and_creates_nothing(
+        service: Service, api: kube_standin.Api, hub: Any, iam: Any, who: str, groups: list[str],
+        body: dict[str, Any], status: int, words: str) -> None:
+    token = _participant(hub, iam, who, groups)
+    before, sent = len(api.created), len(api.requests)
+    r = service.call(token, "POST", "api/jobs", json=body)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert words in error and "\n" not in error and "Traceback" not in error
+    assert len(api.created) == before
+    assert not [q for q in api.requests[sent:] if q.method != "GET"]
+    if "window" in words or "during" in words:
+        assert EVENTS["spring"]["ends"].isoformat() in error
+
+
 # --------------------------------------------------------------------------- what the service may do
 
 
@@ -427,19 +571,38 @@ def test_every_call_the_service_made_is_one_its_rbac_allows(service: Service, ap
     """Judged after the tests above (module order): the ClusterRole's rules, bound only in the
     project namespaces, cover every request the service sent; the requests carried its token."""
     objs = batch.objects(plan)
-    (role,) = [o for o in objs if o["kind"] == "ClusterRole"]
-    bound = {o["metadata"]["namespace"] for o in objs if o["kind"] == "RoleBinding"}
-    assert bound == {q.namespace for q in plan.quotas}
+    (cluster_role,) = [o for o in objs if o["kind"] == "ClusterRole"]
     assert not [o for o in objs if o["kind"] == "ClusterRoleBinding"]
-    group_of = {"jobs": "batch", "pods": "", "persistentvolumeclaims": "", "workloads": "kueue.x-k8s.io"}
+    # the rules bound in each namespace: the site's bundle (projects, the hub's) and each event's stack
+    bound = [o for o in objs if o["kind"] == "RoleBinding"]
+    for name in EVENTS:
+        bound += [o for o in event.batch_access(plan, f"event-{name}") if o["kind"] == "RoleBinding"]
+    roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in
+             [*objs, *(o for n in EVENTS for o in event.batch_access(plan, f"event-{n}"))] if o["kind"] == "Role"}
+    rules: dict[str, list[dict[str, Any]]] = {}
+    for b in bound:
+        ns = b["metadata"]["namespace"]
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": batch.SERVICE, "namespace": batch.NAMESPACE}]
+        ref = b["roleRef"]
+        rules[ns] = cluster_role["rules"] if ref["kind"] == "ClusterRole" else roles[(ns, ref["name"])]["rules"]
+    assert set(rules) == {q.namespace for q in plan.quotas} | {jupyterhub.NAMESPACE} | {f"event-{n}" for n in EVENTS}
+    group_of = {"jobs": "batch", "pods": "", "persistentvolumeclaims": "", "workloads": "kueue.x-k8s.io",
+                "configmaps": ""}
     assert api.requests
+    used: dict[str, set[tuple[str, str, str]]] = {}
     for req in api.requests:
         verb = {"POST": "create", "DELETE": "delete"}.get(req.method) or (
             "get" if req.path.rstrip("/").split("/")[-1] not in group_of else "list")
         resource = req.resource if not req.subresource else f"{req.resource}/{req.subresource}"
-        assert req.token == kube_standin.TOKEN and req.namespace in bound, req
+        assert req.token == kube_standin.TOKEN and req.namespace in rules, req
         assert any(group_of[str(req.resource)] in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
-                   for r in role["rules"]), (req.method, req.path, verb)
+                   for r in rules[str(req.namespace)]), (req.method, req.path, verb)
+        used.setdefault(str(req.namespace), set()).add((group_of[str(req.resource)], resource, verb))
+    # in the hub's namespace and an event's, exactly what the service called there: nothing unused
+    for ns in (jupyterhub.NAMESPACE, "event-school"):
+        granted = {(g, r, v) for rule in rules[ns] for g in rule["apiGroups"] for r in rule["resources"]
+                   for v in rule["verbs"]}
+        assert granted == used[ns], (ns, granted ^ used[ns])
 
 
 # --------------------------------------------------------------------------- the client in a notebook

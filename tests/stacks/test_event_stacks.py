@@ -340,6 +340,37 @@ def test_the_event_file_says_the_hub_assignment_site_by_site(report: rep.EventRe
     assert set(seen) == {p.username for p in load("hackathon-example").people()}  # type: ignore[union-attr]
 
 
+def test_the_event_gives_the_batch_service_only_what_it_calls_in_the_events_namespace(
+        report: rep.EventReport) -> None:
+    """Each site running the batch service: a Role and its RoleBinding in ``event-<name>`` for the
+    service's account, with the rights the service uses there (tests/services/test_batch.py checks them
+    against its calls), valid objects, and nothing cluster-wide or in another namespace."""
+    import kubernetes_validate
+
+    from aiinfn import versions
+    from aiinfn.services import batch
+
+    ns = report.event.namespace
+    for site, alloc in report.plan.allocations.items():
+        plan = report.plan.sites[site]
+        assert plan.env.services.batch is not None, site
+        objs = [dict(m.manifest) for m in event_service.bundle(report.event, plan, alloc).manifests]
+        mine = [o for o in objs if o["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+                and batch.SERVICE in o["metadata"]["name"]]
+        assert {(o["kind"], o["metadata"].get("namespace")) for o in mine} == {("Role", ns), ("RoleBinding", ns)}
+        for o in mine:
+            kubernetes_validate.validate(o, versions.KUBERNETES, strict=True)
+        (role,) = [o for o in mine if o["kind"] == "Role"]
+        (binding,) = [o for o in mine if o["kind"] == "RoleBinding"]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": batch.SERVICE, "namespace": batch.NAMESPACE}]
+        assert binding["roleRef"]["kind"] == "Role" and binding["roleRef"]["name"] == role["metadata"]["name"]
+        rights = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+                  for v in rule["verbs"]}
+        assert rights == {("batch", "jobs", "list"), ("batch", "jobs", "create"), ("batch", "jobs", "delete"),
+                          ("", "pods", "list"), ("", "pods/log", "get"), ("", "persistentvolumeclaims", "get"),
+                          ("kueue.x-k8s.io", "workloads", "list")}
+
+
 def test_each_registered_profile_gives_a_memory_sized_shm(report: rep.EventReport, backend: MemoryBackend) -> None:
     """The registration each event stack registers (the real program) gives every profile the
     /dev/shm the hub mounts (tests/services/test_hub_platform.py spawns it): the site's sizing default

@@ -36,6 +36,7 @@ from aiinfn import preview, versions
 from aiinfn.batch import interlink_token
 from aiinfn.config.loader import load_site
 from aiinfn.errors import ConfigError
+from aiinfn.hub import cluster
 from aiinfn.planning import make_plan
 from aiinfn.planning.labels import HOSTNAME_LABEL, VIRTUAL_NODE_TAINT, VIRTUAL_NODE_TYPE_LABEL
 from aiinfn.services import batch, jupyterhub, kueue, offload
@@ -257,8 +258,15 @@ def test_the_batch_service_objects_are_valid_and_its_rights_are_project_scoped(r
         kubernetes_validate.validate(o, versions.KUBERNETES, strict=True)
     (role,) = [o for o in objs if o["kind"] == "ClusterRole"]
     bindings = [o for o in objs if o["kind"] == "RoleBinding"]
-    assert {o["metadata"]["namespace"] for o in bindings} == {q.namespace for q in report.plan.quotas}
+    assert {o["metadata"]["namespace"] for o in bindings if o["roleRef"]["kind"] == "ClusterRole"} == {
+        q.namespace for q in report.plan.quotas}
     assert not [o for o in objs if o["kind"] == "ClusterRoleBinding"]
+    # in the hub's namespace only the listing of ConfigMaps (the event registrations), by a Role there
+    (hub_role,) = [o for o in objs if o["kind"] == "Role"]
+    assert hub_role["metadata"]["namespace"] == jupyterhub.NAMESPACE
+    assert hub_role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]
+    assert [o["roleRef"] for o in bindings if o["metadata"]["namespace"] == jupyterhub.NAMESPACE] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": hub_role["metadata"]["name"]}]
     rights = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
               for v in rule["verbs"]}
     assert ("batch", "jobs", "create") in rights and ("", "pods/log", "get") in rights
@@ -270,7 +278,9 @@ def test_the_batch_service_objects_are_valid_and_its_rights_are_project_scoped(r
     pod = dep["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == versions.BATCH_IMAGE
     cm = next(o for o in objs if o["kind"] == "ConfigMap")
-    assert set(cm["data"]) == {"__init__.py", "jobs.py", "service.py", "settings.json"}
+    assert set(cm["data"]) == {"__init__.py", "jobs.py", "service.py", "cluster.py", "settings.json"}
+    # the window of an event is read by the hub's own parser, shipped as it is
+    assert cm["data"]["cluster.py"] == (Path(cluster.__file__)).read_text()
     # the hub knows the service, and its token reaches it only from a Secret made of a generated value
     registered = {r.inputs["name"]: r for r in report.run.by_type("kubernetes:helm.sh/v3:Release")}
     hub_values = registered["jupyterhub"].inputs["values"]

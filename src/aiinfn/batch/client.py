@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """aiinfn-batch: run a script or a notebook as a batch job of your project, here or on an HPC system.
 
-    aiinfn-batch submit train.py [--project P] [--gpu KIND] [--gpus N] [--cpu N]
+    aiinfn-batch submit train.py [--project P | --event E] [--gpu KIND] [--gpus N] [--cpu N]
                         [--memory 16G] [--time 4h] [--image NAME] [--offload TARGET] [--no-home]
                         [-- ARGS ...]
     aiinfn-batch list                 your jobs, newest first, with their Kueue state
@@ -84,7 +84,7 @@ def submission(a: argparse.Namespace) -> dict[str, Any]:
         content = strip_outputs(content)
     body: dict[str, Any] = {"script": {"name": path.name, "content": content}, "args": list(a.args),
                             "cpu": a.cpu, "memory": a.memory, "time": a.time}
-    for key in ("project", "gpu", "offload"):
+    for key in ("project", "event", "gpu", "offload"):
         if getattr(a, key):
             body[key] = getattr(a, key)
     if a.gpus is not None:
@@ -103,6 +103,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("submit", help="queue a script or a notebook")
     s.add_argument("script")
     s.add_argument("--project", help="whose queue (needed when you are in several projects)")
+    s.add_argument("--event", help="an event's queue (its participants and tutors, during the event)")
     s.add_argument("--gpu", help="accelerator kind, as the hub's profiles name it (A100-80GB/1g.10gb, T4)")
     s.add_argument("--gpus", type=int, help="units of that kind (default 1)")
     s.add_argument("--cpu", default="1", help="cores (default 1)")
@@ -126,7 +127,8 @@ def run(a: argparse.Namespace) -> None:
         _, raw = call("POST", "api/jobs", submission(a))
         job = json.loads(raw)
         where = f" on {job['offload']}" if job.get("offload") else ""
-        print(f"{job['name']} queued in {job['project']}{where} (aiinfn-batch logs {job['name']})")
+        print(f"{job['name']} queued in {job.get('project') or job.get('event')}{where} "
+              f"(aiinfn-batch logs {job['name']})")
     elif a.command == "list":
         _, raw = call("GET", "api/jobs")
         rows = json.loads(raw)["jobs"]
@@ -134,7 +136,8 @@ def run(a: argparse.Namespace) -> None:
             print("no jobs")
         for j in rows:
             where = j.get("offload") or ",".join(j.get("flavors") or []) or "-"
-            print(f"{j['name']:<50} {j['project'] or '-':<16} {j['state']:<12} {where:<24} {j.get('created') or ''}")
+            queue = j.get("project") or j.get("event") or "-"
+            print(f"{j['name']:<50} {queue:<16} {j['state']:<12} {where:<24} {j.get('created') or ''}")
     elif a.command == "logs":
         _, raw = call("GET", f"api/jobs/{a.name}/logs?tail={a.tail}")
         sys.stdout.write(raw.decode(errors="replace"))

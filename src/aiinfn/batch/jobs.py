@@ -17,6 +17,9 @@ and one line naming the field: nothing is created before every field is valid. `
   user's text is never part of a command line;
 * the requested CPU, memory and accelerator (requests = limits), ``activeDeadlineSeconds`` from the
   time limit, a restricted security context, no service-account token, no service links;
+* an event's job (``event``, for its participants and tutors while it is open): the event's LocalQueue
+  in its namespace, the event label, only the kinds of the event's profiles, no offload, a time limit
+  within the window; the home and the UID/GID are the participant's event claim's (set by the service);
 * here: the user's home claim of the project (``claim-<slug>``, z2jh's naming) at the notebook's home
   path, a node selector for the kind's nodes and an affinity that keeps it off virtual nodes;
   offloaded: the target's virtual node by hostname and only volumes a virtual node runs.
@@ -54,7 +57,7 @@ case "$AIINFN_BATCH_SCRIPT_NAME" in
   *) exec python3 "$f" "$@" ;;
 esac
 """
-FIELDS = {"project", "script", "args", "cpu", "memory", "gpu", "gpus", "time", "image", "offload", "home"}
+FIELDS = {"project", "event", "script", "args", "cpu", "memory", "gpu", "gpus", "time", "image", "offload", "home"}
 TIME_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 CLOCK_RE = re.compile(r"(\d{1,4}):([0-5]\d)(?::([0-5]\d))?")
 MEMORY_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(G|Gi|GB|M|Mi|MB|T|Ti|TB)?")
@@ -110,7 +113,8 @@ class Settings:
 
 @dataclass(frozen=True)
 class Submission:
-    project: str
+    #: The project whose queue takes the job (None: an event's).
+    project: str | None
     namespace: str
     queue: str
     script_name: str
@@ -126,6 +130,13 @@ class Submission:
     offload: str | None
     home: bool
     node_selector: dict[str, str] = field(default_factory=dict)
+    #: The event whose queue takes the job (None: a project's), and whether ``home`` was asked for
+    #: (an event's home is the participant's event claim, used when it exists).
+    event: str | None = None
+    home_asked: bool = False
+    #: Who the pod runs as (None: the platform's notebook UID/GID); an event job: its home's owner.
+    uid: int | None = None
+    gid: int | None = None
 
 
 # --------------------------------------------------------------------------- parsing
@@ -212,7 +223,7 @@ def _kind(value: str, settings: Settings, allowed: list[str]) -> str:
         if wanted in (key.lower(), str(k.get("slug", "")).lower()):
             if key not in allowed:
                 holds = ", ".join(allowed) or "none"
-                raise Refused(403, f"gpu: {key} is not in this project's queue (it holds: {holds})")
+                raise Refused(403, f"gpu: {key} is not in this queue (it holds: {holds})")
             return key
     raise _bad(f"gpu: {value[:60]!r} is not an accelerator kind of the platform "
                f"(kinds: {', '.join(settings.kinds) or 'none'})")
@@ -222,8 +233,28 @@ def _tighter(limit: int, other: Any) -> int:
     return min(limit, int(other)) if other else limit
 
 
-def parse(body: Any, settings: Settings, groups: set[str]) -> Submission:
-    """Check every field of a submission (``body``: the decoded JSON) for a user in IAM ``groups``."""
+def _event(value: Any, events: Mapping[str, Mapping[str, Any]], groups: set[str]) -> Mapping[str, Any]:
+    """The event a participant (or tutor) in ``groups`` may submit to now, or Refused.
+
+    ``events``: the site's event registrations as the service read them, each ``namespace``,
+    ``queue``, ``groups`` (participants and tutors), ``starts``, ``ends``, ``open`` (today is in the
+    window, as the hub decides), ``kinds`` and ``seconds_left`` (to the window's end)."""
+    theirs = sorted(n for n, e in events.items() if groups & set(e["groups"]))
+    if not isinstance(value, str) or value not in events:
+        raise _bad(f"event: {str(value)[:63]!r} is not an event of this site (yours: {', '.join(theirs) or 'none'})")
+    ev = events[value]
+    if value not in theirs:
+        raise Refused(403, f"event: you are not a participant or a tutor of {value}, so you cannot use its queue")
+    if not ev["open"]:
+        raise Refused(403, f"event: {value}'s queue takes jobs only during the event, {ev['starts']} to "
+                      f"{ev['ends']} (UTC dates, inclusive)")
+    return ev
+
+
+def parse(body: Any, settings: Settings, groups: set[str],
+          events: Mapping[str, Mapping[str, Any]] | None = None) -> Submission:
+    """Check every field of a submission (``body``: the decoded JSON) for a user in IAM ``groups``
+    (``events``: the site's events, see ``_event``; a submission names a project or an event)."""
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object")
     unknown = sorted(set(body) - FIELDS)
@@ -233,18 +264,31 @@ def parse(body: Any, settings: Settings, groups: set[str]) -> Submission:
 
     project = body.get("project")
     mine = settings.member_projects(groups)
-    if not isinstance(project, str) or not project:
+    event: Mapping[str, Any] | None = None
+    if body.get("event") is not None:
+        if project is not None:
+            raise _bad("event: give a project or an event, not both")
+        event = _event(body["event"], events or {}, groups)
+        if body.get("offload") is not None:
+            raise _bad("offload: an event's jobs run on the event's own seats at this site, not on an offload "
+                       "target")
+    elif not isinstance(project, str) or not project:
         if len(mine) == 1:
             project = next(iter(mine))
         else:
             raise _bad(f"project: say which project's queue to use (yours: {', '.join(sorted(mine)) or 'none'})")
-    if project not in settings.projects:
-        yours = ", ".join(sorted(mine)) or "none"
-        raise _bad(f"project: {project[:63]!r} is not a project of this site (yours: {yours})")
-    if project not in mine:
-        raise Refused(403, f"project: you are not in {project}'s group, so you cannot use its queue "
-                      f"(yours: {', '.join(sorted(mine)) or 'none'})")
-    proj = settings.projects[project]
+    if event is None:
+        if project not in settings.projects:
+            yours = ", ".join(sorted(mine)) or "none"
+            raise _bad(f"project: {str(project)[:63]!r} is not a project of this site (yours: {yours})")
+        if project not in mine:
+            raise Refused(403, f"project: you are not in {project}'s group, so you cannot use its queue "
+                          f"(yours: {', '.join(sorted(mine)) or 'none'})")
+        proj = settings.projects[project]
+    else:
+        project = None
+        proj = {"namespace": event["namespace"], "queue": event["queue"], "kinds": list(event["kinds"]),
+                "offload": False}
 
     script = body.get("script")
     if not isinstance(script, dict) or set(script) != {"name", "content"}:
@@ -292,6 +336,10 @@ def parse(body: Any, settings: Settings, groups: set[str]) -> Submission:
         where = f"on {offload}" if target is not None else "here"
         raise _bad(f"time: {seconds // 3600} h {seconds % 3600 // 60} min is longer than a job may run {where} "
                    f"({max_hours} h)")
+    if event is not None and seconds > int(event["seconds_left"]):
+        left = int(event["seconds_left"])
+        raise _bad(f"time: {seconds // 3600} h {seconds % 3600 // 60} min runs past the end of {body['event']} "
+                   f"({event['ends']}, UTC): at most {left // 3600} h {left % 3600 // 60} min now")
 
     units = body.get("gpus", 1)
     if isinstance(units, bool) or not isinstance(units, int) or units < 1:
@@ -336,7 +384,8 @@ def parse(body: Any, settings: Settings, groups: set[str]) -> Submission:
 
     return Submission(project, str(proj["namespace"]), str(proj["queue"]), name, content, tuple(args),
                       cpu_quantity(cores), gib, kind, resource, units if kind else 0, seconds, ref,
-                      offload, home, selector)
+                      offload, home, selector, event=None if event is None else str(body["event"]),
+                      home_asked="home" in body)
 
 
 # --------------------------------------------------------------------------- the Job
@@ -362,6 +411,8 @@ def job(sub: Submission, user: str, claim: str, name: str, settings: Settings) -
     pod_labels = {labels["owner"]: owner_label(user), labels["managed_by"]: "aiinfn-batch"}
     if sub.offload:
         pod_labels[labels["offload"]] = sub.offload
+    if sub.event:
+        pod_labels[labels["event"]] = sub.event
     job_labels = {**pod_labels, labels["queue"]: sub.queue, labels["priority"]: settings.doc["priority_class"]}
     resources: dict[str, Any] = {"cpu": sub.cpu, "memory": memory_quantity(sub.memory_gib)}
     if sub.resource:
@@ -398,9 +449,9 @@ def job(sub: Submission, user: str, claim: str, name: str, settings: Settings) -
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": int(settings.doc["uid"]),
-            "runAsGroup": int(settings.doc["gid"]),
-            "fsGroup": int(settings.doc["gid"]),
+            "runAsUser": int(settings.doc["uid"] if sub.uid is None else sub.uid),
+            "runAsGroup": int(settings.doc["gid"] if sub.gid is None else sub.gid),
+            "fsGroup": int(settings.doc["gid"] if sub.gid is None else sub.gid),
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
@@ -487,6 +538,7 @@ def summary(job_obj: Mapping[str, Any], workload: Mapping[str, Any] | None, sett
     return {
         "name": meta.get("name"),
         "project": project,
+        "event": labels.get(settings.labels["event"]) if "event" in settings.labels else None,
         "state": state(job_obj, workload),
         "offload": labels.get(settings.labels["offload"]),
         "created": meta.get("creationTimestamp"),

@@ -16,25 +16,32 @@ know, is 401; a token without ``access:services!service=aiinfn-batch`` or of a s
 caller's IAM groups are read from the hub with the service's own token (``read:users:groups``, the hub
 keeps them from IAM and re-checks them at every auth refresh), so membership is the hub's current view.
 
-A user submits only to the queue of a project whose group they are in; they see, follow and cancel
+A user submits only to the queue of a project whose group they are in, or (``event``) to an event's
+LocalQueue in its namespace while the event is open and they are among its groups (participants,
+tutors): the events and their windows are the hub's registrations, read and parsed as the hub does
+(``cluster``, the hub's module shipped beside this one); an event job mounts the participant's event
+home claim when it exists and then runs as the owner recorded on it. They see, follow and cancel
 only their own jobs (owner label and annotation). Every field is validated before anything is
 created; the per-user limit of unfinished jobs is counted under a per-user lock (one replica); the
 user's home claim in the project is created at their first submission there and never deleted. The
 Kubernetes calls go through the official client with the pod's service account, which may only
 manage Jobs, read their pods' logs and Kueue workloads, and get and create claims, in project
-namespaces. Scripts and tokens are never logged.
+namespaces; list ConfigMaps in the hub's; in event namespaces only what it calls there. Scripts and
+tokens are never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import json
 import logging
 import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlparse
 
 from jupyterhub.services.auth import HubOAuth
@@ -43,6 +50,14 @@ from kubernetes.client.exceptions import ApiException
 from tornado import httpclient, ioloop, web
 
 from . import jobs
+
+if TYPE_CHECKING:
+    from aiinfn.hub import cluster
+else:
+    try:  # the hub's own reader of event registrations, shipped beside this module
+        from . import cluster
+    except ImportError:  # the project's own package
+        from aiinfn.hub import cluster
 
 log = logging.getLogger("aiinfn-batch")
 #: Lines of a job's log ``logs`` returns at most.
@@ -88,6 +103,40 @@ class Batch:
         except httpclient.HTTPClientError as e:
             raise web.HTTPError(502, f"the hub did not give {name}'s groups ({e.code})") from None
         return {str(g) for g in json.loads(resp.body).get("groups") or []}
+
+
+    async def events(self, strict: bool = True) -> dict[str, dict[str, Any]]:
+        """The site's events, from the hub's registrations (the ConfigMaps the hub reads, parsed by the
+        hub's own ``parse_registration``; open when the hub would offer the event's profiles today).
+        ``strict``: an unreadable list is a 502 (a submission), else no event (listing a user's jobs)."""
+        s = self.settings
+        kube = self.kube
+        selector = f"{s.labels['hub_registration']}=event"
+        try:
+            listed = _plain(await kube.call(kube.core.list_namespaced_config_map, s.doc["hub_namespace"],
+                                            label_selector=selector))
+        except ApiException as e:
+            if strict:
+                raise jobs.Refused(502, f"event: the site's event registrations could not be read "
+                                   f"({e.status} {e.reason})") from None
+            log.warning("event registrations not read (%s %s)", e.status, e.reason)
+            return {}
+        day = cluster.today()
+        now = time.time()
+        out: dict[str, dict[str, Any]] = {}
+        for reg in cluster.registrations_from(listed.get("items") or [], log):
+            if reg.namespace != f"event-{reg.event}":  # what an event's stack writes; nothing else is trusted
+                log.warning("ignoring event registration %s: namespace %r", reg.event, reg.namespace)
+                continue
+            slugs = {str(p.get("slug")) for p in reg.profiles}
+            end = dt.datetime.combine(reg.ends + dt.timedelta(days=1), dt.time(), dt.UTC).timestamp()
+            out[reg.event] = {
+                "namespace": reg.namespace, "queue": s.doc["event_queue"], "groups": list(reg.groups),
+                "starts": reg.starts.isoformat(), "ends": reg.ends.isoformat(), "open": reg.open_on(day),
+                "kinds": [k for k, kind in s.kinds.items() if f"{reg.event}-{kind.get('slug')}" in slugs],
+                "seconds_left": max(0, int(end - now)),
+            }
+        return out
 
 
 class Handler(web.RequestHandler):
@@ -210,9 +259,12 @@ class WhoamiHandler(Handler):
         user, groups = await self._identify()
         s = self.batch.settings
         mine = s.member_projects(groups)
+        events = {n: e for n, e in (await self.batch.events(strict=False)).items() if groups & set(e["groups"])}
         self.answer({
             "user": user,
             "projects": {n: {"kinds": p["kinds"], "namespace": p["namespace"]} for n, p in sorted(mine.items())},
+            "events": {n: {k: e[k] for k in ("kinds", "namespace", "starts", "ends", "open")}
+                       for n, e in sorted(events.items())},
             "images": s.images,
             "offload": {n: {"accelerators": list(t["accelerators"]), "max_time_hours": t["max_time_hours"]}
                         for n, t in s.offload.items()},
@@ -235,9 +287,16 @@ async def find_jobs(batch: Batch, user: str, groups: set[str]) -> list[tuple[dic
     kube = batch.kube
     selector = f"{s.labels['owner']}={jobs.owner_label(user)}"
     out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-    for project in s.member_projects(groups).values():
-        ns = project["namespace"]
-        listed = _plain(await kube.call(kube.batch.list_namespaced_job, ns, label_selector=selector))
+    namespaces = [p["namespace"] for p in s.member_projects(groups).values()]
+    theirs = [e["namespace"] for e in (await batch.events(strict=False)).values() if groups & set(e["groups"])]
+    for ns in [*namespaces, *theirs]:
+        try:
+            listed = _plain(await kube.call(kube.batch.list_namespaced_job, ns, label_selector=selector))
+        except ApiException as e:
+            if ns in namespaces:
+                raise
+            log.warning("jobs of event namespace %s not listed (%s %s)", ns, e.status, e.reason)
+            continue
         mine = [j for j in listed.get("items") or []
                 if (j["metadata"].get("annotations") or {}).get(s.labels["owner_annotation"]) == user]
         if not mine:
@@ -287,9 +346,38 @@ async def ensure_home(batch: Batch, user: str, namespace: str) -> str:
     return name
 
 
+async def event_home(batch: Batch, user: str, sub: jobs.Submission) -> jobs.Submission:
+    """An event job's home: the participant's event claim (the spawner's, made at their first event
+    notebook; the service never creates one there) when it exists, the job then running as the owner
+    recorded on it (the UID/GID the archive runs as too); without it, no home."""
+    s = batch.settings
+    kube = batch.kube
+    name = claim_name(user)
+    if not sub.home:
+        return sub
+    try:
+        found = _plain(await kube.call(kube.core.read_namespaced_persistent_volume_claim, name, sub.namespace))
+    except ApiException as e:
+        if e.status != 404:
+            raise jobs.Refused(502, f"home: no answer for claim {name} ({e.status} {e.reason})") from None
+        if sub.home_asked:
+            raise jobs.Refused(409, f"home: you have no home in {sub.event} yet (it is made when you first start "
+                               "the event's notebook): start it once, or submit with --no-home") from None
+        return dataclasses.replace(sub, home=False)
+    notes = found["metadata"].get("annotations") or {}
+    uid, gid = str(notes.get(s.labels["owner_uid"], "")), str(notes.get(s.labels["owner_gid"], ""))
+    if not (uid.isdigit() and gid.isdigit()) or int(uid) < 1000 or int(gid) < 1000:
+        raise jobs.Refused(409, f"home: claim {name} in {sub.namespace} has no participant recorded as its owner, "
+                           "so no job can run as you on it: submit with --no-home")
+    return dataclasses.replace(sub, uid=int(uid), gid=int(gid))
+
+
 async def submit(batch: Batch, user: str, groups: set[str], body: Any) -> dict[str, Any]:
     s = batch.settings
-    sub = jobs.parse(body, s, groups)
+    wants_event = isinstance(body, dict) and body.get("event") is not None
+    sub = jobs.parse(body, s, groups, await batch.events() if wants_event else None)
+    if sub.event:
+        sub = await event_home(batch, user, sub)
     name = jobs.job_name(claim_name(user)[len("claim-"):])
     claim = claim_name(user)
     manifest = jobs.job(sub, user, claim, name, s)
@@ -304,7 +392,7 @@ async def submit(batch: Batch, user: str, groups: set[str], body: Any) -> dict[s
         if len(active) >= limit:
             raise jobs.Refused(429, f"you have {len(active)} unfinished jobs, the most a user may have at once "
                                f"({limit}): wait for one to end or cancel one")
-        if sub.home:
+        if sub.home and not sub.event:
             await ensure_home(batch, user, sub.namespace)
         started = time.monotonic()
         try:
@@ -312,7 +400,8 @@ async def submit(batch: Batch, user: str, groups: set[str], body: Any) -> dict[s
         except ApiException as e:
             raise jobs.Refused(502, f"the cluster refused the job ({e.status} {e.reason})") from None
     log.info("submitted %s/%s for %s (%.0f ms)", sub.namespace, name, user, (time.monotonic() - started) * 1000)
-    return {"name": created["metadata"]["name"], "project": sub.project, "namespace": sub.namespace,
+    return {"name": created["metadata"]["name"], "project": sub.project, "event": sub.event,
+            "namespace": sub.namespace,
             "queue": sub.queue, "offload": sub.offload, "state": "queued"}
 
 

@@ -12,6 +12,9 @@ What the overlay runs (``aiinfn.batch`` holds the programs; this module only shi
 * its ServiceAccount may, in project namespaces only (a RoleBinding per namespace to the ClusterRole
   ``aiinfn-batch``, no cluster-wide binding): manage Jobs, read pods and their logs, read Kueue
   workloads, get and create claims (the user's home claim in the project, created at their first job);
+  in the hub's namespace list ConfigMaps (the event registrations, which say who may use an event's
+  queue and when); in an event's namespace (``event_rbac``, a Role the event's stack applies) list,
+  create and delete Jobs, list pods, read their logs, list workloads and get claims (never create);
 * NetworkPolicies: notebooks (their namespace, services.notebooks) and the hub's proxy reach the
   service on ``PORT``; the service reaches
   the hub's API (8081) and the Kubernetes API, nothing else.
@@ -34,8 +37,12 @@ from ..planning import Plan
 from ..planning.labels import (
     BATCH_OWNER_ANNOTATION,
     BATCH_OWNER_LABEL,
+    EVENT_LABEL,
     HOSTNAME_LABEL,
+    HUB_REGISTRATION_LABEL,
     OFFLOAD_TARGET_LABEL,
+    OWNER_GID_ANNOTATION,
+    OWNER_UID_ANNOTATION,
     PLATFORM_LABEL,
     PRIORITY_CLASS_LABEL,
     QUEUE_NAME_LABEL,
@@ -55,6 +62,12 @@ TOKEN_KEY = jupyterhub.BATCH_TOKEN_KEY
 PROGRAM_DIR = "/srv/aiinfn-batch"
 PACKAGE = "aiinfn_batch"
 PROGRAMS = ("__init__", "jobs", "service")
+#: Shipped beside them from the hub's package: its reader of event registrations (one parser of the
+#: window for the hub and the service).
+HUB_PROGRAMS = ("cluster",)
+#: The service's Role in an event's namespace and in the hub's (bound there by RoleBindings).
+EVENT_ROLE = f"{SERVICE}-event"
+REGISTRATIONS_ROLE = f"{SERVICE}-registrations"
 #: z2jh's singleuser.storage.homeMountPath (the chart's default, which the platform keeps).
 HOME_MOUNT = "/home/jovyan"
 RBAC_API = "rbac.authorization.k8s.io/v1"
@@ -65,8 +78,9 @@ PROXY_PODS = {"app": "jupyterhub", "component": "proxy"}
 
 
 def program(name: str) -> str:
-    """The text of ``aiinfn/batch/<name>.py``, as shipped."""
-    return resources.files("aiinfn.batch").joinpath(f"{name}.py").read_text()
+    """The text of ``aiinfn/batch/<name>.py`` (``aiinfn/hub/<name>.py`` for HUB_PROGRAMS), as shipped."""
+    package = "aiinfn.hub" if name in HUB_PROGRAMS else "aiinfn.batch"
+    return resources.files(package).joinpath(f"{name}.py").read_text()
 
 
 def images(plan: Plan) -> dict[str, str]:
@@ -121,10 +135,16 @@ def settings(plan: Plan) -> dict[str, Any]:
             "owner_annotation": BATCH_OWNER_ANNOTATION,
             "offload": OFFLOAD_TARGET_LABEL,
             "hostname": HOSTNAME_LABEL,
+            "event": EVENT_LABEL,
+            "hub_registration": HUB_REGISTRATION_LABEL,
+            "owner_uid": OWNER_UID_ANNOTATION,
+            "owner_gid": OWNER_GID_ANNOTATION,
             "managed_by": "app.kubernetes.io/managed-by",
             "job_name": "batch.kubernetes.io/job-name",
         },
         "priority_class": "batch",
+        "hub_namespace": jupyterhub.NAMESPACE,
+        "event_queue": LOCAL_QUEUE,
         "kueue_version": versions.KUEUE_API.rpartition("/")[2],
         "home": {
             "mount_path": HOME_MOUNT,
@@ -141,7 +161,7 @@ def settings(plan: Plan) -> dict[str, Any]:
 
 
 def config_map(plan: Plan) -> dict[str, Any]:
-    data = {f"{name}.py": program(name) for name in PROGRAMS}
+    data = {f"{name}.py": program(name) for name in (*PROGRAMS, *HUB_PROGRAMS)}
     data["settings.json"] = json.dumps(settings(plan), sort_keys=True, indent=1)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": SERVICE, "namespace": NAMESPACE},
             "data": data}
@@ -160,12 +180,39 @@ def cluster_role() -> dict[str, Any]:
             "rules": [{"apiGroups": [g], "resources": r, "verbs": v} for g, r, v in rules]}
 
 
-def role_binding(ns: str) -> dict[str, Any]:
+def role_binding(ns: str, kind: str = "ClusterRole", role: str = SERVICE) -> dict[str, Any]:
     return {
-        "apiVersion": RBAC_API, "kind": "RoleBinding", "metadata": {"name": SERVICE, "namespace": ns},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": SERVICE},
+        "apiVersion": RBAC_API, "kind": "RoleBinding", "metadata": {"name": role, "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
         "subjects": [{"kind": "ServiceAccount", "name": SERVICE, "namespace": NAMESPACE}],
     }
+
+
+def _role(name: str, ns: str, rules: list[tuple[str, list[str], list[str]]]) -> dict[str, Any]:
+    return {"apiVersion": RBAC_API, "kind": "Role", "metadata": {"name": name, "namespace": ns},
+            "rules": [{"apiGroups": [g], "resources": r, "verbs": v} for g, r, v in rules]}
+
+
+def registrations_rbac() -> list[dict[str, Any]]:
+    """The hub's namespace: list the ConfigMaps there (the service selects the event registrations,
+    what the hub itself reads; RBAC cannot narrow a list by label). Nothing else there."""
+    ns = jupyterhub.NAMESPACE
+    return [_role(REGISTRATIONS_ROLE, ns, [("", ["configmaps"], ["list"])]),
+            role_binding(ns, "Role", REGISTRATIONS_ROLE)]
+
+
+def event_rbac(ns: str) -> list[dict[str, Any]]:
+    """The service's rights in an event's namespace ``ns`` (the event's stack applies them when the site
+    runs the service): exactly the calls it makes there: list, create and cancel Jobs, find their pods
+    and read the logs, list Kueue workloads, read (never create) a participant's home claim."""
+    rules = [
+        ("batch", ["jobs"], ["list", "create", "delete"]),
+        ("", ["pods"], ["list"]),
+        ("", ["pods/log"], ["get"]),
+        ("", ["persistentvolumeclaims"], ["get"]),
+        ("kueue.x-k8s.io", ["workloads"], ["list"]),
+    ]
+    return [_role(EVENT_ROLE, ns, rules), role_binding(ns, "Role", EVENT_ROLE)]
 
 
 def deployment(plan: Plan, digest: str) -> dict[str, Any]:
@@ -180,7 +227,7 @@ def deployment(plan: Plan, digest: str) -> dict[str, Any]:
         "JUPYTERHUB_CLIENT_ID": f"service-{SERVICE}",
         "JUPYTERHUB_BASE_URL": "/",
     }
-    items = [{"key": f"{n}.py", "path": f"{PACKAGE}/{n}.py"} for n in PROGRAMS]
+    items = [{"key": f"{n}.py", "path": f"{PACKAGE}/{n}.py"} for n in (*PROGRAMS, *HUB_PROGRAMS)]
     items.append({"key": "settings.json", "path": "settings.json"})
     probe = {"httpGet": {"path": f"{PREFIX}health", "port": PORT}, "periodSeconds": 10}
     return {
@@ -258,6 +305,7 @@ def objects(plan: Plan) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE, "namespace": NAMESPACE}},
         cluster_role(),
         *(role_binding(q.namespace) for q in plan.quotas),
+        *registrations_rbac(),
         cm,
         deployment(plan, digest),
         service(),

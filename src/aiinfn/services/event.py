@@ -21,7 +21,9 @@ namespaces), so creating or destroying the event's stack cannot touch anything t
   runs at ``batch`` at most, below what the event's workloads run at). A LocalQueue ``default`` in
   each namespace whose workloads go through it;
 * tutors (``tutors_group``) get what a project member gets (``aiinfn-project-member``), participants
-  may read the namespace (``view``): they act through the hub;
+  may read the namespace (``view``): they act through the hub; the batch service's Role
+  (``services.batch.event_rbac``, where the site runs it) lets participants queue batch jobs in the
+  event's queue during the window;
 * warm seats: in ``event-<name>-hold`` (a platform namespace of the event: Kueue-managed, restricted,
   default deny, no tenant label, so only the operator writes there) one Deployment of pause pods per
   kind, each pod one seat (the per-participant CPU and memory and one unit of the kind), as Kueue
@@ -70,7 +72,7 @@ from ..planning.labels import (
     ROLE_LABEL,
     accelerator_toleration,
 )
-from . import jupyterhub, kueue, network, notebooks, projects
+from . import batch, jupyterhub, kueue, network, notebooks, projects
 from .bundle import Bundle, ConfigSecret, Manifest, Secret, manifests, namespace_object
 
 #: zero-to-jupyterhub's pod labels: the proxy and the hub (in the hub's namespace).
@@ -300,6 +302,16 @@ def access(event: Event) -> list[dict[str, Any]]:
     if event.tutors_group:
         out.append(projects.member_binding("event-tutors", ns, event.tutors_group))
     return out
+
+
+def batch_access(plan: Plan, ns: str) -> list[dict[str, Any]]:
+    """The batch service's Role in the event's namespace, when the site runs it (services.batch):
+    participants submit to the event's queue during the window. No NetworkPolicy: the service talks to
+    the Kubernetes API only, never to a pod of the namespace."""
+    env = plan.env
+    if env.services.batch is None or env.services.jupyterhub is None:
+        return []
+    return batch.event_rbac(ns)
 
 
 def network_policies(event: Event, plan: Plan) -> list[dict[str, Any]]:
@@ -570,7 +582,7 @@ def bundle(event: Event, plan: Plan, alloc: EventAllocation, *, phase: str = "ru
     ns = event.namespace
     items: list[Any] = [Manifest(f"ns-{ns}", (), namespace(event))]
     items.extend(manifests(*access(event), *notebooks.hub_role(ns), *network_policies(event, plan),
-                           after=(f"ns-{ns}",)))
+                           *batch_access(plan, ns), after=(f"ns-{ns}",)))
     items.extend(manifests(
         cluster_queue(event, plan, alloc),
         kueue.local_queue(kueue.LOCAL_QUEUE, ns, ns),

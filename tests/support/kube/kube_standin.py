@@ -3,8 +3,8 @@
 ``running_api(namespaces)`` serves, over HTTP on 127.0.0.1, the REST paths and verbs the batch service
 uses, the way kube-apiserver answers them:
 
-* namespaced collections of ``batch/v1`` jobs, ``v1`` pods, pods' ``log``, persistentvolumeclaims and
-  ``kueue.x-k8s.io/v1beta2`` workloads: ``create`` (POST), ``get``, ``list`` (with ``labelSelector``:
+* namespaced collections of ``batch/v1`` jobs, ``v1`` pods, pods' ``log``, persistentvolumeclaims,
+  configmaps and ``kueue.x-k8s.io/v1beta2`` workloads: ``create`` (POST), ``get``, ``list`` (with ``labelSelector``:
   ``k=v``, ``k==v``, ``k!=v``, ``k``, ``!k``, comma-separated), ``delete``;
 * what the API server adds or refuses that costs nothing to get right: ``uid``, ``resourceVersion``,
   ``creationTimestamp``, a ``Status`` object with the reason on 404 (``NotFound``, also for a namespace
@@ -13,7 +13,7 @@ uses, the way kube-apiserver answers them:
 
 It enforces nothing it cannot do faithfully: no schema validation, admission, RBAC, defaulting,
 controllers (a Job gets no status, pods and workloads appear only when a test adds them: ``add_pod``,
-``add_workload``, ``set_job_status``). Tests judge what was sent instead: ``created`` (every object as
+``add_workload``, ``set_job_status``, ``put``). Tests judge what was sent instead: ``created`` (every object as
 sent), ``requests`` (method, path, query, the bearer token), against the real schemas and the service's
 RBAC.
 """
@@ -41,6 +41,7 @@ RESOURCES = {
     "jobs": ("/apis/batch/v1", "batch", "v1", "Job"),
     "pods": ("/api/v1", "", "v1", "Pod"),
     "persistentvolumeclaims": ("/api/v1", "", "v1", "PersistentVolumeClaim"),
+    "configmaps": ("/api/v1", "", "v1", "ConfigMap"),
     "workloads": ("/apis/kueue.x-k8s.io/v1beta2", "kueue.x-k8s.io", "v1beta2", "Workload"),
 }
 PATH_RE = re.compile(r"(?P<prefix>/api/v1|/apis/[a-z0-9.-]+/v[0-9a-z]+)/namespaces/(?P<ns>[a-z0-9-]+)/"
@@ -115,6 +116,14 @@ class Api:
                                                                                      "flavors": flavors}]}
         self._store("workloads", meta["namespace"], wl)
         return wl
+
+    def put(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """An object as another component made it (a registration, a claim the spawner made)."""
+        return self._store(resource, obj["metadata"]["namespace"], copy.deepcopy(obj))
+
+    def remove(self, resource: str, namespace: str, name: str) -> None:
+        with self.lock:
+            self.objects.pop((resource, namespace, name), None)
 
     def set_job_status(self, namespace: str, name: str, status: dict[str, Any], suspend: bool | None = None) -> None:
         with self.lock:
