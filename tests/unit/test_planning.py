@@ -41,6 +41,10 @@ def test_mig_layout_yields_one_unit_per_slice_and_the_right_resource(root: Path,
     assert (cap.units, cap.devices) == (28, 4)
     assert cap.kind.resource == "nvidia.com/gpu"
     assert cap.kind.node_labels["aiinfn.infn.it/mig-profile"] == "1g.10gb"
+    assert cap.nodes == {"gpu-a100-01": 28}  # units per node, as `aiinfn plan -o json` reports them
+    assert single.capacity["T4"].nodes == {"gpu-t4-01": 4, "gpu-t4-02": 4}
+    assert (single.capacity["T4"].kind.memory_gb, cap.kind.memory_gb) == (16, 10)  # the hub's profile names
+    assert (cap.kind.profile, cap.kind.is_mig, single.capacity["T4"].kind.is_mig) == ("1g.10gb", True, False)
     node = single.node("gpu-a100-01")
     assert cap.kind.node_labels.items() <= node.labels.items()  # the flavor selects the node
     mixed_env = _variant(root, tmp_path, {
@@ -75,6 +79,20 @@ def test_nominal_quotas_never_exceed_capacity(shares: list[float], units: int) -
         assert q.nominal["T4"] <= s * units + 1e-6
 
 
+def test_quotas_carry_each_project_as_declared() -> None:
+    # mutants that dropped a project's priority or borrowing (to None) survived the mutation score's run
+    env = load("cnaf")
+    astro = env.projects["astro"].model_copy(update={"borrowing": False})
+    env = env.model_copy(update={"projects": {**env.projects, "astro": astro}})
+    quotas = {q.project: q for q in project_quotas(env, make_plan(env).capacity)}
+    assert list(quotas) == list(env.projects)
+    for name, p in env.projects.items():
+        q = quotas[name]
+        assert (q.namespace, q.iam_group, q.priority) == (p.namespace or name, p.iam_group, p.priority)
+        assert q.borrowing is p.borrowing
+    assert (quotas["astro"].borrowing, quotas["lhc-ml"].borrowing, quotas["astro"].priority) == (False, True, 50)
+
+
 def test_event_takes_kinds_in_order_of_preference() -> None:
     event = load("hackathon-example")
     assert isinstance(event, Event)
@@ -100,7 +118,21 @@ def test_hosts_must_hold_every_vm(root: Path, tmp_path: Path) -> None:
     path = _variant(root, tmp_path, {"site": {"hosts": hosts}})
     with pytest.raises(ConfigError) as e:
         load(path)
-    assert "node_pools.a100" in str(e.value) and "gpu-a100-01" in str(e.value) and "896 GB" in str(e.value)
+    assert "node_pools.a100" in str(e.value) and "gpu-a100-01" in str(e.value)
+    assert "flavor 'gpu-a100x4' needs 112 vCPU, 896 GB, 4x A100-80GB" in str(e.value)
+
+
+def test_accelerators_are_summed_over_hosts_and_nodes(root: Path, tmp_path: Path) -> None:
+    """The T4 host split in two entries and a third T4 node: 12 asked for, 4 + 4 installed."""
+    data = layer(root / "environments" / "cnaf.yaml").data
+    hosts = data["site"]["hosts"]
+    t4 = next(h for h in hosts if h["name"] == "hv-t4")
+    t4["count"] = 1
+    hosts.append({**t4, "name": "hv-t4-b"})
+    path = _variant(root, tmp_path, {"site": {"hosts": hosts}, "node_pools": {"t4": {"count": 3}}})
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert "node_pools.t4.accelerators: pools ask for 12x T4 but the site's hosts have 8" in str(e.value)
 
 
 def test_every_vm_is_placed_on_a_declared_host() -> None:
@@ -108,3 +140,38 @@ def test_every_vm_is_placed_on_a_declared_host() -> None:
     assert plan.host_fit.unplaced is None
     assert set(plan.host_fit.placements) == {n.name for n in plan.nodes}
     assert plan.host_fit.placements["gpu-a100-01"] == "hv-a100"
+    # a host of count 2 is two slots, hv-t4-1 and hv-t4-2, each filled by one T4 node
+    assert {n: plan.host_fit.placements[n] for n in ("gpu-t4-01", "gpu-t4-02")} == {
+        "gpu-t4-01": "hv-t4-1", "gpu-t4-02": "hv-t4-2"}
+
+
+def _t4_hosts(root: Path, tmp_path: Path, extra: tuple[dict[str, Any], ...] = (), **t4_host: Any) -> Path:
+    data = layer(root / "environments" / "cnaf.yaml").data
+    hosts = data["site"]["hosts"]
+    next(h for h in hosts if h["name"] == "hv-t4").update(t4_host)
+    return _variant(root, tmp_path, {"site": {"hosts": [*hosts, *extra]}})
+
+
+def test_a_host_exactly_the_size_of_its_node_holds_it(root: Path, tmp_path: Path) -> None:
+    plan = make_plan(load(_t4_hosts(root, tmp_path, cores=28, ram_gb=224)))  # gpu-t4x4: 28 vCPU, 224 GB
+    assert plan.host_fit.placements["gpu-t4-02"] == "hv-t4-2"
+
+
+@pytest.mark.parametrize("t4_host, extra", [
+    ({"ram_gb": 256, "accelerators": {"T4": 8}}, ()),  # room for the devices of both nodes, the RAM of one
+    ({"cores": 32, "accelerators": {"T4": 8}}, ()),  # the cores of one
+    # the devices of one; the other 4 T4 on a host too small for a node
+    ({"accelerators": {"T4": 4}}, ({"name": "hv-t4-small", "cores": 64, "ram_gb": 100, "accelerators": {"T4": 4}},)),
+], ids=["ram", "cores", "accelerators"])
+def test_a_host_holds_no_more_than_it_has(root: Path, tmp_path: Path, t4_host: dict[str, Any],
+                                          extra: tuple[dict[str, Any], ...]) -> None:
+    """One T4 host (count 1) for the two T4 nodes: what the first node takes is gone for the second."""
+    with pytest.raises(ConfigError) as e:
+        load(_t4_hosts(root, tmp_path, extra, count=1, **t4_host))
+    assert "node 'gpu-t4-02' fits on no host" in str(e.value)
+
+
+def test_cpu_allocation_ratio_multiplies_a_hosts_cores(root: Path, tmp_path: Path) -> None:
+    """32 cores at 2.0 hold a 28-vCPU T4 node."""
+    plan = make_plan(load(_t4_hosts(root, tmp_path, cores=32, cpu_allocation_ratio=2.0)))
+    assert plan.host_fit.placements["gpu-t4-01"] == "hv-t4-1"
