@@ -50,10 +50,10 @@ def test_requirements_count_what_the_plan_adds(cnaf: preview.Preview) -> None:
     assert req.counts["volumes"] == len(nodes) + 2  # boot volumes + NFS data + Borg repository
     stateful = env.storage.nfs.size_gb + env.storage.backup.size_gb  # type: ignore[union-attr]
     assert req.gigabytes > stateful
-    assert req.counts["floating_ips"] == 2
-    assert req.counts["security_groups"] == 7
+    assert req.counts["floating_ips"] == 3  # the bastion, the ingress node, Grafana's monitoring VM
+    assert req.counts["security_groups"] == 8  # the seven of every site and the monitoring VM's
     rules = len(cnaf.run.by_type("openstack:networking/secGroupRule:SecGroupRule"))
-    assert req.counts["security_group_rules"] == rules + DEFAULT_RULES_PER_GROUP * 7
+    assert req.counts["security_group_rules"] == rules + DEFAULT_RULES_PER_GROUP * 8
     a100 = next(f for f in req.flavors if f.name == "gpu-a100x4")
     assert (a100.vcpus, a100.pci_alias, a100.managed) == (112, "a100-80gb:4", True)
     assert req.keypair is not None and req.keypair[0] == "aiinfn-cnaf"
