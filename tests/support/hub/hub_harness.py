@@ -312,6 +312,12 @@ def start_hub(
     env: Mapping[str, str] | None = None,
 ) -> Hub:
     """Start the hub of ``values`` against the IAM stand-in at ``iam_url`` (see the module docstring)."""
+    from aiinfn.services import jupyterhub
+
+    # The Secrets the site stack generates for the hub (the batch service's API token), made here as the
+    # stack makes them, unless the test passes its own value
+    generated = {(jupyterhub.BATCH_TOKEN_SECRET, jupyterhub.BATCH_TOKEN_KEY): secrets.token_hex(24)}
+    cluster_secrets = {**generated, **cluster_secrets}
     check_machine()
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
