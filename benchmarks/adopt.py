@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,16 @@ FIXTURE = ROOT / "tests" / "support" / "openstack"
 sys.path[:] = [str(FIXTURE)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from openstack_fixture import ADMIN_CLOUD, ControlPlane, exclusive  # noqa: E402
-from openstack_world import ENV_FILE, MEMBER_CLOUD, World, boot_plan, connect, purge_project, write_clouds  # noqa: E402
+from openstack_world import (  # noqa: E402
+    ENV_FILE,
+    MEMBER_CLOUD,
+    World,
+    boot_plan,
+    connect,
+    member_project,
+    purge_project,
+    write_clouds,
+)
 
 from aiinfn import preview  # noqa: E402
 from aiinfn.openstack import preflight as pf  # noqa: E402
@@ -79,15 +87,7 @@ def main() -> int:
         try:
             cp.up()
             admin = connect(cp.clouds_yaml, ADMIN_CLOUD)
-            for stale in list(admin.identity.projects()):
-                if stale.name.startswith(PREFIX):
-                    purge_project(admin, stale)
-            name, password = PREFIX + secrets.token_hex(3), secrets.token_urlsafe(12)
-            ident = admin.identity
-            project = ident.create_project(name=name, domain_id="default")
-            user = ident.create_user(name=name, password=password, domain_id="default", default_project_id=project.id)
-            for role in ("member", "reader"):
-                ident.assign_project_role_to_user(project, user, ident.find_role(role, ignore_missing=False))
+            project, user, name, password = member_project(admin, PREFIX)
             clouds = Path(tmp) / "clouds.yaml"
             write_clouds(clouds, cp.clouds_yaml, name, name, password, 9, 9)
             env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}

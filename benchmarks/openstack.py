@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from openstack_world import (  # noqa: E402
     World,
     boot_plan,
     connect,
+    member_project,
     purge_project,
     write_clouds,
 )
@@ -112,15 +112,7 @@ def main() -> int:
             print(f"control plane up in {cp.timings['total']:.1f} s ({'first' if cp.timings['fresh'] else 'warm'} "
                   "start)", flush=True)
             admin = connect(cp.clouds_yaml, ADMIN_CLOUD)
-            for stale in list(admin.identity.projects()):
-                if stale.name.startswith(PREFIX):
-                    purge_project(admin, stale)
-            name, password = PREFIX + secrets.token_hex(3), secrets.token_urlsafe(12)
-            ident = admin.identity
-            project = ident.create_project(name=name, domain_id="default")
-            user = ident.create_user(name=name, password=password, domain_id="default", default_project_id=project.id)
-            for role in ("member", "reader"):
-                ident.assign_project_role_to_user(project, user, ident.find_role(role, ignore_missing=False))
+            project, user, name, password = member_project(admin, PREFIX)
             clouds = Path(tmp) / "clouds.yaml"
             write_clouds(clouds, cp.clouds_yaml, name, name, password, 9, 9)
             env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}

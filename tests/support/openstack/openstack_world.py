@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import secrets
 import socket
 import threading
 import time
@@ -46,6 +47,22 @@ def connect(clouds_yaml: Path, cloud: str) -> Any:
 
 
 # --------------------------------------------------------------------------- the test world
+
+
+def member_project(admin: Any, prefix: str) -> tuple[Any, Any, str, str]:
+    """A fresh project ``<prefix><hex>`` with its own user (roles member and reader, as a site's operators
+    have), the stale projects of ``prefix`` an earlier crashed run left purged first: (project, user, name,
+    password); the user's name is the project's."""
+    for stale in list(admin.identity.projects()):
+        if stale.name.startswith(prefix):
+            purge_project(admin, stale)
+    name, password = prefix + secrets.token_hex(3), secrets.token_urlsafe(12)
+    ident = admin.identity
+    project = ident.create_project(name=name, domain_id="default")
+    user = ident.create_user(name=name, password=password, domain_id="default", default_project_id=project.id)
+    for role in ("member", "reader"):
+        ident.assign_project_role_to_user(project, user, ident.find_role(role, ignore_missing=False))
+    return project, user, name, password
 
 
 def purge_project(admin: Any, project: Any) -> None:
