@@ -520,6 +520,26 @@ def test_cli_no_change_exits_0_with_exit_code(cli: Callable[..., Any], base: pre
     assert plan.stat().st_mtime_ns == before
 
 
+def test_cli_without_build_dir_reads_where_plan_writes_from_any_directory(
+    cli: Callable[..., Any], base: preview.Preview, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`aiinfn plan cnaf` then `aiinfn diff cnaf`, neither told where: the diff finds the plan the plan wrote
+    (the project's build/, by config.loader.default_build_dir, pointed here at a temporary directory), even
+    when the diff runs in another directory, where a relative ``build/`` would hold nothing."""
+    from aiinfn.config import loader
+
+    project_build = tmp_path / "project-build"
+    monkeypatch.setattr(loader, "default_build_dir", lambda: project_build)
+    preview.write(base, loader.default_build_dir())  # what `aiinfn plan cnaf` writes
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    res = cli("cnaf", "--exit-code")
+    assert res.exit_code == 0, res.output
+    assert "No changes." in res.output
+    assert not (elsewhere / "build").exists()
+
+
 def test_cli_one_more_node_table_and_exit_2(
     cli: Callable[..., Any], base: preview.Preview, grown_file: Path, tmp_path: Path
 ) -> None:

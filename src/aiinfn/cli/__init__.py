@@ -103,10 +103,9 @@ def plan(
     a federation plans the federation stack.
     """
     from .. import preview
-    from ..config.loader import project_root
+    from ..config.loader import default_build_dir
 
-    # the project's build/, wherever the command runs: the environment is resolved from the project too
-    build_dir = build_dir if build_dir is not None else project_root() / "build"
+    build_dir = build_dir or default_build_dir()
     sites: list[str | None] = [site] if site else [*preview.event_sites(env)] or [None]
     if stack is not None and len(sites) > 1:
         raise typer.BadParameter("--stack names one stack: add --site for an event over several sites")

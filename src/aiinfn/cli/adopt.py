@@ -53,7 +53,8 @@ def adopt(
                      "security_groups, network, router)"),
     ] = None,
     output: Annotated[TableOrJson, typer.Option("--output", "-o", help="table or json")] = TableOrJson.table,
-    build_dir: Annotated[Path, typer.Option(help="where build/<site>/adopt/ is written")] = Path("build"),
+    build_dir: Annotated[Path | None, typer.Option(help="where <site>/adopt/ is written (default: the project's "
+                                                   "build/)")] = None,
     stack: Annotated[str | None, typer.Option(help="stack name (default: the environment's name)")] = None,
     write_stack: Annotated[
         bool, typer.Option("--write-stack/--no-write-stack", help="set aiinfn:imports in Pulumi.<stack>.yaml")
@@ -63,11 +64,12 @@ def adopt(
 ) -> None:
     """Adopt a site's existing servers, volumes, ports, networks and security groups (read only)."""
     from ..adopt import adopt as run
+    from ..config.loader import default_build_dir
     from ..serialize import json_dump
 
     with err.status(f"adopting {env}: planning offline, then listing the cloud ..."):
-        result = run(env, cloud, mapping=mapping, build_dir=build_dir, stack=stack, write_stack=write_stack,
-                     timeout=timeout)
+        result = run(env, cloud, mapping=mapping, build_dir=build_dir or default_build_dir(), stack=stack,
+                     write_stack=write_stack, timeout=timeout)
     a = result.adoption
     if output is TableOrJson.json:
         sys.stdout.write(json_dump(a.document()) + "\n")

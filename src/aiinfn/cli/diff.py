@@ -65,14 +65,17 @@ def diff(
         bool, typer.Option("--exit-code", help="exit 0 when nothing changes, 2 when something does")
     ] = False,
     build_dir: Annotated[
-        Path, typer.Option(help="where the last plan is read (build/<env>/plan.json)")
-    ] = Path("build"),
+        Path | None, typer.Option(help="where the last plan is read (<dir>/<env>/plan.json; default: the "
+                                  "project's build/, where `aiinfn plan` writes it)")
+    ] = None,
     stack: Annotated[str | None, typer.Option(help="stack name (default: the environment's name)")] = None,
 ) -> None:
     """Show what the environment's change does, offline: resources to add, change, replace or delete,
     and the capacity, Kueue quotas, JupyterHub profiles and nodes it moves."""
     from .. import diff as plandiff
+    from ..config.loader import default_build_dir
 
+    build_dir = build_dir or default_build_dir()
     try:
         with err.status(f"planning {env} offline ..."):
             if against is not None:

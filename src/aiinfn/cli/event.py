@@ -130,17 +130,19 @@ def register(app: typer.Typer) -> None:
     @ev.command("plan")
     def plan_cmd(
         event: EventArg,
-        build_dir: Annotated[Path, typer.Option(help="where build/<event>/ and build/<event>-<site>/ go")] = Path(
-            "build"),
+        build_dir: Annotated[Path | None, typer.Option(help="where <event>/ and <event>-<site>/ go (default: the "
+                                                       "project's build/)")] = None,
         json_output: Annotated[bool, typer.Option("--json", help="the plan as JSON on stdout")] = False,
         stacks_too: Annotated[bool, typer.Option("--stacks/--no-stacks",
                                                  help="also plan each site's event stack offline")] = True,
     ) -> None:
         """Offline: allocation per site and kind, what projects lose, the handout, each site's stack."""
         from .. import preview
+        from ..config.loader import default_build_dir
         from ..events import report as rep
         from ..serialize import json_dump
 
+        build_dir = build_dir or default_build_dir()
         report = rep.build(event)
         where = rep.write(report, build_dir)
         previews = []

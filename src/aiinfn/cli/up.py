@@ -132,7 +132,8 @@ def up(
     = None,
     show_diff: Annotated[bool, typer.Option("--diff/--no-diff", help="show `aiinfn diff` against the last plan "
                                             "first")] = True,
-    build_dir: Annotated[Path, typer.Option(help="where the last plan is read for the diff")] = Path("build"),
+    build_dir: Annotated[Path | None, typer.Option(help="where the last plan is read for the diff (default: the "
+                                                   "project's build/)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per cloud request")] = None,
 ) -> None:
     """Stand up, grow or shrink a site: drain, infra, inventory, bootstrap, kubeconfig, overlay."""
@@ -153,7 +154,9 @@ def up(
     name = stack or environment.name
     state = state_dir or default_state_dir(name)
     if show_diff:
-        _show_diff(env, plan, state, build_dir, stack)
+        from ..config.loader import default_build_dir
+
+        _show_diff(env, plan, state, build_dir or default_build_dir(), stack)
     reporter = ConsoleReporter(err)
     site = SiteRun(
         env_ref=env, environment=environment, plan=plan, stack_name=name, state_dir=state, reporter=reporter,

@@ -50,6 +50,12 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+def default_build_dir() -> Path:
+    """Where every command writes and reads build/<env>/ unless told otherwise: the project's build/, wherever
+    the command runs (the environments are resolved from the project too)."""
+    return project_root() / "build"
+
+
 def resolve(ref: str | Path, root: Path | None = None) -> Path:
     """``cnaf`` -> environments/cnaf.yaml; ``hackathon-example`` -> environments/events/...; or a path."""
     root = root or project_root()
