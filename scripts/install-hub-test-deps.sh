@@ -4,15 +4,11 @@
 #   unshare and mount (util-linux, in every Debian) for the hub's own mount namespace.
 # Nothing here starts a service: the tests start the proxy and the hub themselves.
 set -euo pipefail
+# shellcheck source=lib/debian-packages.sh
+source "$(dirname "$0")/lib/debian-packages.sh"
 CHP_VERSION="5.2.0"
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "install-hub-test-deps: need root to install nodejs and npm" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  debian_packages_install install-hub-test-deps -- nodejs npm
 fi
 if command -v configurable-http-proxy >/dev/null 2>&1 \
    && [ "$(configurable-http-proxy --version 2>/dev/null)" = "$CHP_VERSION" ]; then

@@ -6,27 +6,7 @@
 # Nothing here starts a service: policy-rc.d keeps the package's own prometheus.service from starting.
 # Re-runnable: exits at once when everything is installed.
 set -euo pipefail
+# shellcheck source=lib/debian-packages.sh
+source "$(dirname "$0")/lib/debian-packages.sh"
 packages=(prometheus)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -eq 0 ]; then
-  exit 0
-fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-monitoring-test-deps: need root to install: ${missing[*]}" >&2
-  exit 1
-fi
-policy=/usr/sbin/policy-rc.d
-if [ ! -e "$policy" ]; then
-  printf '#!/bin/sh\n# written by aiinfn install-monitoring-test-deps.sh: no daemon starts on install\nexit 101\n' \
-    >"$policy"
-  chmod 0755 "$policy"
-  trap 'rm -f "$policy"' EXIT
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt_opts=(-o DPkg::Lock::Timeout=900)
-apt-get "${apt_opts[@]}" update -qq
-apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "install-monitoring-test-deps: installed ${missing[*]}"
+debian_packages_install install-monitoring-test-deps --no-daemons -- "${packages[@]}"

@@ -16,6 +16,8 @@
 # debconf declines every database, endpoint and queue set-up); the tests start and stop what they need.
 # Re-runnable: exits at once when everything is installed. About 2.5 minutes on a fresh machine.
 set -euo pipefail
+# shellcheck source=lib/debian-packages.sh
+source "$(dirname "$0")/lib/debian-packages.sh"
 packages=(
   keystone placement-api
   python3-nova nova-api nova-conductor nova-scheduler
@@ -24,39 +26,20 @@ packages=(
   uwsgi uwsgi-plugin-python3
   python3-pymysql curl
 )
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -eq 0 ]; then
+debian_packages_missing "${packages[@]}"
+if [ "${#DEBIAN_PACKAGES_MISSING[@]}" -eq 0 ]; then
   exit 0
 fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-openstack-fixture-deps: need root to install: ${missing[*]}" >&2
-  exit 1
+if [ "$(id -u)" -eq 0 ]; then
+  # Every "configure a database / register an endpoint / set up RabbitMQ for me?" question: no.
+  {
+    for q in keystone/configure_db keystone/create-admin-tenant keystone/register-endpoint \
+      placement/configure_db placement/configure_ksat placement/configure_api-endpoint \
+      nova/configure_db novaapi/configure_db nova/configure_ksat nova/configure_rabbit \
+      nova/configure_api-endpoint glance/configure_db glance/configure_ksat glance/configure_api-endpoint \
+      neutron/configure_db neutron/configure_ksat neutron/configure_api-endpoint neutron/configure_rabbit; do
+      echo "${q%%/*} $q boolean false"
+    done
+  } | debconf-set-selections
 fi
-
-policy=/usr/sbin/policy-rc.d
-if [ ! -e "$policy" ]; then
-  printf '#!/bin/sh\n# written by aiinfn install-openstack-fixture-deps.sh: no daemon starts on install\nexit 101\n' \
-    >"$policy"
-  chmod 0755 "$policy"
-  trap 'rm -f "$policy"' EXIT
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-# Every "configure a database / register an endpoint / set up RabbitMQ for me?" question: no.
-{
-  for q in keystone/configure_db keystone/create-admin-tenant keystone/register-endpoint \
-    placement/configure_db placement/configure_ksat placement/configure_api-endpoint \
-    nova/configure_db novaapi/configure_db nova/configure_ksat nova/configure_rabbit \
-    nova/configure_api-endpoint glance/configure_db glance/configure_ksat glance/configure_api-endpoint \
-    neutron/configure_db neutron/configure_ksat neutron/configure_api-endpoint neutron/configure_rabbit; do
-    echo "${q%%/*} $q boolean false"
-  done
-} | debconf-set-selections
-
-apt_opts=(-o DPkg::Lock::Timeout=900 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-apt-get "${apt_opts[@]}" update -qq
-apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "install-openstack-fixture-deps: installed ${missing[*]}"
+debian_packages_install install-openstack-fixture-deps --no-daemons --keep-config -- "${packages[@]}"
