@@ -8,7 +8,6 @@ and removes it at the end; leftovers of a session that died are removed at the s
 
 from __future__ import annotations
 
-import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from openstack_world import (  # noqa: E402 - found through SUPPORT
     World,
     connect,
     free_port,
+    member_project,
     purge_project,
     silent_endpoint,
     write_clouds,
@@ -83,16 +83,9 @@ def admin(control_plane: ControlPlane) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def world(admin: Any, control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    for stale in list(admin.identity.projects()):
-        if stale.name.startswith(PROJECT_PREFIX):
-            purge_project(admin, stale)
-    name = PROJECT_PREFIX + secrets.token_hex(3)
-    password = secrets.token_urlsafe(12)
+    project, user, name, password = member_project(admin, PROJECT_PREFIX)
+    # the tests' admin acts inside the project too (quotas, servers on given hosts)
     ident = admin.identity
-    project = ident.create_project(name=name, domain_id="default", description="aiinfn integration tests")
-    user = ident.create_user(name=name, password=password, domain_id="default", default_project_id=project.id)
-    for role in ("member", "reader"):
-        ident.assign_project_role_to_user(project, user, find(ident.find_role, role))
     ident.assign_project_role_to_user(project, find(ident.find_user, "admin"), find(ident.find_role, "admin"))
     clouds = tmp_path_factory.mktemp("openstack") / "clouds.yaml"
     report = preview.build(ENV_FILE)
