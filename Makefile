@@ -43,7 +43,7 @@ lint: install-test
 	$(BIN)/ansible-lint $(ANSIBLE_LINT_PATHS)
 
 test: install-test deps-debian lint
-	$(BIN)/pytest -p no:cacheprovider --durations=30 $(PYTEST_ARGS)
+	$(BIN)/python scripts/test-lanes.py $(PYTEST_ARGS)
 
 # Only the roles' molecule scenarios (roles/*/molecule/default, on local test hosts; root), as `make test` runs them.
 molecule: install-test deps-debian
