@@ -87,6 +87,8 @@ OAUTH_SECRET_KEY = "client-secret"
 HUB_DB_CLAIM = "aiinfn-hub-db"
 HUB_DB_MOUNT = "/srv/jupyterhub/aiinfn-db"
 CPU_PROFILE = "cpu"
+#: Seconds between the culler's passes (z2jh ``cull.every``).
+CULL_EVERY = 300
 
 
 def profile_slug(kind: str) -> str:
@@ -241,7 +243,7 @@ def hub_settings(plan: Plan) -> dict[str, Any]:
     kinds = {key: {"slug": profile_slug(key), "resource": cap.kind.resource, "node_labels": dict(cap.kind.node_labels),
                    "flavor": flavor_name(key)} for key, cap in plan.capacity.items()}
     nfs = env.storage.nfs
-    from . import harbor
+    from . import harbor, images
 
     return {
         "profiles": allowed_groups(plan),
@@ -261,7 +263,13 @@ def hub_settings(plan: Plan) -> dict[str, Any]:
                           "pattern": custom_image_pattern(plan, list(hub.custom_images.projects)),
                           "example": f"{harbor.host(plan) or 'harbor'}/{hub.custom_images.projects[0]}/my-lab:1"
                           if hub.custom_images.projects else ""},
+        # each team image, offered in the form only to its team's groups (services.images builds it)
+        "default_image": hub.default_image,
+        "team_images": {n: {"groups": list(t.groups), "image": ref, "description": t.description}
+                        for n, ref in images.team_image_refs(plan).items() if (t := hub.team_images[n])},
         "queue_timeout_seconds": hub.queue_timeout_minutes * 60,
+        # a session ends at the latest maxAge after it starts, plus one culler pass (values' cull)
+        "session_bound_seconds": hub.max_session_hours * 3600 + CULL_EVERY if hub.max_session_hours else 0,
         "areas": {
             "claim": AREAS_CLAIM,
             "groups": sorted({q.iam_group for q in plan.quotas}),
@@ -525,7 +533,8 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
             "userPlaceholder": {"enabled": placeholders > 0, "replicas": placeholders},
         },
         "prePuller": {"hook": {"enabled": prepull}, "continuous": {"enabled": prepull}},
-        "cull": {"enabled": True, "timeout": hub.cull_idle_seconds, "every": 300},
+        "cull": {"enabled": True, "timeout": hub.cull_idle_seconds, "every": CULL_EVERY,
+                 "maxAge": hub.max_session_hours * 3600},
     }
     if batch:
         register_batch(out)
