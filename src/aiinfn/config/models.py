@@ -820,6 +820,12 @@ class WebApp(Model):
         return self
 
 
+#: Paths the Jupyter server (and JupyterLab, Jupyter Server Proxy) serve themselves: an app there is unreachable.
+RESERVED_APP_NAMES = frozenset({"api", "files", "view", "edit", "lab", "tree", "notebooks", "static", "custom",
+                                "kernelspecs", "nbconvert", "terminals", "login", "logout", "proxy", "server-proxy",
+                                "doc", "voila", "metrics", "hub", "user", "services"})
+
+
 class TeamImage(Model):
     """The platform's managed notebook image extended for a team: built by the overlay's build Job into
     Harbor's ``environments`` project, offered in the spawn form only to the team's groups."""
@@ -834,6 +840,8 @@ class TeamImage(Model):
     def _ports(self) -> TeamImage:
         seen: dict[int, str] = {}
         for name, app in self.apps.items():
+            if name in RESERVED_APP_NAMES:
+                raise ValueError(f"apps.{name}: /{name}/ is the notebook server's own path: name the app otherwise")
             if app.port in seen:
                 raise ValueError(f"apps.{name}.port: {app.port} is also apps.{seen[app.port]}'s port")
             seen[app.port] = name

@@ -7,10 +7,11 @@
   client. Its text is the project's own: no environment string reaches it.
 * **a team image** (``team_recipe``, ``services.jupyterhub.team_images``): ``FROM`` the managed image,
   the team's Debian and pip packages and its web apps (a Jupyter Server Proxy config,
-  ``aiinfn-apps.json``). Every environment string is data: each RUN is in exec form (a JSON argument list,
-  never a shell line) made with ``json.dumps`` of strings the config models already restricted to
-  characters their kind needs (no quotes, braces, ``$``, newlines, backslashes); the app config is a
-  JSON file, not Python. ``instructions`` parses a recipe back, for the tests.
+  ``/etc/jupyter/jupyter_server_config.json``). Every environment string is data: each RUN is in
+  exec form (a JSON argument list, never a shell line) made with ``json.dumps`` of strings the config
+  models already restricted to characters their kind needs (no quotes, braces, ``$``, newlines,
+  backslashes); the app config is a JSON file, not Python. ``instructions`` parses a recipe back, for
+  the tests.
 
 A recipe is a ``Recipe``: the Containerfile and the files of its build context, and a tag derived from
 all of them (a change builds a new image; the same inputs, the same tag).
@@ -30,7 +31,9 @@ from ..config.models import TeamImage
 #: The notebook user of the z2jh image (jovyan); the hub runs each notebook as the user's own UID anyway.
 NOTEBOOK_USER = 1000
 APPS_FILE = "aiinfn-apps.json"
-APPS_PATH = f"/etc/jupyter/jupyter_server_config.d/{APPS_FILE}"
+#: The server reads ``jupyter_server_config.json`` of each config directory (a ``jupyter_server_config.d``
+#: JSON file would only enable extensions): the apps' config is that file of /etc/jupyter, as data.
+APPS_PATH = "/etc/jupyter/jupyter_server_config.json"
 SERVER_CONFIG = "jupyter_server_config.py"
 APPTAINER_URL = ("https://github.com/apptainer/apptainer/releases/download/v{v}/apptainer_{v}_amd64.deb")
 

@@ -2,19 +2,17 @@
 shipped by aiinfn.images; no environment string in it).
 
 Kernel discovery of the managed environments: every ``$AIINFN_ENVS_DIR/*/current/share/jupyter/kernels``
-(``/envs`` by default) is added to the kernel spec directories when the server starts, so an environment
-built after the hub set the pod's ``JUPYTER_PATH`` is listed at the next server start too. The team
-images' web apps are a JSON file beside it (``jupyter_server_config.d/aiinfn-apps.json``: data only).
+(``/envs`` by default) is added to ``JUPYTER_PATH`` when the server starts (before it looks for kernels),
+so an environment built after the hub set the pod's ``JUPYTER_PATH`` is listed at the next server start too. The team
+images' web apps are the JSON file beside it (``jupyter_server_config.json``: data only).
 """
 
 import glob
 import os
 
-from jupyter_core.paths import jupyter_path
-
-c = get_config()  # type: ignore[name-defined]  # noqa: F821 - the config loader defines it
-
 _envs = os.environ.get("AIINFN_ENVS_DIR", "/envs")
-c.KernelSpecManager.kernel_dirs = [*jupyter_path("kernels"),
-                                   *sorted(glob.glob(os.path.join(_envs, "*", "current", "share", "jupyter",
-                                                                  "kernels")))]
+_found = sorted(os.path.dirname(k) for k in glob.glob(os.path.join(_envs, "*", "current", "share", "jupyter",
+                                                                   "kernels")))
+# jupyter_core reads JUPYTER_PATH when the kernel spec manager looks for kernels (after this file runs)
+os.environ["JUPYTER_PATH"] = os.pathsep.join([*filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep)),
+                                             *(d for d in _found if d not in os.environ.get("JUPYTER_PATH", ""))])
