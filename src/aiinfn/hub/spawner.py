@@ -63,7 +63,7 @@ RESET_TRAITS = (
     "extra_resource_guarantees", "cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee", "volumes",
     "volume_mounts", "storage_pvc_ensure", "pvc_name_template", "storage_class", "storage_capacity",
     "storage_access_modes", "storage_extra_annotations", "uid", "gid", "fs_gid", "supplemental_gids", "start_timeout",
-    "init_containers",
+    "init_containers", "container_security_context", "pod_security_context",
 )
 
 CPU_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -341,6 +341,9 @@ class PlatformSpawner(KubeSpawner):
                     self.log.warning("event %s: materials not given (%s)", reg.event, e)
         self.extra_labels = labels
         self.volumes, self.volume_mounts = volumes, mounts
+        self.pod_security_context, self.container_security_context = apptainer_security(
+            str(self.image), dict(getattr(self, "pod_security_context")),  # noqa: B009 - untyped traits
+            dict(getattr(self, "container_security_context")))  # noqa: B009
         if self._queued:
             self.start_timeout = int(SETTINGS.get("queue_timeout_seconds", 14400))
 
@@ -498,6 +501,24 @@ class PlatformSpawner(KubeSpawner):
     async def load_user_options_once(self) -> None:
         """Checks before anything is created (KubeSpawner loads the options again in ``_start``)."""
         _, self._registration = await self.check_options(dict(self.user_options or {}))
+
+
+def carries_apptainer(image: str) -> bool:
+    """Whether ``image`` is one the platform built with Apptainer (the managed image, a team image)."""
+    app = SETTINGS.get("apptainer") or {}
+    return any(image.startswith(prefix) for prefix in app.get("repositories") or [])
+
+
+def apptainer_security(image: str, pod: dict[str, Any], container: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                                          dict[str, Any]]:
+    """The pod's and container's security contexts for ``image``: an image with Apptainer runs under the
+    platform's Localhost seccomp profile (RuntimeDefault plus user namespaces, installed on every node by
+    the rke2 role); everything else of ``restricted`` (non-root, no escalation, no capability) stays."""
+    profile = (SETTINGS.get("apptainer") or {}).get("seccomp")
+    if not profile or not carries_apptainer(image):
+        return pod, container
+    local = {"type": "Localhost", "localhostProfile": profile}
+    return {**pod, "seccompProfile": dict(local)}, {**container, "seccompProfile": dict(local)}
 
 
 def _default(option: Mapping[str, Any]) -> str:

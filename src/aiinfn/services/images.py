@@ -31,6 +31,7 @@ from typing import Any
 
 from .. import images, versions
 from ..errors import ConfigError
+from ..images import seccomp
 from ..planning import Plan
 from . import harbor, network
 from .bundle import Bundle, manifests, namespace
@@ -82,6 +83,18 @@ def recipes(plan: Plan,
 def team_image_refs(plan: Plan, apptainer_sha256: str | None = versions.APPTAINER_DEB_SHA256) -> dict[str, str]:
     """Team name -> the image reference the build pushes."""
     return {r.name.removeprefix("team-"): ref for r, ref in recipes(plan, apptainer_sha256)[1:]}
+
+
+def apptainer(plan: Plan) -> dict[str, Any]:
+    """What the hub needs to run images with Apptainer under the Localhost profile: the repositories the
+    platform builds them into (the managed image's, the team images') and the profile's name."""
+    host = harbor.host(plan)
+    hub = plan.env.services.jupyterhub
+    if host is None or hub is None:
+        return {}
+    repos = [f"{host}/{versions.MANAGED_IMAGE_REPOSITORY}:",
+             *(f"{host}/{PROJECT}/team-{n}:" for n in sorted(hub.team_images))]
+    return {"repositories": repos, "seccomp": seccomp.PROFILE}
 
 
 def artifacts(plan: Plan, apptainer_sha256: str | None = versions.APPTAINER_DEB_SHA256) -> dict[str, str]:

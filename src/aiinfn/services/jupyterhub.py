@@ -263,6 +263,8 @@ def hub_settings(plan: Plan) -> dict[str, Any]:
                           "pattern": custom_image_pattern(plan, list(hub.custom_images.projects)),
                           "example": f"{harbor.host(plan) or 'harbor'}/{hub.custom_images.projects[0]}/my-lab:1"
                           if hub.custom_images.projects else ""},
+        # images the platform builds with Apptainer run under its Localhost seccomp profile (aiinfn.images.seccomp)
+        "apptainer": images.apptainer(plan),
         # each team image, offered in the form only to its team's groups (services.images builds it)
         "default_image": hub.default_image,
         "team_images": {n: {"groups": list(t.groups), "image": ref, "description": t.description}
