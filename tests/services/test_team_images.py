@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import requests
 from pydantic import ValidationError
@@ -186,9 +187,14 @@ def test_the_build_job_builds_the_managed_image_first_with_the_robot_secret_neve
     assert robot["secret"]["secretName"] == image_builds.PUSH_SECRET
     text = json.dumps(objs)
     assert "password\": \"" not in text and "auth\": \"" not in text
+    for obj in objs:  # every object as the API server's schema of the pinned Kubernetes accepts it
+        kubernetes_validate.validate(obj, versions.KUBERNETES, strict=True)
     # the same inputs, the same Job; another package, another Job (it runs again)
     again = next(i.manifest for i in image_builds.bundle(plan, SHA).items if i.manifest["kind"] == "Job")
     assert again["metadata"]["name"] == job["metadata"]["name"]
+    other = _plan(tmp_path, {"lhc": {**TEAM, "apt": ["graphviz"]}})
+    rebuilt = next(i.manifest for i in image_builds.bundle(other, SHA).items if i.manifest["kind"] == "Job")
+    assert rebuilt["metadata"]["name"] != job["metadata"]["name"]
 
 
 def test_team_images_need_harbor_and_a_pinned_apptainer_package(tmp_path: Path) -> None:
