@@ -32,6 +32,10 @@ from aiinfn.planning import make_plan
 from aiinfn.services import images as image_builds
 from aiinfn.services import jupyterhub
 
+#: The Pod Security checks of tests/security (tests/support/security/pss.py: support code, not tests).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support" / "security"))
+import pss
+
 ROOT = Path(__file__).resolve().parents[2]
 #: A stand-in digest for Apptainer's package (none is pinned yet: versions.APPTAINER_DEB_SHA256).
 SHA = "0" * 63 + "1"
@@ -174,7 +178,8 @@ def test_the_build_job_builds_the_managed_image_first_with_the_robot_secret_neve
     objs = [i.manifest for i in bundle.items]
     ns = next(o for o in objs if o["kind"] == "Namespace")
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
-    job = next(o for o in objs if o["kind"] == "Job")
+    job = next(o for o in objs if o["kind"] == "Job" and o["metadata"]["namespace"] == image_builds.NAMESPACE)
+    maker = next(o for o in objs if o["kind"] == "Job" and o["metadata"]["namespace"] == "harbor")
     pod = job["spec"]["template"]["spec"]
     names = [c["name"] for c in pod["initContainers"]]
     assert names == ["prepare", "build-managed", "build-team-astro", "build-team-lhc"]
@@ -185,15 +190,26 @@ def test_the_build_job_builds_the_managed_image_first_with_the_robot_secret_neve
     assert pod["automountServiceAccountToken"] is False
     robot = next(v for v in pod["volumes"] if v["name"] == "robot")
     assert robot["secret"]["secretName"] == image_builds.PUSH_SECRET
+    # the Secret is made by the Harbor setup program as a push robot, allowed to write only that Secret
+    env = {e["name"]: e["value"] for e in maker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["HARBOR_ROBOT_PUSH_PROJECT"] == "environments" and env["TARGET_SECRET"] == image_builds.PUSH_SECRET
+    role = next(o for o in objs if o["kind"] == "Role")
+    assert role["metadata"]["namespace"] == image_builds.NAMESPACE
+    assert all(r.get("resourceNames") == [image_builds.PUSH_SECRET] or r["verbs"] == ["create"] for r in role["rules"])
     text = json.dumps(objs)
     assert "password\": \"" not in text and "auth\": \"" not in text
     for obj in objs:  # every object as the API server's schema of the pinned Kubernetes accepts it
         kubernetes_validate.validate(obj, versions.KUBERNETES, strict=True)
+    # the robot's Job runs in Harbor's namespace (Pod Security restricted), the build in baseline's
+    assert pss.violations(maker, "restricted") == [] and pss.violations(job, "baseline") == []
+    assert pss.violations(job, "restricted"), "kaniko runs as root: restricted would refuse it"
     # the same inputs, the same Job; another package, another Job (it runs again)
-    again = next(i.manifest for i in image_builds.bundle(plan, SHA).items if i.manifest["kind"] == "Job")
+    again = next(i.manifest for i in image_builds.bundle(plan, SHA).items if i.manifest["kind"] == "Job"
+                 and i.manifest["metadata"]["namespace"] == image_builds.NAMESPACE)
     assert again["metadata"]["name"] == job["metadata"]["name"]
     other = _plan(tmp_path, {"lhc": {**TEAM, "apt": ["graphviz"]}})
-    rebuilt = next(i.manifest for i in image_builds.bundle(other, SHA).items if i.manifest["kind"] == "Job")
+    rebuilt = next(i.manifest for i in image_builds.bundle(other, SHA).items if i.manifest["kind"] == "Job"
+                   and i.manifest["metadata"]["namespace"] == image_builds.NAMESPACE)
     assert rebuilt["metadata"]["name"] != job["metadata"]["name"]
 
 

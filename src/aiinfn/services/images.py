@@ -16,8 +16,11 @@ the overlay registers, in the namespace ``aiinfn-image-builds``:
   Apptainer's release) and to the ingress on 443 (Harbor by its public name).
 
 The push credential is the robot account Secret ``aiinfn-harbor-robot-builds`` (keys ``username`` and
-``password``, the format of the Harbor setup's robots), read only by the init container: never in an
-environment file, an artifact or the Job's spec. The images' references (tag: the recipe's digest) are
+``password``), read only by the init container: never in an environment file, an artifact or the Job's
+spec. It is made by the Harbor bootstrap's own program (aiinfn.jobs.harbor_setup, run here as a second
+Job in Harbor's namespace with ``HARBOR_ROBOT_PUSH_PROJECT``: a system robot that may push and pull the
+``environments`` project only), whose ServiceAccount may create that one Secret in the builds'
+namespace and read and update it by name, nothing else. The images' references (tag: the recipe's digest) are
 what the hub offers (services.jupyterhub: a team image only to its team's groups).
 
 Apptainer's release package must have its sha256 pinned (``versions.APPTAINER_DEB_SHA256``): a site that
@@ -27,6 +30,7 @@ declares team images while it is not gets one line naming the field, never an un
 from __future__ import annotations
 
 import hashlib
+from importlib import resources
 from typing import Any
 
 from .. import images, versions
@@ -163,6 +167,50 @@ def build_job(built: list[tuple[images.Recipe, str]], registry: str) -> dict[str
     }
 
 
+ROBOT = "builds"
+ROBOT_JOB = "aiinfn-image-robot"
+
+
+def robot_objects() -> list[dict[str, Any]]:
+    """The builds' push robot: the Harbor setup program with the push settings, in Harbor's namespace (its
+    admin password is a file of Harbor's Secret there), allowed to write only the robot's Secret here."""
+    program = resources.files("aiinfn.jobs").joinpath("harbor_setup.py").read_text()
+    env = {"HARBOR_URL": "http://harbor-core", "HARBOR_PROJECTS": PROJECT, "HARBOR_ROBOT": ROBOT,
+           "HARBOR_ROBOT_PUSH_PROJECT": PROJECT, "HARBOR_PROXY_CACHES": "[]", "TARGET_NAMESPACE": NAMESPACE,
+           "TARGET_SECRET": PUSH_SECRET, "HARBOR_ADMIN_PASSWORD_FILE": f"{harbor.ADMIN_MOUNT}/HARBOR_ADMIN_PASSWORD"}
+    digest = hashlib.sha256((program + repr(sorted(env.items())) + versions.JOB_IMAGE).encode()).hexdigest()[:10]
+    hns = harbor.NAMESPACE
+    rbac = "rbac.authorization.k8s.io/v1"
+    sa = {"kind": "ServiceAccount", "name": ROBOT_JOB, "namespace": hns}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": ROBOT_JOB, "namespace": hns}},
+        {"apiVersion": rbac, "kind": "Role", "metadata": {"name": ROBOT_JOB, "namespace": NAMESPACE}, "rules": [
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [PUSH_SECRET], "verbs": ["get", "update"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]},
+        {"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": ROBOT_JOB, "namespace": NAMESPACE},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROBOT_JOB}, "subjects": [sa]},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ROBOT_JOB, "namespace": hns},
+         "data": {"harbor_setup.py": program}},
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": f"{ROBOT_JOB}-{digest}", "namespace": hns},
+         "spec": {"backoffLimit": 10, "ttlSecondsAfterFinished": 86400, "template": {
+             # the setup Job's label: Harbor's NetworkPolicies let it reach the API server
+             "metadata": {"labels": dict(harbor.SETUP_PODS)},
+             "spec": {
+                 "serviceAccountName": ROBOT_JOB, "restartPolicy": "OnFailure",
+                 "securityContext": {"runAsNonRoot": True, "runAsUser": 65534,
+                                     "seccompProfile": {"type": "RuntimeDefault"}},
+                 "containers": [{
+                     "name": "robot", "image": versions.JOB_IMAGE, "command": ["python3", "/job/harbor_setup.py"],
+                     "env": [{"name": k, "value": v} for k, v in env.items()],
+                     "volumeMounts": [{"name": "job", "mountPath": "/job", "readOnly": True},
+                                      {"name": "admin", "mountPath": harbor.ADMIN_MOUNT, "readOnly": True}],
+                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
+                 "volumes": [{"name": "job", "configMap": {"name": ROBOT_JOB}},
+                             {"name": "admin", "secret": {"secretName": harbor.ADMIN_SECRET, "items": [
+                                 {"key": "HARBOR_ADMIN_PASSWORD", "path": "HARBOR_ADMIN_PASSWORD"}]}}]}}}},
+    ]
+
+
 def network_policies(plan: Plan) -> list[dict[str, Any]]:
     ranges = network.Ranges.of(plan)
     return [
@@ -184,5 +232,5 @@ def bundle(plan: Plan, apptainer_sha256: str | None = versions.APPTAINER_DEB_SHA
     return Bundle("images", (
         namespace(NAMESPACE, "baseline"),
         *manifests(*network_policies(plan), *(_context(r) for r, _ in built), build_job(built, host),
-                   after=(ns, harbor.RELEASE)),
+                   *robot_objects(), after=(ns, harbor.RELEASE)),
     ))
