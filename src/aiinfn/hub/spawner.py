@@ -12,9 +12,10 @@ a spawn through the REST API is refused the same way):
   one from the platform's registry for the groups allowed), and, on accelerator profiles, whether to
   wait in the queue; each accelerator profile says how many units are free now and in total
   (``aiinfn_cluster``: nodes the user may use, Kueue's use);
-* **a full kind** is refused at once unless the user chose to wait in the queue; waiting, the spawn
-  shows the Workload's state as progress, and may wait ``queue_timeout_seconds``; a spawn that times
-  out while queued says so with the Workload's last state;
+* **a full kind** is refused at once unless the user chose to wait in the queue, with the expected
+  wait (``aiinfn_cluster.expected_wait``: at most ~N min, or unknown); waiting, the spawn shows the
+  Workload's state, its place in the queue and the expected wait as progress, and may wait
+  ``queue_timeout_seconds``; a spawn that times out while queued says so with the Workload's last state;
 * **the pod**: the user's UID/GID (``aiinfn_identity``) and their groups' GIDs, the home
   ``home/<name>`` of the platform areas (a subPath of the areas claim), the group areas
   ``/shared/<area>``, ``/public`` (read-only but for the admins), ``/envs``; the project (or event)

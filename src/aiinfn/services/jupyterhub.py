@@ -14,7 +14,8 @@
 * S3: the S3 API with short-lived credentials (STS AssumeRoleWithWebIdentity at ``storage.s3.endpoint``
   from the access token) through the AWS SDK's ``credential_process``; no FUSE mount in notebooks.
 * Pod Security ``restricted`` for every pod of the namespace: notebooks run as non-root with no
-  privilege escalation, every capability dropped and the runtime's seccomp profile; /tmp is an
+  privilege escalation, every capability dropped and the runtime's seccomp profile (images the platform
+  builds with Apptainer: its Localhost profile, RuntimeDefault plus user namespaces); /tmp is an
   emptyDir with a size limit; the cloud metadata server is blocked by the NetworkPolicy (not by the
   chart's privileged iptables init container).
 * Profiles: one per accelerator kind the cluster really has (node selector, tolerations, the extended
