@@ -103,3 +103,17 @@ def rke2_kubernetes_minor() -> str:
     """``1.33`` for ``v1.33.5+rke2r1``."""
     major, minor = RKE2.lstrip("v").split(".")[:2]
     return f"{major}.{minor}"
+
+#: The platform's managed notebook image (aiinfn.images, built by services.images): the z2jh 4.4.0 user image
+#: (the chart's own singleuser default, JupyterHub 5.5.0 in it) plus Jupyter Server Proxy (web apps behind the
+#: notebook server) and Apptainer, from its official release package (GitHub releases of apptainer/apptainer:
+#: ``apptainer_<version>_amd64.deb``). The package's sha256 is not pinned yet (None): nothing here could fetch it
+#: from a source independent of the download; the build refuses an unpinned package (services.images).
+NOTEBOOK_BASE_IMAGE: Final = "quay.io/jupyterhub/k8s-singleuser-sample:4.4.0"
+JUPYTER_SERVER_PROXY: Final = "4.6.0"
+APPTAINER: Final = "1.4.5"
+APPTAINER_DEB_SHA256: Final[str | None] = None
+#: The in-cluster image builder (kaniko's executor: unpacks and builds as root inside its container, no
+#: privilege, no user namespace) and the managed image's repository in Harbor's environments project.
+KANIKO_IMAGE: Final = "gcr.io/kaniko-project/executor:v1.23.2"
+MANAGED_IMAGE_REPOSITORY: Final = "environments/aiinfn-notebook"

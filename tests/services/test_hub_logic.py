@@ -54,8 +54,8 @@ def test_availability_counts_only_nodes_the_user_may_use() -> None:
              _node("c", {}, 4, unschedulable=True), _node("d", {}, 64, taints=[{"key": VIRTUAL_NODE_TAINT}]),
              _node("e", {VIRTUAL_NODE_TYPE_LABEL: "slurm"}, 8)]
     queues = [{"status": {"flavorsUsage": [{"name": "t4", "resources": [{"name": "nvidia.com/gpu", "total": "3"}]}]}}]
-    assert cluster.availability([T4], nodes, queues, {"ai-infn/users"})["T4"] == cluster.Free(1, 4, 0)
-    assert cluster.availability([T4], nodes, queues, {"ai-infn/lhc"})["T4"] == cluster.Free(5, 8, 0)
+    assert cluster.availability([T4], nodes, queues, {"ai-infn/users"})["T4"] == cluster.Free(1, 4, 0, 3)
+    assert cluster.availability([T4], nodes, queues, {"ai-infn/lhc"})["T4"] == cluster.Free(5, 8, 0, 3)
     full = [{"status": {"flavorsUsage": [{"name": "t4", "resources": [{"name": "nvidia.com/gpu", "total": "9"}]}]}}]
     assert cluster.availability([T4], nodes, full, {"ai-infn/lhc"})["T4"].free == 0
 
@@ -75,6 +75,37 @@ def test_the_workload_state_and_who_waits() -> None:
     assert cluster.workload_state(wl, "u2") == "QuotaReserved: Quota reserved"
     assert cluster.workload_state(wl, "nobody") is None
     assert cluster.waiting([T4], wl) == {"T4": 1}
+
+
+def _wl(name: str, admitted_at: float | None, created: float = 0.0) -> dict[str, Any]:
+    def stamp(t: float) -> str:
+        return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cond = ([{"type": "Admitted", "status": "True", "lastTransitionTime": stamp(admitted_at)}]
+            if admitted_at is not None else [{"type": "QuotaReserved", "status": "False", "reason": "Pending"}])
+    return {"metadata": {"name": name, "creationTimestamp": stamp(created), "ownerReferences": [{"uid": name}]},
+            "spec": {"podSets": [{"template": {"spec": {"nodeSelector": dict(T4.node_labels), "containers": [
+                {"resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}}]},
+            "status": {"conditions": cond}}
+
+
+def test_the_expected_wait_is_the_kth_release_and_unknown_without_a_bound() -> None:
+    now, bound = 1_800_000_000.0, 3600.0
+    # two units, both held by notebooks admitted 50 and 20 min ago: released in 10 and 40 min
+    wls = [_wl("a", now - 3000), _wl("b", now - 1200), _wl("w1", None, now - 60), _wl("w2", None, now - 30)]
+    full = cluster.Free(0, 2, 2, 2)
+    assert cluster.queue_position(T4, wls) == 3
+    assert [cluster.queue_position(T4, wls, u) for u in ("w1", "w2")] == [1, 2]
+    assert cluster.expected_wait(T4, full, wls, 1, now, bound) == pytest.approx(600)
+    assert cluster.expected_wait(T4, full, wls, 2, now, bound) == pytest.approx(2400)
+    # the third waits for the first unit's second release: 10 min + one session
+    assert cluster.expected_wait(T4, full, wls, 3, now, bound) == pytest.approx(600 + 3600)
+    assert cluster.describe_wait(600.0) == "expected wait at most ~10 min"
+    # a unit used by something the hub cannot see has no known end: with 3 in use and 2 notebooks the
+    # third waiter still gets the first unit's second release; with no notebook at all, nothing is known
+    assert cluster.expected_wait(T4, cluster.Free(0, 3, 0, 3), wls[:2], 3, now, bound) == pytest.approx(4200)
+    assert cluster.expected_wait(T4, cluster.Free(0, 1, 0, 1), [], 1, now, bound) is None
+    assert cluster.expected_wait(T4, full, wls, 1, now, 0) is None, "no max age: no bound"
+    assert cluster.expected_wait(T4, cluster.Free(1, 2, 0, 1), wls, 1, now, bound) == 0
 
 
 def test_posix_identities_are_recorded_and_never_reused(tmp_path: Path) -> None:

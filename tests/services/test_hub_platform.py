@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import math
 import os
 import re
 import sqlite3
@@ -42,6 +43,9 @@ USERS = "ai-infn/users"
 T4 = {"aiinfn.infn.it/accelerator": "T4"}
 A100 = {"aiinfn.infn.it/accelerator": "A100-80GB", "aiinfn.infn.it/mig-profile": "1g.10gb"}
 V70 = {"aiinfn.infn.it/accelerator": "V70"}
+#: The culler's maxAge at this hub: a notebook session ends at the latest this long (plus one culler pass)
+#: after it starts, which bounds the expected wait.
+SESSION_HOURS = 12
 TEAM_IMAGE = "harbor.ai-infn.cloud.cnaf.infn.it/environments/lhc-lab:2026.11"
 
 
@@ -57,6 +61,7 @@ def phub(hub_factory: Any, site_hub_values: Any, kube: hub_kube.Kube) -> Any:
         "sizing": {"default": {"max_cpu": 8, "max_memory_gb": 32, "max_shm_gb": 8},
                    "groups": {"ai-infn/lhc": {"max_cpu": 32, "max_memory_gb": 128, "max_shm_gb": 32}}},
         "custom_images": {"groups": ["ai-infn/lhc"], "projects": ["environments"]},
+        "max_session_hours": SESSION_HOURS,
     }}})
     kube.nodes[:] = [
         hub_kube.node("gpu-t4-01", T4, {"nvidia.com/gpu": "4"}),
@@ -165,6 +170,84 @@ def test_a_spawn_waiting_on_kueue_shows_the_workload_state(phub: Any, iam: Any, 
     finally:
         kube.release_holds()
         kube.cluster_queues[:] = saved
+
+
+def _expected_minutes(releases_min: list[float], position: int, bound_min: float) -> int | None:
+    """The test's own estimate: the ``position``-th waiter takes the ``position``-th unit released (a
+    unit handed to a waiter is released again one session's bound later); inf: no known end."""
+    ends = sorted(releases_min)
+    start = 0.0
+    for _ in range(position):
+        start = ends.pop(0)
+        if start == float("inf"):
+            return None
+        ends = sorted([*ends, start + bound_min])
+    return math.ceil(start)
+
+
+def test_a_full_kind_says_the_expected_wait_and_the_waiting_spawn_its_place(phub: Any, iam: Any,
+                                                                             kube: hub_kube.Kube) -> None:
+    """The cluster state is given through the stand-in Kubernetes endpoint (hub_kube; no API server here):
+    T4's 8 units all in use, 6 by notebook sessions admitted at known times (their Workloads in the
+    notebooks' namespace), 2 by the lhc-ml batch queue (no known end to the hub), and 2 notebooks already
+    waiting. The expected numbers are computed here from the sessions' remaining lives (each mid-minute,
+    so the seconds between this test's clock and the hub's cannot change the rounding)."""
+    ns = jupyterhub.USERS_NAMESPACE
+    now = time.time()
+    bound_s = SESSION_HOURS * 3600 + jupyterhub.CULL_EVERY
+    left_min = [95.5, 30.5, 400.5, 61.5, 12.5, 250.5]
+    saved_q, saved_w = list(kube.cluster_queues), {k: list(v) for k, v in kube.workloads.items()}
+    kube.cluster_queues[:] = [hub_kube.cluster_queue("interactive", {"t4": 6}),
+                              hub_kube.cluster_queue("lhc-ml", {"t4": 2})]
+    admitted = [hub_kube.notebook_workload(f"jupyter-s{i}", ns, T4, "nvidia.com/gpu",
+                                           admitted_at=now - bound_s + m * 60, created_at=now - bound_s + m * 60 - 5)
+                for i, m in enumerate(left_min)]
+    pending = [hub_kube.notebook_workload(f"jupyter-w{i}", ns, T4, "nvidia.com/gpu", admitted_at=None,
+                                          created_at=now - 120 + 60 * i) for i in range(2)]
+    kube.workloads[ns] = [*admitted, *pending]
+    releases = [*left_min, float("inf"), float("inf")]
+    third = _expected_minutes(releases, 3, bound_s / 60)
+    assert third == 62
+    kube.hold(T4, "t4")
+    _, session, _ = _login(phub, iam, "pietro", [USERS])
+    try:
+        form = _text(_form(phub, session, "pietro"))
+        assert f"none free now (0 of 8, 2 waiting): wait in the queue (expected wait at most ~{third} min)" in form
+        assert f"Wait in the queue (expected wait at most ~{third} min)" in form
+        assert 'name="profile-option-cpu--queue"' not in _form(phub, session, "pietro"), "no queue without a kind"
+        r = _post_form(phub, session, "pietro", {"profile": "t4"})
+        assert f"T4: none of the 8 is free now and 2 notebooks already wait for one. Choose 'Wait in the queue' " \
+               f"to wait (expected wait at most ~{third} min)" in _text(r.text)
+        # the waiting spawn: its place (after the two waiting before it) and the same bound
+        r = _post_form(phub, session, "pietro", {"profile": "t4", **_option("t4", "queue", "wait")})
+        assert r.status_code == 302, _text(r.text)[:400]
+        messages: list[str] = []
+        with session.get(f"{phub.url}/hub/api/users/pietro/server/progress", stream=True, timeout=60,
+                         headers={"X-XSRFToken": session.cookies.get("_xsrf", "")}) as stream:
+            for line in stream.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    messages.append(str(event.get("message", "")))
+                    if "place" in messages[-1]:
+                        pod = _pod(phub, "pietro")
+                        assert pod is not None
+                        kube.admit(pod["metadata"]["name"])
+                    if event.get("ready") or event.get("failed"):
+                        break
+        assert any(f"place 3 in the queue, expected wait at most ~{third} min" in m for m in messages), messages
+        phub.api(session, "DELETE", "/users/pietro/server")
+        phub.wait_spawn(session, "pietro")
+        # every unit held by batch jobs: no bound is known, and the form says so instead of a number
+        kube.cluster_queues[:] = [hub_kube.cluster_queue("lhc-ml", {"t4": 8})]
+        kube.workloads[ns] = list(pending)
+        assert _expected_minutes([float("inf")] * 8, 3, bound_s / 60) is None
+        assert "wait in the queue (expected wait unknown (a unit is held with no known end))" in _text(
+            _form(phub, session, "pietro"))
+    finally:
+        kube.release_holds()
+        kube.cluster_queues[:] = saved_q
+        kube.workloads.clear()
+        kube.workloads.update(saved_w)
 
 
 # --------------------------------------------------------------------------- attribution

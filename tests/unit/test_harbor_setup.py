@@ -170,6 +170,17 @@ def test_first_run_creates_projects_robot_and_secret(world: State) -> None:
     assert secret["stringData"] == {"username": "robot$nodes", "password": "s1"}
 
 
+def test_the_builds_robot_may_push_its_one_project_only(world: State, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in {"HARBOR_ROBOT": "builds", "HARBOR_ROBOT_PUSH_PROJECT": "environments", "HARBOR_PROXY_CACHES": "[]",
+                 "TARGET_NAMESPACE": "aiinfn-image-builds", "TARGET_SECRET": "aiinfn-harbor-robot-builds"}.items():
+        monkeypatch.setenv(k, v)
+    assert harbor_setup.main() == 0
+    (robot,) = world.robots
+    assert robot["permissions"] == [{"kind": "project", "namespace": "environments", "access": [
+        {"resource": "repository", "action": "push"}, {"resource": "repository", "action": "pull"}]}]
+    assert world.secrets["aiinfn-image-builds/aiinfn-harbor-robot-builds"]["stringData"]["username"] == "robot$builds"
+
+
 def test_second_run_changes_nothing(world: State) -> None:
     assert harbor_setup.main() == 0
     world.requests.clear()

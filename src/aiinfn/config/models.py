@@ -790,6 +790,64 @@ class CustomImages(Model):
     )
 
 
+#: A Debian package of a team image, optionally pinned: ``graphviz``, ``libhdf5-dev=1.10.8+repack1-1``.
+DEB_PACKAGE = TextKind("a Debian package", f"{_ALNUM}.+:=~-", r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?",
+                       limit=128, hint="a Debian package name with an optional =version, such as graphviz")
+DebPackage = Annotated[str, AfterValidator(DEB_PACKAGE)]
+#: One word of a web app's command (an argv element, never a shell line): no quotes, braces, '$', ';',
+#: '|', '&', '<', '>', backslash or space.
+COMMAND_WORD = TextKind("a command word", f"{_ALNUM}_./:=,@%+-", r"[A-Za-z0-9_./:=,@%+-]+", limit=200,
+                        hint="letters, digits and _./:=,@%+- only: the command is an argument list, run without "
+                        "a shell, and the port is the app's own `port`")
+CommandWord = Annotated[str, AfterValidator(COMMAND_WORD)]
+LAUNCHER_TITLE = TextKind("a launcher title", f"{_ALNUM} ._()-", r"[A-Za-z0-9][A-Za-z0-9 ._()-]*", limit=40,
+                          hint="letters, digits, spaces and ._()-")
+LauncherTitle = Annotated[str, AfterValidator(LAUNCHER_TITLE)]
+
+
+class WebApp(Model):
+    """A web app a team image starts on demand behind Jupyter Server Proxy (``/user/<name>/<app>/``)."""
+
+    command: list[CommandWord] = Field(min_length=1, description="the app's command, as an argument list "
+                                       "(run without a shell); it must listen on 127.0.0.1:`port`")
+    port: int = Field(ge=1024, le=65535, description="the port the app listens on")
+    title: LauncherTitle = Field(description="the title of its launcher tile in JupyterLab")
+
+    @model_validator(mode="after")
+    def _program(self) -> WebApp:
+        if self.command[0].startswith("-"):
+            raise ValueError(f"command: {self.command[0]!r} is an option, not a program: name the program first")
+        return self
+
+
+#: Paths the Jupyter server (and JupyterLab, Jupyter Server Proxy) serve themselves: an app there is unreachable.
+RESERVED_APP_NAMES = frozenset({"api", "files", "view", "edit", "lab", "tree", "notebooks", "static", "custom",
+                                "kernelspecs", "nbconvert", "terminals", "login", "logout", "proxy", "server-proxy",
+                                "doc", "voila", "metrics", "hub", "user", "services"})
+
+
+class TeamImage(Model):
+    """The platform's managed notebook image extended for a team: built by the overlay's build Job into
+    Harbor's ``environments`` project, offered in the spawn form only to the team's groups."""
+
+    description: Description = ""
+    groups: list[IamGroup] = Field(min_length=1, description="IAM groups that see the image in the spawn form")
+    pip: list[Requirement] = Field(default_factory=list, description="pip packages added (pin them)")
+    apt: list[DebPackage] = Field(default_factory=list, description="Debian packages added")
+    apps: dict[DnsLabel, WebApp] = Field(default_factory=dict, description="web apps behind Jupyter Server Proxy")
+
+    @model_validator(mode="after")
+    def _ports(self) -> TeamImage:
+        seen: dict[int, str] = {}
+        for name, app in self.apps.items():
+            if name in RESERVED_APP_NAMES:
+                raise ValueError(f"apps.{name}: /{name}/ is the notebook server's own path: name the app otherwise")
+            if app.port in seen:
+                raise ValueError(f"apps.{name}.port: {app.port} is also apps.{seen[app.port]}'s port")
+            seen[app.port] = name
+        return self
+
+
 class JupyterHub(Model):
     hostname: Hostname | None = None
     cull_idle_seconds: int = Field(3600, ge=300)
@@ -806,6 +864,14 @@ class JupyterHub(Model):
     custom_images: CustomImages = CustomImages()
     queue_timeout_minutes: int = Field(
         240, ge=5, le=10080, description="how long a spawn that chose to wait in the queue may wait"
+    )
+    team_images: dict[DnsLabel, TeamImage] = Field(
+        default_factory=dict, description="the managed notebook image extended per team (packages, web apps), "
+        "built into Harbor's environments project (needs services.harbor)"
+    )
+    max_session_hours: int = Field(
+        0, ge=0, le=8760, description="notebook sessions are stopped this long after they start, in use or not "
+        "(the culler's maxAge; 0: never): it bounds the expected wait the spawn form shows for a full kind"
     )
 
 

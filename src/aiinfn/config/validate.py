@@ -348,6 +348,14 @@ def _check_services(env: Environment) -> None:
     hub = env.services.jupyterhub
     if hub is not None and hub.images and hub.default_image not in hub.images.values():
         _fail("services.jupyterhub.default_image", "default_image must be one of `images`")
+    if hub is not None and hub.team_images:
+        if env.services.harbor is None:
+            _fail("services.jupyterhub.team_images", "team images are built into the platform's Harbor: configure "
+                  "services.harbor, or remove team_images")
+        for name in hub.team_images:
+            if name in hub.images:
+                _fail(f"services.jupyterhub.team_images.{name}", f"{name!r} is also an entry of `images`: give the "
+                      "team image another name")
     h = env.services.harbor
     if h is not None and h.s3_bucket and not (h.s3_access_key_secret and h.s3_secret_key_secret):
         _fail("services.harbor", "s3_bucket needs s3_access_key_secret and s3_secret_key_secret")

@@ -13,6 +13,15 @@ ServiceAccount token; in tests: a kubeconfig pointing at a stand-in API):
   of a managed namespace is a Kueue workload); how many notebooks already wait for the kind (pending
   Workloads of the notebooks' namespace asking for its node labels).
 * **a queued notebook's Workload** (by the pod's UID among the owners), to show its state.
+* **the expected wait** for a kind with nothing free (``expected_wait``): every unit in use is released
+  at the latest at a known time only when a notebook holds it (its Workload in the notebooks'
+  namespace, admitted at the ``Admitted`` condition's ``lastTransitionTime``) and the hub bounds a
+  session's life (the culler's ``maxAge``, checked every ``every`` seconds: a session ends at the latest
+  ``maxAge + every`` after it started). The culler's idle timeout gives no bound (a session in use is
+  never idle) and units held by anything else (batch jobs of other namespaces, which the hub cannot
+  read) have no known end. The k-th notebook in the queue (Kueue admits the interactive queue's
+  workloads in order of creation at one priority) gets the k-th unit released; one released to a waiter
+  is released again at most a session's bound later. So the wait is "at most" that time, or unknown.
 
 The pure functions (``parse_registration``, ``availability``, ``waiting``, ``workload_state``) take
 the API's JSON, so they are tested without a cluster. Standard library and kubernetes_asyncio (which
@@ -22,7 +31,9 @@ KubeSpawner brings) only.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import json
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -139,6 +150,8 @@ class Free:
     free: int
     total: int
     waiting: int
+    #: Units given out now (Kueue's use of the kind's flavor across ClusterQueues).
+    used: int = 0
 
 
 def quantity(value: Any) -> int:
@@ -179,14 +192,28 @@ def availability(kinds: Iterable[Kind], nodes: Iterable[Mapping[str, Any]],
             labels = n.get("metadata", {}).get("labels") or {}
             if all(labels.get(a) == b for a, b in k.node_labels.items()) and usable(n, groups):
                 total += quantity((n.get("status") or {}).get("allocatable", {}).get(k.resource))
-        out[k.key] = Free(max(0, total - used.get((k.flavor, k.resource), 0)), total,
-                          (waiting_by_kind or {}).get(k.key, 0))
+        in_use = used.get((k.flavor, k.resource), 0)
+        out[k.key] = Free(max(0, total - in_use), total, (waiting_by_kind or {}).get(k.key, 0), in_use)
     return out
 
 
 def _admitted(workload: Mapping[str, Any]) -> bool:
     conditions = (workload.get("status") or {}).get("conditions") or []
     return any(c.get("type") in ("QuotaReserved", "Admitted") and c.get("status") == "True" for c in conditions)
+
+
+def _asks_for(workload: Mapping[str, Any], k: Kind) -> bool:
+    """Whether a Workload asks for kind ``k`` (its node labels and resource)."""
+    for ps in (workload.get("spec") or {}).get("podSets") or []:
+        spec = ((ps.get("template") or {}).get("spec")) or {}
+        selector = spec.get("nodeSelector") or {}
+        wanted: set[str] = set()
+        for c in spec.get("containers") or []:
+            res = c.get("resources") or {}
+            wanted |= set(res.get("requests") or {}) | set(res.get("limits") or {})
+        if k.resource in wanted and all(selector.get(a) == b for a, b in k.node_labels.items()):
+            return True
+    return False
 
 
 def waiting(kinds: Iterable[Kind], workloads: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -196,17 +223,83 @@ def waiting(kinds: Iterable[Kind], workloads: Iterable[Mapping[str, Any]]) -> di
     for w in workloads:
         if _admitted(w):
             continue
-        for ps in (w.get("spec") or {}).get("podSets") or []:
-            spec = ((ps.get("template") or {}).get("spec")) or {}
-            selector = spec.get("nodeSelector") or {}
-            wanted = set()
-            for c in spec.get("containers") or []:
-                res = c.get("resources") or {}
-                wanted |= set(res.get("requests") or {}) | set(res.get("limits") or {})
-            for k in kinds:
-                if k.resource in wanted and all(selector.get(a) == b for a, b in k.node_labels.items()):
-                    out[k.key] = out.get(k.key, 0) + 1
+        for k in kinds:
+            if _asks_for(w, k):
+                out[k.key] = out.get(k.key, 0) + 1
     return out
+
+
+def _time(value: Any) -> float | None:
+    """An API timestamp (RFC 3339, ``2026-12-01T10:00:00Z``) as POSIX seconds; None if absent or bad."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _admitted_at(workload: Mapping[str, Any]) -> float | None:
+    conditions = {c.get("type"): c for c in (workload.get("status") or {}).get("conditions") or []}
+    for kind in ("Admitted", "QuotaReserved"):
+        c = conditions.get(kind)
+        if c is not None and c.get("status") == "True":
+            return _time(c.get("lastTransitionTime"))
+    return None
+
+
+def queue_position(k: Kind, workloads: Iterable[Mapping[str, Any]], pod_uid: str | None = None) -> int:
+    """The place in the queue of kind ``k``: of the Workload of pod ``pod_uid`` (1 + the pending ones
+    created before it), or of a spawn about to join (1 + every pending one)."""
+    pending = [w for w in workloads if not _admitted(w) and _asks_for(w, k)]
+
+    def key(w: Mapping[str, Any]) -> tuple[float, str]:
+        meta = w.get("metadata") or {}
+        return (_time(meta.get("creationTimestamp")) or 0.0, str(meta.get("name")))
+
+    mine = next((w for w in pending if any(o.get("uid") == pod_uid
+                                           for o in (w.get("metadata") or {}).get("ownerReferences") or [])), None)
+    if pod_uid is None or mine is None:
+        return len(pending) + 1
+    return 1 + sum(1 for w in pending if key(w) < key(mine))
+
+
+def expected_wait(k: Kind, free: Free, workloads: Iterable[Mapping[str, Any]], position: int, now: float,
+                  session_bound: float) -> float | None:
+    """Seconds the ``position``-th waiter for kind ``k`` waits at most (0: a unit is free; None: no bound).
+
+    ``workloads``: those of the notebooks' namespace; ``session_bound``: the longest a notebook session
+    lives (0: unbounded). See the module docstring for why this is an upper bound.
+    """
+    if free.free > 0 and position <= free.free:
+        return 0.0
+    if session_bound <= 0:
+        return None
+    held = sorted(t + session_bound for w in workloads
+                  if _admitted(w) and _asks_for(w, k) and (t := _admitted_at(w)) is not None)
+    held = held[: free.used]
+    # units in use by anything else end at no known time; free units are released now
+    releases = [now] * max(0, free.free) + held + [float("inf")] * max(0, free.used - len(held))
+    heapq.heapify(releases)
+    start = now
+    for _ in range(position):
+        if not releases:
+            return None
+        start = max(now, heapq.heappop(releases))
+        if start == float("inf"):
+            return None
+        heapq.heappush(releases, start + session_bound)
+    return start - now
+
+
+def describe_wait(seconds: float | None) -> str:
+    """An estimate as the form says it."""
+    if seconds is None:
+        return "expected wait unknown (a unit is held with no known end)"
+    if seconds <= 0:
+        return "no wait expected"
+    return f"expected wait at most ~{math.ceil(seconds / 60)} min"
 
 
 def workload_state(workloads: Iterable[Mapping[str, Any]], pod_uid: str) -> str | None:

@@ -12,9 +12,10 @@ a spawn through the REST API is refused the same way):
   one from the platform's registry for the groups allowed), and, on accelerator profiles, whether to
   wait in the queue; each accelerator profile says how many units are free now and in total
   (``aiinfn_cluster``: nodes the user may use, Kueue's use);
-* **a full kind** is refused at once unless the user chose to wait in the queue; waiting, the spawn
-  shows the Workload's state as progress, and may wait ``queue_timeout_seconds``; a spawn that times
-  out while queued says so with the Workload's last state;
+* **a full kind** is refused at once unless the user chose to wait in the queue, with the expected
+  wait (``aiinfn_cluster.expected_wait``: at most ~N min, or unknown); waiting, the spawn shows the
+  Workload's state, its place in the queue and the expected wait as progress, and may wait
+  ``queue_timeout_seconds``; a spawn that times out while queued says so with the Workload's last state;
 * **the pod**: the user's UID/GID (``aiinfn_identity``) and their groups' GIDs, the home
   ``home/<name>`` of the platform areas (a subPath of the areas claim), the group areas
   ``/shared/<area>``, ``/public`` (read-only but for the admins), ``/envs``; the project (or event)
@@ -39,6 +40,7 @@ import copy
 import json
 import os
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +64,7 @@ RESET_TRAITS = (
     "extra_resource_guarantees", "cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee", "volumes",
     "volume_mounts", "storage_pvc_ensure", "pvc_name_template", "storage_class", "storage_capacity",
     "storage_access_modes", "storage_extra_annotations", "uid", "gid", "fs_gid", "supplemental_gids", "start_timeout",
-    "init_containers",
+    "init_containers", "container_security_context", "pod_security_context",
 )
 
 CPU_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -142,7 +144,17 @@ class PlatformSpawner(KubeSpawner):
         except Exception as e:  # the form still works without live numbers
             self.log.warning("availability unknown (%s)", e)
             return {}
+        self._workloads = pending
         return cluster.availability(kinds, nodes, queues, self.groups, cluster.waiting(kinds, pending))
+
+    _workloads: list[dict[str, Any]] = []
+
+    def wait_for(self, kind: cluster.Kind, free: cluster.Free, pod_uid: str | None = None) -> float | None:
+        """The expected wait (s, at most; None: unknown) of a new spawn of ``kind`` (or of pod ``pod_uid``'s
+        place in the queue), from the Workloads read by the last ``free()``."""
+        position = cluster.queue_position(kind, self._workloads, pod_uid)
+        return cluster.expected_wait(kind, free, self._workloads, position, time.time(),
+                                     float(SETTINGS.get("session_bound_seconds") or 0))
 
     # ----------------------------------------------------------------- the form
 
@@ -155,16 +167,22 @@ class PlatformSpawner(KubeSpawner):
         if groups & site_groups:
             free = await self.free()
             by_slug = {k.slug: k.key for k in _kinds()}
-            for p in copy.deepcopy(SETTINGS.get("profile_list") or []):
+            # one copy per profile: profiles may share their options' objects (YAML anchors in the values),
+            # and one profile's options (the queue, its wait) are not another's
+            for p in [copy.deepcopy(x) for x in SETTINGS.get("profile_list") or []]:
                 who = allowed.get(p["slug"], [])
                 if who is not None and not groups & set(who):
                     continue
                 key = by_slug.get(p["slug"])
+                wait: float | None = None
                 if key is not None:
                     f = free.get(key)
+                    kind = next(k for k in _kinds() if k.key == key)
+                    wait = self.wait_for(kind, f) if f is not None and f.free == 0 else None
                     p["description"] = p.get("description", "") + "; " + (
-                        _describe(f) if f is not None else "free units unknown right now")
-                self._add_options(p, key is not None)
+                        _describe(f, wait) if f is not None else "free units unknown right now")
+                self._add_options(p, key is not None, wait if key is not None and free.get(key) is not None
+                                  and free[key].free == 0 else 0.0)
                 out.append(p)
         for reg in await self.open_events():
             for ep in reg.profiles_for(self.user.name, groups):
@@ -176,7 +194,7 @@ class PlatformSpawner(KubeSpawner):
             out[0]["default"] = True
         return out
 
-    def _add_options(self, profile: dict[str, Any], accelerator: bool) -> None:
+    def _add_options(self, profile: dict[str, Any], accelerator: bool, wait: float | None = 0.0) -> None:
         groups = self.groups
         options = profile.setdefault("profile_options", {})
         over = profile.get("kubespawner_override", {})
@@ -192,6 +210,15 @@ class PlatformSpawner(KubeSpawner):
                              "choices": _choices(MEMORY_LADDER, lim["max_memory_gb"], mem_default, " GB")}
         options["shm"] = {"display_name": "/dev/shm (counts as memory)",
                           "choices": _choices(SHM_LADDER, lim["max_shm_gb"], 2, " GB")}
+        teams = {n: t for n, t in (SETTINGS.get("team_images") or {}).items() if groups & set(t["groups"])}
+        if teams:
+            image = options.setdefault("image", {"display_name": "Environment", "choices": {"default": {
+                "display_name": f"default ({SETTINGS.get('default_image', '')})",
+                "kubespawner_override": {"image": SETTINGS.get("default_image", "")}}}})
+            for n, t in sorted(teams.items()):
+                image["choices"][n] = {"display_name": f"{n}: your team's image" + (
+                    f" ({t['description']})" if t.get("description") else ""),
+                    "kubespawner_override": {"image": t["image"]}}
         image = options.get("image")
         if image is not None and custom_image_ok(groups):
             custom = SETTINGS.get("custom_images") or {}
@@ -201,7 +228,8 @@ class PlatformSpawner(KubeSpawner):
         if accelerator:
             options["queue"] = {"display_name": "When none is free", "choices": {
                 QUEUE_NOW: {"display_name": "Start only if one is free now", "default": True},
-                QUEUE_WAIT: {"display_name": "Wait in the queue (the wait cannot be foreseen)"}}}
+                QUEUE_WAIT: {"display_name": "Wait in the queue" + (
+                    f" ({cluster.describe_wait(wait)})" if wait != 0.0 else "")}}}
 
     # ----------------------------------------------------------------- checks
 
@@ -251,16 +279,17 @@ class PlatformSpawner(KubeSpawner):
             free = (await self.free()).get(kind.key)
             wait = (opts.get("queue") or QUEUE_NOW) == QUEUE_WAIT
             if free is not None and free.free == 0 and not wait:
-                raise ValueError(self._full_message(kind, free, await self.free()))
+                raise ValueError(self._full_message(kind, free, await self.free(), self.wait_for(kind, free)))
             self._queued = wait
         return profile, reg
 
     @staticmethod
-    def _full_message(kind: cluster.Kind, free: cluster.Free, all_free: dict[str, cluster.Free]) -> str:
+    def _full_message(kind: cluster.Kind, free: cluster.Free, all_free: dict[str, cluster.Free],
+                      wait: float | None) -> str:
         others = [f"{k} ({f.free} free)" for k, f in all_free.items() if k != kind.key and f.free > 0]
         ahead = f" and {free.waiting} notebooks already wait for one" if free.waiting else ""
         return (f"{kind.key}: none of the {free.total} is free now{ahead}. Choose 'Wait in the queue' to wait "
-                "(the wait cannot be foreseen: it ends when a notebook on one stops or is culled), or another "
+                f"({cluster.describe_wait(wait)}), or another "
                 "kind" + (f": {', '.join(others)}." if others else "."))
 
     # ----------------------------------------------------------------- the spawn
@@ -313,6 +342,9 @@ class PlatformSpawner(KubeSpawner):
                     self.log.warning("event %s: materials not given (%s)", reg.event, e)
         self.extra_labels = labels
         self.volumes, self.volume_mounts = volumes, mounts
+        self.pod_security_context, self.container_security_context = apptainer_security(
+            str(self.image), dict(getattr(self, "pod_security_context")),  # noqa: B009 - untyped traits
+            dict(getattr(self, "container_security_context")))  # noqa: B009
         if self._queued:
             self.start_timeout = int(SETTINGS.get("queue_timeout_seconds", 14400))
 
@@ -427,6 +459,7 @@ class PlatformSpawner(KubeSpawner):
             pump_task.cancel()
 
     _pending_message: str | None = None
+    _free_now: dict[str, cluster.Free] = {}
 
     async def _watch_workload(self) -> None:
         """Wait until the Workload's state changes (or 2 s), keeping the last one for progress."""
@@ -438,13 +471,28 @@ class PlatformSpawner(KubeSpawner):
             uid = pod.get("metadata", {}).get("uid")
             try:
                 state = cluster.workload_state(await self.platform_api.workloads(self.namespace, fresh=True), str(uid))
+                self._free_now = await self.free()
             except Exception as e:
                 self.log.debug("workload of %s unknown: %s", self.pod_name, e)
                 continue
+            if state and state.startswith("waiting"):
+                state += self._queue_note(str(uid))
             if state and state != getattr(self, "_last_state", None):
                 self._last_state = state
                 self._pending_message = f"Kueue ({self.namespace}): {state}"
                 return
+
+    def _queue_note(self, pod_uid: str) -> str:
+        """``; place N in the queue, expected wait ...`` for the waiting pod ``pod_uid``."""
+        kind = next((k for k in _kinds() if all(self.node_selector.get(a) == b for a, b in k.node_labels.items())
+                     and k.resource in self.extra_resource_limits), None)
+        free = self._free_now.get(kind.key) if kind is not None else None
+        if kind is None or free is None:
+            return ""
+        position = cluster.queue_position(kind, self._workloads, pod_uid)
+        wait = cluster.expected_wait(kind, free, self._workloads, position, time.time(),
+                                     float(SETTINGS.get("session_bound_seconds") or 0))
+        return f"; place {position} in the queue, {cluster.describe_wait(wait)}"
 
     async def start(self) -> Any:
         await self.load_user_options_once()
@@ -454,6 +502,24 @@ class PlatformSpawner(KubeSpawner):
     async def load_user_options_once(self) -> None:
         """Checks before anything is created (KubeSpawner loads the options again in ``_start``)."""
         _, self._registration = await self.check_options(dict(self.user_options or {}))
+
+
+def carries_apptainer(image: str) -> bool:
+    """Whether ``image`` is one the platform built with Apptainer (the managed image, a team image)."""
+    app = SETTINGS.get("apptainer") or {}
+    return any(image.startswith(prefix) for prefix in app.get("repositories") or [])
+
+
+def apptainer_security(image: str, pod: dict[str, Any], container: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                                          dict[str, Any]]:
+    """The pod's and container's security contexts for ``image``: an image with Apptainer runs under the
+    platform's Localhost seccomp profile (RuntimeDefault plus user namespaces, installed on every node by
+    the rke2 role); everything else of ``restricted`` (non-root, no escalation, no capability) stays."""
+    profile = (SETTINGS.get("apptainer") or {}).get("seccomp")
+    if not profile or not carries_apptainer(image):
+        return pod, container
+    local = {"type": "Localhost", "localhostProfile": profile}
+    return {**pod, "seccompProfile": dict(local)}, {**container, "seccompProfile": dict(local)}
 
 
 def _default(option: Mapping[str, Any]) -> str:
@@ -483,11 +549,12 @@ def _event_shm(profile: Mapping[str, Any]) -> int:
     return max(1, min(shm, mem)) if mem else shm
 
 
-def _describe(f: cluster.Free) -> str:
+def _describe(f: cluster.Free, wait: float | None = None) -> str:
     if f.free > 0:
         return f"{f.free} of {f.total} free now"
     ahead = f", {f.waiting} waiting" if f.waiting else ""
-    return f"none free now (0 of {f.total}{ahead}): wait in the queue or pick another kind"
+    return (f"none free now (0 of {f.total}{ahead}): wait in the queue ({cluster.describe_wait(wait)}) "
+            "or pick another kind")
 
 
 async def _maybe(value: Any) -> Any:

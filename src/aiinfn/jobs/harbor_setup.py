@@ -9,7 +9,9 @@ library only: it runs in a plain Python image.
 Environment: HARBOR_URL, HARBOR_ADMIN_PASSWORD_FILE (a file of the Job's Secret mount) or
 HARBOR_ADMIN_PASSWORD, HARBOR_PROJECTS (comma separated), HARBOR_PROXY_CACHES (JSON: a list of
 ``{"project", "registry", "type", "url"}``; optional), HARBOR_ROBOT, TARGET_NAMESPACE, TARGET_SECRET;
-KUBERNETES_API (default: in-cluster), and the pod's service account token and CA (in-cluster paths,
+HARBOR_ROBOT_PUSH_PROJECT (optional: the robot
+pushes and pulls that one project only, instead of pulling every project: the image builds' robot,
+services.images), KUBERNETES_API (default: in-cluster), and the pod's service account token and CA (in-cluster paths,
 overridable with KUBE_TOKEN_FILE / KUBE_CA_FILE). The only Kubernetes object it reads or writes is
 TARGET_SECRET.
 Exit code 0 when everything is in place, 1 with one line on stderr otherwise.
@@ -117,7 +119,14 @@ ROBOT_PERMISSIONS = [
 ]
 
 
-def ensure_robot(h: Api, k: Api, robot: str, namespace: str, secret: str) -> str:
+def push_permissions(project: str) -> list[dict[str, Any]]:
+    """Push and pull on ``project`` only (the image builds' robot)."""
+    return [{"kind": "project", "namespace": project,
+             "access": [{"resource": "repository", "action": "push"}, {"resource": "repository", "action": "pull"}]}]
+
+
+def ensure_robot(h: Api, k: Api, robot: str, namespace: str, secret: str,
+                 permissions: list[dict[str, Any]] | None = None) -> str:
     """Make sure the robot exists and its credentials are in the Kubernetes Secret.
 
     Returns what was done: ``kept``, ``created`` or ``refreshed`` (an existing robot whose secret
@@ -135,11 +144,12 @@ def ensure_robot(h: Api, k: Api, robot: str, namespace: str, secret: str) -> str
     else:
         body = {
             "name": robot,
-            "description": "aiinfn nodes: pull managed environments",
+            "description": "aiinfn nodes: pull managed environments" if permissions is None
+            else "aiinfn image builds: push the platform's notebook images",
             "duration": -1,
             "level": "system",
             "disable": False,
-            "permissions": ROBOT_PERMISSIONS,
+            "permissions": ROBOT_PERMISSIONS if permissions is None else permissions,
         }
         _, created = h.call("POST", "/robots", body, ok=(201,))
         name, value, action = created["name"], created["secret"], "created"
@@ -194,7 +204,9 @@ def main() -> int:
         for c in proxy_caches():
             print(f"proxy cache {c['project']} ({c['registry']}): "
                   f"{ensure_proxy_cache(h, c['project'], c['registry'], c['type'], c['url'])}")
-        done = ensure_robot(h, kubernetes(), env["HARBOR_ROBOT"], env["TARGET_NAMESPACE"], env["TARGET_SECRET"])
+        push = os.environ.get("HARBOR_ROBOT_PUSH_PROJECT")
+        done = ensure_robot(h, kubernetes(), env["HARBOR_ROBOT"], env["TARGET_NAMESPACE"], env["TARGET_SECRET"],
+                            push_permissions(push) if push else None)
         print(f"robot {env['HARBOR_ROBOT']}: {done}")
     except SetupError as e:
         print(f"harbor-setup: {e}", file=sys.stderr)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..planning import Plan
 from ..serialize import yaml_documents, yaml_dump
+from ..services import images
 from ..services.bundle import Bundle, ConfigSecret, Generated, Manifest, Release, Secret, resolve
 from . import ansible_inventory, cloud_init, mig_parted
 
@@ -61,4 +62,5 @@ def site_artifacts(plan: Plan, bundles: list[Bundle], addresses: Mapping[str, st
     out["mig-parted/config.yaml"] = mig_parted(plan)
     out["ansible/inventory.yaml"] = ansible_inventory(plan, addresses)
     out.update(bundle_artifacts(bundles, addresses))
+    out.update(images.artifacts(plan))  # the notebook images' recipes, built by the images bundle's Job
     return dict(sorted(out.items()))

@@ -12,6 +12,7 @@ from . import (
     batch,
     gpu_operator,
     harbor,
+    images,
     juicefs,
     jupyterhub,
     kueue,
@@ -45,6 +46,7 @@ def site_bundles(plan: Plan) -> list[Bundle]:
         monitoring.bundle(plan, storage_class),
         juicefs.bundle(plan),
         harbor.bundle(plan, storage_class),
+        images.bundle(plan),
         batch.bundle(plan),
         offload.bundle(plan, kueue.COHORT),
     ]

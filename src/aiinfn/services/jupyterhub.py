@@ -14,7 +14,8 @@
 * S3: the S3 API with short-lived credentials (STS AssumeRoleWithWebIdentity at ``storage.s3.endpoint``
   from the access token) through the AWS SDK's ``credential_process``; no FUSE mount in notebooks.
 * Pod Security ``restricted`` for every pod of the namespace: notebooks run as non-root with no
-  privilege escalation, every capability dropped and the runtime's seccomp profile; /tmp is an
+  privilege escalation, every capability dropped and the runtime's seccomp profile (images the platform
+  builds with Apptainer: its Localhost profile, RuntimeDefault plus user namespaces); /tmp is an
   emptyDir with a size limit; the cloud metadata server is blocked by the NetworkPolicy (not by the
   chart's privileged iptables init container).
 * Profiles: one per accelerator kind the cluster really has (node selector, tolerations, the extended
@@ -87,6 +88,8 @@ OAUTH_SECRET_KEY = "client-secret"
 HUB_DB_CLAIM = "aiinfn-hub-db"
 HUB_DB_MOUNT = "/srv/jupyterhub/aiinfn-db"
 CPU_PROFILE = "cpu"
+#: Seconds between the culler's passes (z2jh ``cull.every``).
+CULL_EVERY = 300
 
 
 def profile_slug(kind: str) -> str:
@@ -241,7 +244,7 @@ def hub_settings(plan: Plan) -> dict[str, Any]:
     kinds = {key: {"slug": profile_slug(key), "resource": cap.kind.resource, "node_labels": dict(cap.kind.node_labels),
                    "flavor": flavor_name(key)} for key, cap in plan.capacity.items()}
     nfs = env.storage.nfs
-    from . import harbor
+    from . import harbor, images
 
     return {
         "profiles": allowed_groups(plan),
@@ -261,7 +264,15 @@ def hub_settings(plan: Plan) -> dict[str, Any]:
                           "pattern": custom_image_pattern(plan, list(hub.custom_images.projects)),
                           "example": f"{harbor.host(plan) or 'harbor'}/{hub.custom_images.projects[0]}/my-lab:1"
                           if hub.custom_images.projects else ""},
+        # images the platform builds with Apptainer run under its Localhost seccomp profile (aiinfn.images.seccomp)
+        "apptainer": images.apptainer(plan),
+        # each team image, offered in the form only to its team's groups (services.images builds it)
+        "default_image": hub.default_image,
+        "team_images": {n: {"groups": list(t.groups), "image": ref, "description": t.description}
+                        for n, ref in images.team_image_refs(plan).items() if (t := hub.team_images[n])},
         "queue_timeout_seconds": hub.queue_timeout_minutes * 60,
+        # a session ends at the latest maxAge after it starts, plus one culler pass (values' cull)
+        "session_bound_seconds": hub.max_session_hours * 3600 + CULL_EVERY if hub.max_session_hours else 0,
         "areas": {
             "claim": AREAS_CLAIM,
             "groups": sorted({q.iam_group for q in plan.quotas}),
@@ -525,7 +536,8 @@ def values(plan: Plan, storage_class: str) -> dict[str, Any]:
             "userPlaceholder": {"enabled": placeholders > 0, "replicas": placeholders},
         },
         "prePuller": {"hook": {"enabled": prepull}, "continuous": {"enabled": prepull}},
-        "cull": {"enabled": True, "timeout": hub.cull_idle_seconds, "every": 300},
+        "cull": {"enabled": True, "timeout": hub.cull_idle_seconds, "every": CULL_EVERY,
+                 "maxAge": hub.max_session_hours * 3600},
     }
     if batch:
         register_batch(out)

@@ -7,7 +7,8 @@ kubernetes_asyncio client and a kubeconfig naming this server) reads:
   (event registrations), filtered by the one ``k=v`` selector as the API filters;
 * ``GET /api/v1/nodes``: the nodes a test describes (labels, taints, allocatable, unschedulable);
 * ``GET /apis/kueue.x-k8s.io/v1beta2/clusterqueues``: ClusterQueues with ``status.flavorsUsage``;
-* ``GET /apis/kueue.x-k8s.io/v1beta2/namespaces/<ns>/workloads``: the Workloads Kueue would have made.
+* ``GET /apis/kueue.x-k8s.io/v1beta2/namespaces/<ns>/workloads``: the Workloads Kueue would have made
+  (``notebook_workload``: admitted at a given time, or pending since one: the expected wait's input).
 
 And the recording spawner (hub_spawner) tells it of each notebook pod it "creates"
 (``POST /aiinfn/pods``) and asks for its phase (``GET /aiinfn/pods/<ns>/<name>``): a pod asking for a
@@ -20,8 +21,10 @@ tests/security/test_rbac.py, not here).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,7 +99,7 @@ class Kube:
             if flavor:
                 self.workloads.setdefault(ns, []).append({
                     "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload",
-                    "metadata": {"name": f"pod-{name}-1a2b3", "namespace": ns,
+                    "metadata": {"name": f"pod-{name}-1a2b3", "namespace": ns, "creationTimestamp": stamp(time.time()),
                                  "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}]},
                     "spec": {"queueName": "interactive", "podSets": [{"name": "main", "count": 1, "template": {
                         "spec": {"nodeSelector": selector, "containers": spec.get("containers", [])}}}]},
@@ -153,6 +156,31 @@ def cluster_queue(name: str, usage: dict[str, int], resource: str = "nvidia.com/
     return {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": name},
             "status": {"flavorsUsage": [{"name": f, "resources": [{"name": resource, "total": str(n), "borrowed": "0"}]}
                                         for f, n in usage.items()]}}
+
+
+def stamp(posix: float) -> str:
+    """A time as the API writes it (RFC 3339, seconds, UTC)."""
+    return dt.datetime.fromtimestamp(int(posix), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def notebook_workload(name: str, ns: str, node_labels: dict[str, str], resource: str, *, admitted_at: float | None,
+                      created_at: float) -> dict[str, Any]:
+    """A notebook pod's Workload as Kueue keeps it: admitted (conditions True since ``admitted_at``) or
+    pending (QuotaReserved False), created at ``created_at``."""
+    if admitted_at is not None:
+        conditions = [{"type": t, "status": "True", "reason": t, "message": "",
+                       "lastTransitionTime": stamp(admitted_at)} for t in ("QuotaReserved", "Admitted")]
+    else:
+        conditions = [{"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": "no quota",
+                       "lastTransitionTime": stamp(created_at)}]
+    return {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload",
+            "metadata": {"name": f"pod-{name}-0f0f0", "namespace": ns, "creationTimestamp": stamp(created_at),
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": f"uid-{name}"}]},
+            "spec": {"queueName": "interactive", "podSets": [{"name": "main", "count": 1, "template": {"spec": {
+                "nodeSelector": dict(node_labels),
+                "containers": [{"name": "notebook", "resources": {"limits": {resource: "1"},
+                                                                 "requests": {resource: "1"}}}]}}}]},
+            "status": {"conditions": conditions}}
 
 
 @contextmanager
