@@ -38,6 +38,7 @@ PLATFORM_LEVELS = {
     "harbor": "restricted",
     "aiinfn-provisioner": "baseline",
     "aiinfn-batch": "restricted",
+    "aiinfn-image-builds": "baseline",
 }
 #: Namespaces whose level another section of docs/security.md states (the hub's).
 OTHERS = {"jupyterhub", "jupyterhub-users"}
@@ -161,6 +162,30 @@ def test_every_namespace_enforces_the_lowest_level_its_pods_need(site: str) -> N
             assert level == "restricted", name
         else:
             assert level == PLATFORM_LEVELS[name], name
+
+
+def test_the_image_builds_namespace_enforces_its_documented_level(tmp_path: Path, root: Path) -> None:
+    """Only a site that declares team images has the image builds' namespace (services/images.py), so
+    the shipped sites above never show it: plan one that does (Apptainer's digest a stand-in, none is
+    pinned yet) and hold its namespace, and its build pods, to the level the table states."""
+    from ruamel.yaml import YAML
+
+    from aiinfn.config.loader import load_site
+    from aiinfn.services import images
+
+    path = tmp_path / "cnaf-teams.yaml"
+    team = {"groups": ["ai-infn/lhc"], "pip": ["dash==2.18.2"]}
+    with path.open("w") as f:
+        YAML(typ="safe", pure=True).dump({"extends": str(root / "environments" / "cnaf.yaml"),
+                                          "services": {"jupyterhub": {"team_images": {"lhc": team}}}}, f)
+    built = images.bundle(make_plan(load_site(path)), apptainer_sha256="0" * 64)
+    assert built is not None
+    namespaces = _namespaces([built])
+    assert list(namespaces) == [images.NAMESPACE]
+    level = namespaces[images.NAMESPACE]["metadata"]["labels"][POD_SECURITY_ENFORCE]
+    assert level == PLATFORM_LEVELS[images.NAMESPACE] == "baseline"
+    jobs = [i.manifest for i in built.items if isinstance(i, Manifest) and i.kind == "Job"]
+    assert jobs and all(pss.violations(j, level) == [] for j in jobs)
 
 
 def test_the_documented_table_is_the_enforced_one(root: Path) -> None:
