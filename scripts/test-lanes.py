@@ -49,11 +49,15 @@ def main(argv: list[str]) -> int:
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         rest = subprocess.Popen([*pytest, *argv, *ignore], cwd=ROOT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
+        lanes = {"rest": rest, "host": host}
+        codes: dict[str, int] = {}
+        took: dict[str, float] = {}
         try:
-            rest_code = rest.wait()
-            rest_took = time.monotonic() - started
-            host_code = host.wait()
-            host_took = time.monotonic() - started
+            while len(codes) < len(lanes):
+                for name, lane in lanes.items():
+                    if name not in codes and lane.poll() is not None:
+                        codes[name], took[name] = lane.returncode, time.monotonic() - started
+                time.sleep(0.5)
         except BaseException:
             for lane in (host, rest):  # an interrupted run leaves no lane behind
                 if lane.poll() is None:
@@ -62,9 +66,9 @@ def main(argv: list[str]) -> int:
         host_log.seek(0)
         print(f"\n{'=' * 30} the host lane ({' '.join(HOST_LANE)}) {'=' * 30}", flush=True)
         sys.stdout.write(host_log.read())
-    print(f"\nlanes: the rest exit {rest_code} in {rest_took:.0f} s; the host lane exit {host_code} in "
-          f"{host_took:.0f} s; the suite {time.monotonic() - started:.0f} s", flush=True)
-    return rest_code or host_code
+    print(f"\nlanes: the rest exit {codes['rest']} in {took['rest']:.0f} s; the host lane exit {codes['host']} in "
+          f"{took['host']:.0f} s; the suite {time.monotonic() - started:.0f} s", flush=True)
+    return codes["rest"] or codes["host"]
 
 
 if __name__ == "__main__":
