@@ -49,6 +49,9 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> run.Planned:
         f["ssh_key"] = "key"
     data["facilities"]["bari"].update(kind="pbs", partition="workq", account="inf24_fl",
                                       resources={"cpus": 4, "memory_gb": 8, "gpus": 1, "time_minutes": 90})
+    data["facilities"]["leonardo"] = {**data["facilities"]["bologna"], "kind": "flux", "host": "10.254.7.13",
+                                      "partition": "batch", "account": "inf24_fl",
+                                      "resources": {"cpus": 8, "memory_gb": 16, "gpus": 2, "time_minutes": 45}}
     data["facilities"]["cnaf"] = SITE
     with (tmp_path / "training.yaml").open("w") as fh:
         yaml.dump(data, fh)
@@ -61,23 +64,28 @@ def test_streamflow_reads_the_workflow_and_one_deployment_per_facility(planned: 
     from streamflow.config.validator import SfValidator
     from streamflow.deployment.connector.kubernetes import Helm3Connector
     from streamflow.deployment.connector.queue_manager import PBSConnector, SlurmConnector
+    from streamflow.deployment.connector.ssh import SSHConnector
     from streamflow.deployment.deployment_manager import connector_classes
 
     gen = planned.generated
     config = SfValidator().validate_file(str(gen.streamflow))
     models = config["models"]
-    assert {n: m["type"] for n, m in models.items()} == {"bologna": "slurm", "bari": "pbs", "cnaf": "helm3"}
+    assert {n: m["type"] for n, m in models.items()} == {"bologna": "slurm", "bari": "pbs", "leonardo": "ssh",
+                                                         "cnaf": "helm3"}
     built = {n: connector_classes[m["type"]](str(gen.root), **m["config"]) for n, m in models.items()}
     assert isinstance(built["bologna"], SlurmConnector) and isinstance(built["bari"], PBSConnector)
     assert isinstance(built["cnaf"], Helm3Connector) and built["cnaf"].namespace == "lhc-ml"
+    # the Flux facility: StreamFlow's SSH connector with aiinfn's job template (0.1.6 has no Flux connector)
+    assert isinstance(built["leonardo"], SSHConnector) and built["leonardo"].template is not None
+    assert list(built["leonardo"].nodes) == ["10.254.7.13:22"] and built["leonardo"].checkHostKey is True
     assert models["bologna"]["config"]["checkHostKey"] is True
     # every train step is bound to its facility's deployment; the aggregation stays on the controller
     wc = WorkflowConfig(workflow.WORKFLOW_NAME, config)
     from pathlib import PurePosixPath
 
-    assert planned.generated.last == run.rounds_per_run(3) == 3  # 3 facilities: 27 paths, 3 rounds at a time
+    assert planned.generated.last == run.rounds_per_run(4) == 3  # 4 facilities: 64 paths, 3 rounds at a time
     for number in range(1, planned.generated.last + 1):
-        for name in ("bologna", "bari", "cnaf"):
+        for name in ("bologna", "bari", "leonardo", "cnaf"):
             target = wc.propagate(PurePosixPath(f"/{workflow.train_step(number, name)}"), "target")
             assert target["model"] == name
         assert wc.propagate(PurePosixPath(f"/{workflow.aggregate_step(number)}"), "target") is None
@@ -109,8 +117,16 @@ def test_batch_scripts_carry_the_round_resources_and_run_in_the_image(planned: r
     pbs = (root / "bari.sh").read_text().splitlines()
     assert "#PBS -l select=1:ncpus=4:mem=8192mb:ngpus=1" in pbs and "#PBS -l walltime=01:30:00" in pbs
     assert "#PBS -q workq" in pbs and "#PBS -A inf24_fl" in pbs and pbs[-1].startswith("apptainer exec --nv ")
+    flux = (root / "leonardo.sh").read_text().splitlines()
+    job = flux[flux.index(f"cat > \"$job\" <<'{workflow.FLUX_JOB_END}'") + 1:flux.index(workflow.FLUX_JOB_END)]
+    assert job[0] == "#!/bin/sh" and [d for d in job if d.startswith("#flux:")] == [
+        "#flux: --job-name=aiinfn-fl-logreg-example-leonardo", "#flux: --nodes=1", "#flux: --nslots=1",
+        "#flux: --cores-per-slot=8", "#flux: --time-limit=45m", "#flux: --gpus-per-slot=2", "#flux: --queue=batch",
+        "#flux: --bank=inf24_fl"]
+    assert job[-1].startswith("apptainer exec --nv --bind /srv/data/fl-bologna:/srv/data/fl-bologna:ro ")
+    assert 'id=$(flux batch --output="$job.out" "$job") || exit 1' in flux and flux[-1] == 'exit "$status"'
     # the only template expression is StreamFlow's own command
-    for script in (root / "bologna.sh", root / "bari.sh"):
+    for script in (root / "bologna.sh", root / "bari.sh", root / "leonardo.sh"):
         assert script.read_text().count("{{") == 1
 
 

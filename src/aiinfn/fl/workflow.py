@@ -11,7 +11,14 @@ is the next round's model, and it writes the round's checkpoint (aggregate.py).
 Deployments (StreamFlow ``models``, schema v1.0): an HPC facility is a ``slurm`` or ``pbs`` model
 (StreamFlow's queue-manager connectors over SSH) whose batch-script template (``facilities/<name>.sh``)
 holds the round's resources as ``#SBATCH``/``#PBS`` directives and runs the step inside the facility's
-Apptainer image with the dataset bound read-only. A platform site is a ``helm3`` model: a chart of ours
+Apptainer image with the dataset bound read-only. StreamFlow 0.1.6 has no Flux connector (0.2.0rc3, a
+pre-release, has one, with a streamflow.yml and log format this module does not speak), so a Flux
+facility is an ``ssh`` model whose job template (StreamFlow's SSH connector runs it on the login node for
+each step) writes the round's job script with ``#flux:`` directives, submits it with ``flux batch`` and
+waits with ``flux job attach``, which ends with the job's exit status; StreamFlow then sees the step end
+as it does with its own connectors, without a job id in its log (task.py records Flux's).
+
+A platform site is a ``helm3`` model: a chart of ours
 (``facilities/<name>/chart``) with one worker Deployment in the project's namespace, labelled with the
 project's Kueue LocalQueue and the ``batch`` priority, whose pod mounts the dataset claim read-only;
 StreamFlow runs each step in that pod.
@@ -141,7 +148,7 @@ def workflow(desc: Description, first: int, last: int, checkpoints: Path, python
         model_source = "model" if number == first else f"{aggregate_step(number - 1)}/model"
         for name in names:
             steps[train_step(number, name)] = {
-                "run": _train_tool(desc, number, name, desc.training.facilities[name]),
+                "run": _train_tool(desc, number, name, desc.training.resolved()[name]),
                 "in": {"task": "task", "entry": "entry", "model": model_source},
                 "out": [output_id("update", name), output_id("result", name)],
             }
@@ -190,6 +197,40 @@ def pbs_script(desc: Description, name: str, f: HpcFacility) -> str:
     return "\n".join([*lines, *_apptainer(desc, name, f)]) + "\n"
 
 
+#: Ends the job script inside a Flux facility's template (a quoted here-document: nothing in it is expanded).
+FLUX_JOB_END = "AIINFN_FL_FLUX_JOB"
+
+
+def flux_script(desc: Description, name: str, f: HpcFacility) -> str:
+    """The SSH connector's template for a Flux facility: write the job script, ``flux batch`` it, wait for it.
+
+    Flux schedules cores, GPUs and time, not memory: ``resources.memory_gb`` is not a directive here."""
+    r = f.resources
+    directives = [f"#flux: --job-name=aiinfn-fl-{desc.training.name}-{name}", "#flux: --nodes=1",
+                  "#flux: --nslots=1", f"#flux: --cores-per-slot={r.cpus}", f"#flux: --time-limit={r.time_minutes}m"]
+    directives += [f"#flux: --gpus-per-slot={r.gpus}"] if r.gpus else []
+    directives += [f"#flux: --queue={f.partition}"] if f.partition else []
+    directives += [f"#flux: --bank={f.account}"] if f.account else []
+    return "\n".join([
+        "#!/bin/sh",
+        f"# aiinfn fl {desc.training.name}: one round at Flux facility {name}, run by StreamFlow's SSH connector on",
+        "# the login node: the job script is submitted with flux batch, and flux job attach waits for the job",
+        "# and ends with its exit status",
+        'job="$0.flux"',
+        f"cat > \"$job\" <<'{FLUX_JOB_END}'",
+        "#!/bin/sh",
+        *directives,
+        *_apptainer(desc, name, f),
+        FLUX_JOB_END,
+        'id=$(flux batch --output="$job.out" "$job") || exit 1',
+        'flux job attach "$id" >/dev/null 2>&1',
+        "status=$?",
+        'cat "$job.out" 2>/dev/null',
+        'rm -f "$job" "$job.out"',
+        'exit "$status"',
+    ]) + "\n"
+
+
 def _apptainer(desc: Description, name: str, f: HpcFacility) -> list[str]:
     gpu = " --nv" if f.resources.gpus else ""
     return [
@@ -199,7 +240,18 @@ def _apptainer(desc: Description, name: str, f: HpcFacility) -> list[str]:
     ]
 
 
+BATCH_SCRIPTS = {"slurm": slurm_script, "pbs": pbs_script, "flux": flux_script}
+
+
 def hpc_model(desc: Description, f: HpcFacility, script: str, poll: int) -> dict[str, Any]:
+    if f.kind == "flux":
+        return {"type": "ssh", "config": {
+            "nodes": [f.address],
+            "username": f.user,
+            "sshKey": str(desc.machine_path(f.ssh_key)),
+            "checkHostKey": True,
+            "file": script,
+        }}
     config: dict[str, Any] = {
         "hostname": f.address,
         "username": f.user,
@@ -320,10 +372,10 @@ def generate(desc: Description, root: Path, *, first: int, last: int, model: Pat
     (root / "facilities").mkdir(exist_ok=True)
     models: dict[str, dict[str, Any]] = {}
     t = desc.training
-    for name, f in t.facilities.items():
+    for name, f in t.resolved().items():
         if isinstance(f, HpcFacility):
             script = root / "facilities" / f"{name}.sh"
-            script.write_text(slurm_script(desc, name, f) if f.kind == "slurm" else pbs_script(desc, name, f))
+            script.write_text(BATCH_SCRIPTS[f.kind](desc, name, f))
             models[name] = hpc_model(desc, f, str(script.relative_to(root)), t.poll_seconds)
         else:
             chart = _write_chart(root, desc, name, f, queues[name])

@@ -200,3 +200,64 @@ def test_bad_descriptions_are_refused_by_what_the_facility_and_registry_say(
     line = _one_line_error(res)
     assert f"bad.yaml: {field}:" in line and words in line, line
     assert len(setup.facilities.jobs("bari")) == before
+
+
+def test_pbs_and_flux_facilities_run_through_the_engine_with_stand_ins(facilities: fl_setup.Setup) -> None:
+    """A training over a SLURM facility (real), a PBS facility and a Flux facility, through the real
+    StreamFlow 0.1.6: its PBS connector for the PBS one, its SSH connector running aiinfn's Flux job template
+    for the Flux one (0.1.6 has no Flux connector). Gap: neither PBS nor Flux is packaged for Debian
+    bookworm, so their commands are stand-ins (tests/support/batch_standins/batch_standin.py) that check
+    every option and directive they get and run the job script for real as the researcher, without
+    scheduling or resource limits; the round's training, the image check (the Apptainer stand-in) and the
+    aggregation are real. Every round's job went through the facility's queue manager with the round's
+    resources as directives, the job ids in the report are the queue managers', and the aggregate is the
+    sample-weighted average of the round's updates."""
+    setup, names = facilities, ["bologna", "bari", "leonardo"]
+    fl_setup.install_batch_standin(setup.facilities, "bari", "pbs", ["workq"])
+    fl_setup.install_batch_standin(setup.facilities, "leonardo", "flux", ["batch"])
+    rounds = 2
+    desc = fl_setup.write_description(setup.work / "mixed.yaml", setup.facilities, names, rounds=rounds)
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    data = yaml.load(desc.read_text())
+    data["facilities"]["bari"].update(kind="pbs", partition="workq", account="inf24_fl")
+    data["facilities"]["leonardo"].update(kind="flux", partition="batch", account="inf24_fl",
+                                          resources={"cpus": 1, "memory_gb": 1, "time_minutes": 7})
+    with desc.open("w") as fh:
+        yaml.dump(data, fh)
+    state = setup.work / "state-mixed"
+    res = setup.aiinfn("run", str(desc), state=state)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((state / "report.json").read_text())
+    assert report["rounds_done"] == rounds and report["facilities"] == {"bari": "pbs", "bologna": "slurm",
+                                                                         "leonardo": "flux"}
+
+    pbs = [c for c in fl_setup.batch_calls(setup.facilities, "bari") if c["prog"] == "qsub"]
+    assert [c.get("error") for c in pbs] == [None] * rounds, pbs
+    assert {(c["queue"], c["account"], c["select"], c["walltime"]) for c in pbs} == {
+        ("workq", "inf24_fl", "select=1:ncpus=1:mem=1024mb", "00:10:00")}
+    flux = [c for c in fl_setup.batch_calls(setup.facilities, "leonardo") if c["prog"] == "flux"]
+    submitted = [c for c in flux if c["argv"][0] == "batch"]
+    assert len(submitted) == rounds and not [c for c in flux if "error" in c], flux
+    assert {json.dumps(c["directives"], sort_keys=True) for c in submitted} == {json.dumps({
+        "job-name": "aiinfn-fl-logreg-example-leonardo", "nodes": "1", "nslots": "1", "cores-per-slot": "1",
+        "time-limit": "7m", "queue": "batch", "bank": "inf24_fl"}, sort_keys=True)}
+    assert sorted(c["exit_status"] for c in flux if c["argv"][:2] == ["job", "attach"]) == [0] * rounds
+
+    # the report's job ids are the ones each queue manager gave; every job ran in the image
+    for name, calls in (("bari", pbs), ("leonardo", submitted)):
+        assert sorted(r["facilities"][name]["job_id"] for r in report["rounds"]) == sorted(c["job"] for c in calls)
+    for name in ("bari", "leonardo"):
+        ran = [c for c in setup.facilities.apptainer_calls(name) if not c["job"]]
+        assert len(ran) >= rounds and all(c["image"] == f"oras://{fl_setup.IMAGE}" for c in ran)
+
+    for number in range(1, rounds + 1):
+        d = state / "rounds" / f"round-{number:04d}"
+        results = {n: json.loads((d / "results" / f"{n}.json").read_text()) for n in names}
+        updates = {n: _load(d / "updates" / f"{n}.npz") for n in names}
+        total = sum(r["samples"] for r in results.values())
+        model = _load(d / "model.npz")
+        for k in model:
+            np.testing.assert_allclose(model[k], sum(results[n]["samples"] / total * updates[n][k] for n in names),
+                                       rtol=1e-12, atol=1e-15)
