@@ -146,7 +146,8 @@ CORPUS: list[tuple[dict[str, Any], str, str]] = [
     ({"initial_model": "train.py"}, "initial_model", "not an .npz file"),
     ({"facilities.bari.ssh_key": "no-such-key"}, "facilities.bari.ssh_key", "is not a file on this machine"),
     ({"rounds": 0}, "rounds", "greater than or equal to 1"),
-    ({"aggregation.runs_on": "bari"}, "aggregation.runs_on", "'controller'"),
+    ({"aggregation.runs_on": "bari"}, "aggregation.runs_on", "'bari': the aggregator runs on the controller only: "
+     "StreamFlow relays every copy between two facilities through the controller"),
     ({"aggregation.method": "median"}, "aggregation.method", "not allowed"),
     ({"kind": "site"}, "", "kind: must be 'federated-training'"),
     # against the platform: sites, projects' queues, accelerator kinds, registries and their projects

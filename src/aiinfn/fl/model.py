@@ -20,7 +20,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
 
 from ..config.models import (
     AbsolutePath,
@@ -186,11 +186,28 @@ class Aggregation(Model):
         Method.fedavg,
         description="fedavg: each facility's update weighted by its sample count (default); mean: equal weights",
     )
-    runs_on: Literal["controller"] = Field(
+    runs_on: str = Field(
         "controller",
         description="where the aggregator runs: the controller (the machine running aiinfn fl), which keeps "
-        "every round's checkpoint so that a rerun resumes",
+        "every round's checkpoint so that a rerun resumes; the only place (see AGGREGATOR_AT_FACILITY)",
     )
+
+    @field_validator("runs_on")
+    @classmethod
+    def _on_the_controller(cls, v: str) -> str:
+        if v != "controller":
+            raise ValueError(f"{v[:40]!r}: the aggregator runs on the controller only: {AGGREGATOR_AT_FACILITY}")
+        return v
+
+
+#: Why the aggregator is not placed at a facility: StreamFlow (0.1.6, and 0.2.0rc3 alike) relays every copy
+#: between two deployments through the machine that runs it (0.1.6: into a temporary directory there, then
+#: out; 0.2.0rc3: a tar stream through it), so an aggregator at facility A still gets B's update through the
+#: controller and sends the model back through it: the same bytes cross the controller as when it
+#: aggregates, and the checkpoints a rerun resumes from would be at A.
+AGGREGATOR_AT_FACILITY = ("StreamFlow relays every copy between two facilities through the controller, so an "
+                          "aggregator at a facility would move the same bytes through it, and the controller keeps "
+                          "the checkpoints a rerun resumes from")
 
 
 class Entrypoint(Model):

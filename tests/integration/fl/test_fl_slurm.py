@@ -1,13 +1,14 @@
-"""Federated training across real SLURM facilities, through the real workflow engine (StreamFlow 0.1.6).
+"""Federated training across real SLURM facilities (and PBS/Flux stand-ins), through the real StreamFlow 0.1.6.
 
 Three test hosts act as HPC facilities, each its own SLURM (Debian's slurmctld and slurmd) reached over
 SSH as an unprivileged researcher; ``aiinfn fl`` runs from the hosts' network as a researcher's machine
 would. What is not real, and why: Apptainer (not packaged for Debian bookworm) is a stand-in that checks
 the image is on the facility and runs the step on the host's python3 and numpy, without a container;
 the registry is a stand-in of Harbor's artifact API (tests/support/slurm/registry_standin.py), asked
-over HTTP exactly as a Harbor would be. The platform-site facility kind (StreamFlow's helm3 connector)
-needs a Kubernetes API server, which does not run here: its generated deployment is checked offline
-(tests/unit/test_fl_workflow.py) and only SLURM facilities run.
+over HTTP exactly as a Harbor would be; PBS and Flux (neither packaged for Debian bookworm) are stand-ins
+of their commands on two of the hosts (tests/support/batch_standins), driven through the real engine.
+The platform-site facility kind (StreamFlow's helm3 connector) needs a Kubernetes API server, which does
+not run here: its generated deployment is checked offline (tests/unit/test_fl_workflow.py) and never runs.
 """
 
 from __future__ import annotations
