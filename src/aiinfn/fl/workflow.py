@@ -223,6 +223,8 @@ def flux_script(desc: Description, name: str, f: HpcFacility) -> str:
         *_apptainer(desc, name, f),
         FLUX_JOB_END,
         'id=$(flux batch --output="$job.out" "$job") || exit 1',
+        # stopped (the engine undeploys, the session hangs up): the job goes too, as scancel/qdel do elsewhere
+        'trap \'flux job cancel "$id" >/dev/null 2>&1; exit 143\' HUP INT TERM',
         'flux job attach "$id" >/dev/null 2>&1',
         "status=$?",
         'cat "$job.out" 2>/dev/null',

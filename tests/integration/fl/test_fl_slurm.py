@@ -262,3 +262,14 @@ def test_pbs_and_flux_facilities_run_through_the_engine_with_stand_ins(facilitie
         for k in model:
             np.testing.assert_allclose(model[k], sum(results[n]["samples"] / total * updates[n][k] for n in names),
                                        rtol=1e-12, atol=1e-15)
+
+    # a queue the Flux facility does not have is refused with one line, from what the facility says
+    data["facilities"]["leonardo"]["partition"] = "gpu"
+    with desc.open("w") as fh:
+        yaml.dump(data, fh)
+    res = setup.aiinfn("plan", str(desc), state=setup.work / "state-mixed-bad")
+    assert res.returncode == 2, res.stderr[-3000:]
+    line = _one_line_error(res)
+    assert "mixed.yaml: facilities.leonardo.partition: 'gpu' is not a partition of facility leonardo" in line, line
+    after = [c for c in fl_setup.batch_calls(setup.facilities, "leonardo") if c["argv"][:1] == ["batch"]]
+    assert len(after) == rounds
