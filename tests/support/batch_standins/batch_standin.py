@@ -8,12 +8,13 @@ for ``Output_Path`` and ``Exit_status``, ``qdel IDS``), aiinfn's Flux job templa
 --output=OUT SCRIPT``, ``flux job attach ID``, ``flux job cancel ID``, ``flux jobs``) and aiinfn's
 probe (``qstat -Q QUEUE``, ``flux queue status -q QUEUE``). What it checks, and refuses with the
 queue manager's kind of message: every option and every directive in the script (``#PBS -N/-l/-q/-A``,
-``#flux: --job-name/--nodes/--nslots/--cores-per-slot/--gpus-per-slot/--time-limit/--queue/--bank``),
-their values' syntax, the queue (one of ``/etc/aiinfn-standin/queues``). What it does: runs the job
-script for real, as the submitting user, detached from the SSH session, in the submission directory,
-with ``PBS_JOBID``/``FLUX_JOB_ID`` set, killed at its wall time, its output in the output file, its exit
-status kept for qstat/attach. What it does not: scheduling (a job starts at once), resource limits
-(cores, memory and GPUs are checked, not enforced), several nodes, accounting of banks or projects.
+``#flux: --job-name/--nodes/--nslots/--cores-per-slot/--gpus-per-slot/--time-limit/--queue/--bank``,
+grouped before the script's commands as RFC 36 wants), their values' syntax, the queue (one of
+``/etc/aiinfn-standin/queues``). What it does: runs the job script for real, as the submitting user,
+detached from the SSH session, in the submission directory, with ``PBS_JOBID``/``FLUX_JOB_ID`` set,
+killed at its wall time, its output in the output file, its exit status kept for qstat/attach. What
+it does not: scheduling (a job starts at once), resource limits (cores, memory and GPUs are checked, not
+enforced), several nodes, accounting of banks or projects.
 Every call is appended to ``/var/log/aiinfn-standin/batch.log`` (one JSON object per line) for the
 tests to read.
 """
@@ -264,9 +265,14 @@ def flux(args: list[str]) -> None:
         if not lines or not lines[0].startswith("#!"):
             fail("flux-batch", "batch script must start with #!")
         directives: dict[str, str] = {}
+        body = False  # RFC 36: directives come before the script's first line that is not a comment
         for line in lines[1:]:
             if line.startswith("#flux:"):
+                if body:
+                    fail("flux-batch", f"directive after the script's commands: {line!r}")
                 directives.update(flux_options(shlex.split(line[6:]), f"directive {line!r}"))
+            elif line.strip() and not line.startswith("#"):
+                body = True
         merged = {**directives, **opts}
         queue = merged.get("queue")
         if queue is not None and queue not in queues():
