@@ -146,8 +146,20 @@ CORPUS: list[tuple[dict[str, Any], str, str]] = [
     ({"initial_model": "train.py"}, "initial_model", "not an .npz file"),
     ({"facilities.bari.ssh_key": "no-such-key"}, "facilities.bari.ssh_key", "is not a file on this machine"),
     ({"rounds": 0}, "rounds", "greater than or equal to 1"),
-    ({"aggregation.runs_on": "bari"}, "aggregation.runs_on", "'bari': the aggregator runs on the controller only: "
-     "StreamFlow relays every copy between two facilities through the controller"),
+    # where the aggregator runs: the controller, or one of the training's HPC facilities
+    ({"aggregation.runs_on": "marconi"}, "aggregation.runs_on",
+     "'marconi' is not a facility of this training (facilities: bari, bologna; or controller)"),
+    ({"aggregation.runs_on": "Bari; id"}, "aggregation.runs_on", "not a facility name"),
+    ({"facilities.cnaf": SITE, "aggregation.runs_on": "cnaf"}, "aggregation.runs_on", "'cnaf' is a platform site"),
+    ({"aggregation.resources": {"cpus": 2}}, "aggregation.resources", "only for an aggregator at a facility"),
+    ({"aggregation.runs_on": "bari", "aggregation.resources": {"gpus": 1}}, "aggregation.resources.gpus",
+     "unknown field"),
+    ({"aggregation.runs_on": "bari", "aggregation.resources": {"time_minutes": 0}},
+     "aggregation.resources.time_minutes", "greater than"),
+    ({"facilities.controller": {"kind": "slurm", "host": "10.254.7.99", "user": "researcher", "ssh_key": "key",
+                                "image": "harbor.ai-infn.cloud.cnaf.infn.it/apptainer/fl-numpy:1.0",
+                                "dataset": "/srv/data/x"}},
+     "facilities.controller", "'controller' is where aggregation.runs_on puts the aggregator by default"),
     ({"aggregation.method": "median"}, "aggregation.method", "not allowed"),
     ({"kind": "site"}, "", "kind: must be 'federated-training'"),
     # against the platform: sites, projects' queues, accelerator kinds, registries and their projects

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from ..config.loader import _data_loc, _describe, _read_yaml, display, list_environments, load_site
 from ..config.paths import format_path
 from ..errors import ConfigError
-from .model import KIND, HpcFacility, OffloadFacility, SiteFacility, Training
+from .model import CONTROLLER, KIND, HpcFacility, OffloadFacility, SiteFacility, Training
 
 #: Harbor projects the platform's registry holds (aiinfn.jobs.harbor_setup creates them).
 OCI_PROJECT = "environments"
@@ -109,8 +109,33 @@ def load(path: str | Path) -> Description:
     desc = Description(training, p.resolve())
     if training.offload():
         desc = Description(resolve_offload(desc), desc.path)
+    _check_aggregation(desc)
     _check_files(desc)
     return desc
+
+
+def _check_aggregation(desc: Description) -> None:
+    """``aggregation.runs_on`` is the controller or one of the training's HPC facilities (its queue manager runs
+    each round's aggregation as a job); ``aggregation.resources`` only says something at a facility."""
+    t = desc.training
+    agg = t.aggregation
+    if CONTROLLER in t.facilities:
+        raise desc.error(f"facilities.{CONTROLLER}", f"{CONTROLLER!r} is where aggregation.runs_on puts the aggregator "
+                         "by default, not a facility name: name the facility otherwise")
+    where = agg.at_facility
+    if where is None:
+        if agg.resources is not None:
+            raise desc.error("aggregation.resources", "only for an aggregator at a facility (aggregation.runs_on names "
+                             "one); on the controller the aggregation is no batch job")
+        return
+    f = t.facilities.get(where)
+    if f is None:
+        known = ", ".join(sorted(t.facilities))
+        raise desc.error("aggregation.runs_on", f"{where!r} is not a facility of this training (facilities: {known}; "
+                         f"or {CONTROLLER})")
+    if isinstance(f, SiteFacility):
+        raise desc.error("aggregation.runs_on", f"{where!r} is a platform site: the aggregator runs on the controller "
+                         "or at an HPC facility (slurm, pbs, flux or offload), as a job of its queue manager")
 
 
 #: Queue managers of a site's offload targets that aiinfn fl reaches over SSH (interLink's kinds).

@@ -20,7 +20,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from ..config.models import (
     AbsolutePath,
@@ -181,33 +181,43 @@ class Method(StrEnum):
     mean = "mean"
 
 
+#: Where the aggregator runs by default: the machine running ``aiinfn fl``.
+CONTROLLER = "controller"
+
+
+class AggregatorResources(Model):
+    """What one round's aggregation job gets at a facility (it averages a few model-sized arrays)."""
+
+    cpus: int = Field(1, ge=1, le=256, description="cores of the aggregation job")
+    memory_gb: float = Field(1.0, gt=0, le=1024, description="memory of the aggregation job, GB")
+    time_minutes: int = Field(10, ge=1, le=MAX_MINUTES, description="wall-time limit of one aggregation job")
+
+    def as_round(self) -> Resources:
+        return Resources(cpus=self.cpus, memory_gb=self.memory_gb, time_minutes=self.time_minutes)
+
+
 class Aggregation(Model):
     method: Method = Field(
         Method.fedavg,
         description="fedavg: each facility's update weighted by its sample count (default); mean: equal weights",
     )
-    runs_on: str = Field(
-        "controller",
-        description="where the aggregator runs: the controller (the machine running aiinfn fl), which keeps "
-        "every round's checkpoint so that a rerun resumes; the only place (see AGGREGATOR_AT_FACILITY)",
+    runs_on: Annotated[str, AfterValidator(FACILITY_NAME)] = Field(
+        CONTROLLER,
+        description="where the aggregator runs: controller (the machine running aiinfn fl, the default) or the "
+        "name of one of the HPC facilities below, where each round's aggregation is a batch job of its queue "
+        "manager (aiinfn.fl.description checks the name)",
+    )
+    resources: AggregatorResources | None = Field(
+        None, description="the aggregation job's resources at a facility (default 1 core, 1 GB, 10 minutes)"
     )
 
-    @field_validator("runs_on")
-    @classmethod
-    def _on_the_controller(cls, v: str) -> str:
-        if v != "controller":
-            raise ValueError(f"{v[:40]!r}: the aggregator runs on the controller only: {AGGREGATOR_AT_FACILITY}")
-        return v
+    @property
+    def at_facility(self) -> str | None:
+        return None if self.runs_on == CONTROLLER else self.runs_on
 
-
-#: Why the aggregator is not placed at a facility: StreamFlow (0.1.6, and 0.2.0rc3 alike) relays every copy
-#: between two deployments through the machine that runs it (0.1.6: into a temporary directory there, then
-#: out; 0.2.0rc3: a tar stream through it), so an aggregator at facility A still gets B's update through the
-#: controller and sends the model back through it: the same bytes cross the controller as when it
-#: aggregates, and the checkpoints a rerun resumes from would be at A.
-AGGREGATOR_AT_FACILITY = ("StreamFlow relays every copy between two facilities through the controller, so an "
-                          "aggregator at a facility would move the same bytes through it, and the controller keeps "
-                          "the checkpoints a rerun resumes from")
+    @property
+    def job_resources(self) -> Resources:
+        return (self.resources or AggregatorResources()).as_round()
 
 
 class Entrypoint(Model):
