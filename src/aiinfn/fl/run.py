@@ -377,10 +377,10 @@ def _drive(desc: Description, state: State, gen: Generated, log: EngineLog,
 
 
 def _transient(desc: Description, log: EngineLog) -> bool:
-    """The engine stopped because an SSH server refused to open one more channel on a connection (OpenSSH's
-    MaxSessions, 10 by default, which StreamFlow 0.1.6's own limit of 10 sessions per connection can pass
-    for a moment while closed channels are still being torn down: seen on a step with many input files,
-    such as an aggregation at a facility), and every login node answers."""
+    """The engine stopped because a login node refused it one more SSH channel (asyncssh's ChannelOpenError
+    "open failed", OpenSSH's answer past MaxSessions), and every login node answers. Seen on the test
+    facilities in about one hand-over in three with the aggregator at a facility, right after the
+    aggregation's inputs were staged there; the cause in StreamFlow 0.1.6 is not pinned down."""
     refused = any(e.strip() == TRANSIENT_SSH_ERROR for e in log.errors) or any(
         TRANSIENT_SSH_ERROR in line for r in log.steps.values() for line in r.error)
     return refused and not _unreachable(desc)
