@@ -31,6 +31,39 @@ SITE = {
 }
 
 
+#: A facility described as one of site cnaf's offload targets (the shipped sites have none: the tests add two).
+OFFLOAD = {
+    "kind": "offload", "site": "cnaf", "target": "leonardo", "user": "researcher", "ssh_key": "key",
+    "image": "harbor.ai-infn.cloud.cnaf.infn.it/apptainer/fl-numpy:1.0", "dataset": "/leonardo/data/fl",
+    "partition": "boost_usr_prod", "account": "inf24_fl",
+    "resources": {"cpus": 8, "memory_gb": 32, "gpus": 1, "time_minutes": 60},
+}
+TARGETS = {
+    "leonardo": {"kind": "slurm", "endpoint": "https://login.leonardo.cineca.it:8443",
+                 "limits": {"max_wall_time_hours": 2, "max_cpu": 32, "max_memory_gb": 64}},
+    "htc": {"kind": "htcondor", "endpoint": "https://htc.cr.cnaf.infn.it"},
+}
+
+
+@pytest.fixture(autouse=True)
+def _cnaf_offloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Site cnaf as its environment is, plus two offload targets (a SLURM and an HTCondor one)."""
+    from aiinfn.config.models import Offload
+
+    real = description.load_site
+    auth = {"type": "oidc", "client_id": "interlink-cnaf", "client_secret": "offload-secret",
+            "refresh_token_secret": "offload-refresh"}
+
+    def load_site(name: str) -> Any:
+        env = real(name)
+        if name != "cnaf":
+            return env
+        targets = {n: {**t, "auth": auth, "cpu": 512, "memory_gb": 2048} for n, t in TARGETS.items()}
+        return env.model_copy(update={"offload": Offload.model_validate({"targets": targets})})
+
+    monkeypatch.setattr(description, "load_site", load_site)
+
+
 def _example(tmp: Path, **top: Any) -> dict[str, Any]:
     yaml = YAML(typ="safe", pure=True)
     data = yaml.load((EXAMPLE / "training.yaml").read_text())
@@ -69,8 +102,25 @@ _DELETE = object()
 
 #: (change: dotted path -> value, field named in the message, words of the message)
 CORPUS: list[tuple[dict[str, Any], str, str]] = [
-    ({"facilities.bari.kind": "flux"}, "facilities.bari.kind", "StreamFlow 0.1.6"),
+    ({"facilities.bari.kind": "flux", "facilities.bari.qos": "normal"}, "facilities.bari",
+     "qos is a SLURM setting; a flux facility has none"),
     ({"facilities.bari.kind": "htcondor"}, "facilities.bari", "not a facility kind"),
+    # a site's offload target: its queue manager and limits come from the site's environment
+    ({"facilities.leo": {**OFFLOAD, "site": "nowhere"}}, "facilities.leo.site", "'nowhere' is not a platform site"),
+    ({"facilities.leo": {**OFFLOAD, "target": "marconi"}}, "facilities.leo.target",
+     "'marconi' is not an offload target of site 'cnaf' (its targets: htc, leonardo)"),
+    ({"facilities.leo": {**OFFLOAD, "site": "recas"}}, "facilities.leo.target",
+     "is not an offload target of site 'recas' (its targets: none)"),
+    ({"facilities.leo": {**OFFLOAD, "target": "htc"}}, "facilities.leo.target", "runs htcondor"),
+    ({"facilities.leo": {**OFFLOAD, "resources": {"time_minutes": 180}}}, "facilities.leo.resources.time_minutes",
+     "180 is more than offload target 'leonardo' runs (2 h at most)"),
+    ({"facilities.leo": {**OFFLOAD, "resources": {"cpus": 64}}}, "facilities.leo.resources.cpus",
+     "64 is more than one job may ask of offload target 'leonardo' (32)"),
+    ({"facilities.leo": {**OFFLOAD, "resources": {"memory_gb": 128}}}, "facilities.leo.resources.memory_gb",
+     "128 is more than one job may ask"),
+    ({"facilities.leo": {**OFFLOAD, "endpoint": "https://x"}}, "facilities.leo.endpoint", "unknown field"),
+    ({"facilities.leo": {**OFFLOAD, "host": "10.254.7.11"}}, "facilities", "same login node"),
+    ({"facilities.leo": {**OFFLOAD, "ssh_key": "no-such-key"}}, "facilities.leo.ssh_key", "not a file on this"),
     ({"facilities.bari.kind": _DELETE}, "facilities.bari", "required"),
     ({"facilities.bari.queue": "debug"}, "facilities.bari.queue", "unknown field 'queue'"),
     ({"facilities.bari.host": "$(reboot)"}, "facilities.bari.host", "not"),
@@ -96,7 +146,20 @@ CORPUS: list[tuple[dict[str, Any], str, str]] = [
     ({"initial_model": "train.py"}, "initial_model", "not an .npz file"),
     ({"facilities.bari.ssh_key": "no-such-key"}, "facilities.bari.ssh_key", "is not a file on this machine"),
     ({"rounds": 0}, "rounds", "greater than or equal to 1"),
-    ({"aggregation.runs_on": "bari"}, "aggregation.runs_on", "'controller'"),
+    # where the aggregator runs: the controller, or one of the training's HPC facilities
+    ({"aggregation.runs_on": "marconi"}, "aggregation.runs_on",
+     "'marconi' is not a facility of this training (facilities: bari, bologna; or controller)"),
+    ({"aggregation.runs_on": "Bari; id"}, "aggregation.runs_on", "not a facility name"),
+    ({"facilities.cnaf": SITE, "aggregation.runs_on": "cnaf"}, "aggregation.runs_on", "'cnaf' is a platform site"),
+    ({"aggregation.resources": {"cpus": 2}}, "aggregation.resources", "only for an aggregator at a facility"),
+    ({"aggregation.runs_on": "bari", "aggregation.resources": {"gpus": 1}}, "aggregation.resources.gpus",
+     "unknown field"),
+    ({"aggregation.runs_on": "bari", "aggregation.resources": {"time_minutes": 0}},
+     "aggregation.resources.time_minutes", "greater than"),
+    ({"facilities.controller": {"kind": "slurm", "host": "10.254.7.99", "user": "researcher", "ssh_key": "key",
+                                "image": "harbor.ai-infn.cloud.cnaf.infn.it/apptainer/fl-numpy:1.0",
+                                "dataset": "/srv/data/x"}},
+     "facilities.controller", "'controller' is where aggregation.runs_on puts the aggregator by default"),
     ({"aggregation.method": "median"}, "aggregation.method", "not allowed"),
     ({"kind": "site"}, "", "kind: must be 'federated-training'"),
     # against the platform: sites, projects' queues, accelerator kinds, registries and their projects
@@ -148,6 +211,25 @@ def test_the_example_is_valid_and_plans_offline(tmp_path: Path) -> None:
     assert planned.queues["cnaf"].namespace == "lhc-ml" and planned.queues["cnaf"].local_queue == "default"
     assert planned.queues["cnaf"].accelerator_resource == "nvidia.com/gpu"
     assert (planned.generated.root / "streamflow.yml").is_file()
+
+
+def test_an_offload_target_is_a_facility_described_by_its_site(tmp_path: Path) -> None:
+    """A facility named as a site's offload target gets the target's queue manager and login node from the
+    site's environment, and is planned like any SLURM facility."""
+    data = _example(tmp_path)
+    data["facilities"]["leo"] = OFFLOAD
+    desc = description.load(_write(tmp_path, data))
+    leo = desc.training.hpc()["leo"]
+    assert (leo.kind, leo.host, leo.port, leo.offload_of) == ("slurm", "login.leonardo.cineca.it", 22, "cnaf/leonardo")
+    assert (leo.partition, leo.account, leo.dataset) == ("boost_usr_prod", "inf24_fl", "/leonardo/data/fl")
+    planned = run.plan(desc, tmp_path / "state", check_remote=False)
+    models = YAML(typ="safe", pure=True).load(planned.generated.streamflow.read_text())["models"]
+    assert models["leo"]["type"] == "slurm" and models["leo"]["config"]["hostname"] == "login.leonardo.cineca.it:22"
+    script = (planned.generated.root / "facilities" / "leo.sh").read_text().splitlines()
+    assert "#SBATCH --partition=boost_usr_prod" in script and "#SBATCH --time=0-01:00:00" in script
+    # a login node other than the interLink edge is named with host
+    data["facilities"]["leo"] = {**OFFLOAD, "host": "login02.leonardo.cineca.it"}
+    assert description.load(_write(tmp_path, data)).training.hpc()["leo"].host == "login02.leonardo.cineca.it"
 
 
 def test_cli_refuses_with_exit_2_and_no_traceback(tmp_path: Path) -> None:

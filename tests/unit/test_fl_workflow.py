@@ -49,6 +49,9 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> run.Planned:
         f["ssh_key"] = "key"
     data["facilities"]["bari"].update(kind="pbs", partition="workq", account="inf24_fl",
                                       resources={"cpus": 4, "memory_gb": 8, "gpus": 1, "time_minutes": 90})
+    data["facilities"]["leonardo"] = {**data["facilities"]["bologna"], "kind": "flux", "host": "10.254.7.13",
+                                      "partition": "batch", "account": "inf24_fl",
+                                      "resources": {"cpus": 8, "memory_gb": 16, "gpus": 2, "time_minutes": 45}}
     data["facilities"]["cnaf"] = SITE
     with (tmp_path / "training.yaml").open("w") as fh:
         yaml.dump(data, fh)
@@ -61,23 +64,28 @@ def test_streamflow_reads_the_workflow_and_one_deployment_per_facility(planned: 
     from streamflow.config.validator import SfValidator
     from streamflow.deployment.connector.kubernetes import Helm3Connector
     from streamflow.deployment.connector.queue_manager import PBSConnector, SlurmConnector
+    from streamflow.deployment.connector.ssh import SSHConnector
     from streamflow.deployment.deployment_manager import connector_classes
 
     gen = planned.generated
     config = SfValidator().validate_file(str(gen.streamflow))
     models = config["models"]
-    assert {n: m["type"] for n, m in models.items()} == {"bologna": "slurm", "bari": "pbs", "cnaf": "helm3"}
+    assert {n: m["type"] for n, m in models.items()} == {"bologna": "slurm", "bari": "pbs", "leonardo": "ssh",
+                                                         "cnaf": "helm3"}
     built = {n: connector_classes[m["type"]](str(gen.root), **m["config"]) for n, m in models.items()}
     assert isinstance(built["bologna"], SlurmConnector) and isinstance(built["bari"], PBSConnector)
     assert isinstance(built["cnaf"], Helm3Connector) and built["cnaf"].namespace == "lhc-ml"
+    # the Flux facility: StreamFlow's SSH connector with aiinfn's job template (0.1.6 has no Flux connector)
+    assert isinstance(built["leonardo"], SSHConnector) and built["leonardo"].template is not None
+    assert list(built["leonardo"].nodes) == ["10.254.7.13:22"] and built["leonardo"].checkHostKey is True
     assert models["bologna"]["config"]["checkHostKey"] is True
     # every train step is bound to its facility's deployment; the aggregation stays on the controller
     wc = WorkflowConfig(workflow.WORKFLOW_NAME, config)
     from pathlib import PurePosixPath
 
-    assert planned.generated.last == run.rounds_per_run(3) == 3  # 3 facilities: 27 paths, 3 rounds at a time
+    assert planned.generated.last == run.rounds_per_run(4) == 3  # 4 facilities: 64 paths, 3 rounds at a time
     for number in range(1, planned.generated.last + 1):
-        for name in ("bologna", "bari", "cnaf"):
+        for name in ("bologna", "bari", "leonardo", "cnaf"):
             target = wc.propagate(PurePosixPath(f"/{workflow.train_step(number, name)}"), "target")
             assert target["model"] == name
         assert wc.propagate(PurePosixPath(f"/{workflow.aggregate_step(number)}"), "target") is None
@@ -109,8 +117,16 @@ def test_batch_scripts_carry_the_round_resources_and_run_in_the_image(planned: r
     pbs = (root / "bari.sh").read_text().splitlines()
     assert "#PBS -l select=1:ncpus=4:mem=8192mb:ngpus=1" in pbs and "#PBS -l walltime=01:30:00" in pbs
     assert "#PBS -q workq" in pbs and "#PBS -A inf24_fl" in pbs and pbs[-1].startswith("apptainer exec --nv ")
+    flux = (root / "leonardo.sh").read_text().splitlines()
+    job = flux[flux.index(f"cat > \"$job\" <<'{workflow.FLUX_JOB_END}'") + 1:flux.index(workflow.FLUX_JOB_END)]
+    assert job[0] == "#!/bin/sh" and [d for d in job if d.startswith("#flux:")] == [
+        "#flux: --job-name=aiinfn-fl-logreg-example-leonardo", "#flux: --nodes=1", "#flux: --nslots=1",
+        "#flux: --cores-per-slot=8", "#flux: --time-limit=45m", "#flux: --gpus-per-slot=2", "#flux: --queue=batch",
+        "#flux: --bank=inf24_fl"]
+    assert job[-1].startswith("apptainer exec --nv --bind /srv/data/fl-bologna:/srv/data/fl-bologna:ro ")
+    assert 'id=$(flux batch --output="$job.out" "$job") || exit 1' in flux and flux[-1] == 'exit "$status"'
     # the only template expression is StreamFlow's own command
-    for script in (root / "bologna.sh", root / "bari.sh"):
+    for script in (root / "bologna.sh", root / "bari.sh", root / "leonardo.sh"):
         assert script.read_text().count("{{") == 1
 
 
@@ -201,3 +217,119 @@ def test_registry_asks_harbor_for_the_artifact(tmp_path: Path) -> None:
     digest = "sha256:" + "a" * 64
     assert registry.artifact_url("https://h", f"h/environments/x@{digest}").endswith(f"/artifacts/{digest}")
 
+
+
+def test_an_aggregator_at_a_facility_is_a_job_of_its_queue_manager(tmp_path: Path) -> None:
+    """``aggregation.runs_on: bologna``: every round's aggregation is bound to a deployment of bologna's SLURM
+    of its own, whose batch script asks for the aggregation's resources and binds no dataset; a controller
+    step after it writes the checkpoint and gives the next round its model. StreamFlow and cwltool read it."""
+    from pathlib import PurePosixPath
+
+    from streamflow.config.config import WorkflowConfig
+    from streamflow.config.validator import SfValidator
+
+    yaml = YAML(typ="safe", pure=True)
+    data = yaml.load((EXAMPLE / "training.yaml").read_text())
+    for f in ("train.py", "init.npz"):
+        shutil.copyfile(EXAMPLE / f, tmp_path / f)
+    (tmp_path / "known_hosts").write_text("")
+    (tmp_path / "key").write_text("only the path is used\n")
+    for f in data["facilities"].values():
+        f["ssh_key"] = "key"
+    data["aggregation"] = {"method": "fedavg", "runs_on": "bologna", "resources": {"cpus": 2, "memory_gb": 0.5,
+                                                                                   "time_minutes": 5}}
+    with (tmp_path / "training.yaml").open("w") as fh:
+        yaml.dump(data, fh)
+    planned = run.plan(description.load(tmp_path / "training.yaml"), tmp_path / "state", check_remote=False)
+    gen = planned.generated
+    config = SfValidator().validate_file(str(gen.streamflow))
+    agg = config["models"][workflow.aggregator_model("bologna")]
+    assert agg["type"] == "slurm" and agg["config"]["hostname"] == config["models"]["bologna"]["config"]["hostname"]
+    script = (gen.root / agg["config"]["file"]).read_text().splitlines()
+    assert "#SBATCH --job-name=aiinfn-fl-logreg-example.aggregate" in script
+    assert "#SBATCH --cpus-per-task=2" in script and "#SBATCH --mem=512M" in script
+    assert "#SBATCH --time=0-00:05:00" in script and "#SBATCH --partition=debug" in script
+    assert script[-1] == ("apptainer exec --bind /tmp/aiinfn-fl/aggregate "
+                          "oras://harbor.ai-infn.cloud.cnaf.infn.it/apptainer/fl-numpy:1.0 {{ streamflow_command }}")
+    assert "/srv/data" not in "\n".join(script)
+    wc = WorkflowConfig(workflow.WORKFLOW_NAME, config)
+    assert gen.last == run.rounds_per_run(2, True) == 2
+    wf = yaml.load(gen.workflow.read_text())
+    for number in range(1, gen.last + 1):
+        target = wc.propagate(PurePosixPath(f"/{workflow.aggregate_step(number)}"), "target")
+        assert target["model"] == "bologna.aggregator"
+        assert wc.propagate(PurePosixPath(f"/{workflow.checkpoint_step(number)}"), "target") is None
+        tool = wf["steps"][workflow.aggregate_step(number)]["run"]
+        assert tool["baseCommand"] == ["python3"] and "--checkpoints" not in [a["valueFrom"] for a in tool["arguments"]]
+        if number > 1:  # a round trains from the model checkpointed on the controller
+            for name in ("bologna", "bari"):
+                assert wf["steps"][workflow.train_step(number, name)]["in"]["model"] == (
+                    f"{workflow.checkpoint_step(number - 1)}/model")
+    assert wf["outputs"]["final_model"]["outputSource"] == f"{workflow.checkpoint_step(gen.last)}/model"
+    run.check_generated(gen)
+
+
+def test_the_controller_checkpoints_what_a_facility_aggregated(tmp_path: Path) -> None:
+    """The aggregation at a facility writes the model and its record; the controller's step checks both and
+    the updates against the record, then writes the checkpoint a rerun resumes from."""
+    a = _update(tmp_path, "a", np.array([1.0, 2.0]), 100)
+    b = _update(tmp_path, "b", np.array([3.0, -2.0]), 300)
+    at = tmp_path / "facility"
+    at.mkdir()
+    record, _ = aggregate.compute(1, "fedavg", [a[0], b[0]], [a[1], b[1]], at / "model.npz", "bologna")
+    (at / "round.json").write_text(json.dumps(record))
+    assert record["aggregated_on"]["runs_on"] == "bologna"
+    out = aggregate.checkpoint(1, at / "round.json", at / "model.npz", [b[0], a[0]], tmp_path / "ck",
+                               tmp_path / "n.npz")
+    assert out["model_sha256"] == aggregate.sha256(tmp_path / "n.npz")
+    state = run.State(tmp_path)
+    (tmp_path / "ck").rename(state.rounds)
+    assert [r["round"] for r in state.completed()] == [1]
+    model = aggregate.load_arrays(state.round_model(1))
+    np.testing.assert_allclose(model["w"], 0.25 * np.array([1.0, 2.0]) + 0.75 * np.array([3.0, -2.0]))
+    # a model changed on the way back is not checkpointed
+    np.savez(at / "model.npz", w=np.array([0.0, 0.0]), b=np.array([0.0]))
+    with pytest.raises(aggregate.AggregationError, match="did not come back from the aggregator intact"):
+        aggregate.checkpoint(1, at / "round.json", at / "model.npz", [a[0], b[0]], tmp_path / "ck2", tmp_path / "m")
+    assert not (tmp_path / "ck2" / "round-0001").exists()
+
+
+AGG_LOG = """\
+2026-12-01 11:23:18.000 INFO     Executing job /train-r0001-bari/run/a on resource 10.0.0.2:22 into directory /w/T1:
+2026-12-01 11:23:20.000 INFO     Step /train-r0001-bari/run terminated with status COMPLETED
+2026-12-01 11:23:20.100 INFO     Copying /w/T1/update-bari.npz on resource 10.0.0.2:22 to /l/u/update-bari.npz on local file-system
+2026-12-01 11:23:20.200 INFO     Copying /l/u/update-bari.npz on local file-system to /w/aggregate/x/update-bari.npz on resource 10.0.0.2:22
+2026-12-01 11:23:20.300 INFO     Executing job /aggregate-r0001/run/b on resource 10.0.0.2:22 into directory /w/aggregate/A1:
+2026-12-01 11:23:20.400 INFO     Scheduled job /aggregate-r0001/run/b with job id 31
+2026-12-01 11:23:22.000 INFO     Step /aggregate-r0001/run terminated with status COMPLETED
+2026-12-01 11:23:22.100 INFO     Copying /w/aggregate/A1/model.npz on resource 10.0.0.2:22 to /l/m/model.npz on local file-system
+2026-12-01 11:23:22.300 INFO     Executing job /checkpoint-r0001/run/c locally into directory /l/ck1:
+2026-12-01 11:23:22.500 INFO     Step /checkpoint-r0001/run terminated with status COMPLETED
+"""  # noqa: E501 - StreamFlow's log lines as it writes them
+
+
+def test_engine_log_keeps_the_aggregators_copies_apart_from_its_facilitys(tmp_path: Path) -> None:
+    log = engine.EngineLog({"10.0.0.2:22": "bari"}, first_round=1, aggregator=("10.0.0.2:22", "/w/aggregate"))
+    for line in AGG_LOG.splitlines():
+        log.feed(line)
+    log.settle()
+    agg, ck = log.steps["aggregate-r0001"], log.steps["checkpoint-r0001"]
+    assert (agg.stage, agg.job_id, agg.resource, ck.stage, ck.resource) == ("aggregate", "31", "10.0.0.2:22",
+                                                                              "checkpoint", None)
+    assert [(c.facility, c.direction, c.round) for c in log.copies] == [
+        (engine.AGGREGATOR, "to", 1), ("bari", "from", 1), (engine.AGGREGATOR, "from", 1)]
+
+
+def test_only_a_refused_ssh_channel_is_handed_over_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A login node refusing one more SSH channel for a moment is retried from the last checkpoint; a
+    failing entry point, or a facility that is down, is not."""
+    refused = engine.EngineLog({}, first_round=1)
+    refused.feed("2026-12-01 16:50:22.882 ERROR    open failed")
+    failing = engine.EngineLog({"10.0.0.2:22": "bari"}, first_round=2)
+    for line in LOG.splitlines():
+        failing.feed(line)
+    desc = object()  # only _unreachable reads it, and it is replaced here
+    monkeypatch.setattr(run, "_unreachable", lambda _d: [])
+    assert run._transient(desc, refused) and not run._transient(desc, failing)  # type: ignore[arg-type]
+    monkeypatch.setattr(run, "_unreachable", lambda _d: ["bari"])
+    assert not run._transient(desc, refused)  # type: ignore[arg-type]

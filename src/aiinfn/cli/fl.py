@@ -38,7 +38,9 @@ def _facility_table(planned: Any) -> Table:
     for name, f in planned.desc.training.facilities.items():
         r = f.resources
         if isinstance(f, HpcFacility):
-            reached = f"{f.kind} over SSH {f.user}@{f.address}"
+            reached = f"{f.kind} over SSH {f.user}@{f.address}" + (
+                f" (offload target {f.offload_of.split('/')[1]} of site {f.offload_of.split('/')[0]})"
+                if f.offload_of else "")
             batch = f.partition or "(default partition)"
             data = f.dataset
             res = f"{r.cpus} cpu, {r.memory_gb:g} GB, {r.gpus} gpu, {r.time_minutes} min"

@@ -18,13 +18,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from ..config.loader import _data_loc, _describe, _read_yaml, display, list_environments, load_site
 from ..config.paths import format_path
 from ..errors import ConfigError
-from .model import KIND, HpcFacility, SiteFacility, Training
+from .model import CONTROLLER, KIND, HpcFacility, OffloadFacility, SiteFacility, Training
 
 #: Harbor projects the platform's registry holds (aiinfn.jobs.harbor_setup creates them).
 OCI_PROJECT = "environments"
@@ -96,17 +97,102 @@ def load(path: str | Path) -> Description:
         loc = _data_loc(data, tuple(x for x in first["loc"] if x != "[key]"))
         # a discriminated union puts the tag (slurm, site ...) in the location: not a field of the file
         loc = tuple(x for i, x in enumerate(loc) if not (i >= 2 and loc[i - 2] == "facilities" and
-                                                          x in ("slurm", "pbs", "flux", "site")))
+                                                          x in ("slurm", "pbs", "flux", "offload", "site")))
         extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         message = _describe(dict(first), Training)
         if first["type"] == "union_tag_invalid":
-            message = f"kind: {first.get('input', {}).get('kind')!r} is not a facility kind (valid: slurm, pbs, site)"
+            kind = first.get("input", {}).get("kind")
+            message = f"kind: {kind!r} is not a facility kind (valid: slurm, pbs, flux, offload, site)"
         elif first["type"] == "union_tag_not_found":
-            message = "kind: required field is missing (slurm, pbs or site)"
+            message = "kind: required field is missing (slurm, pbs, flux, offload or site)"
         raise ConfigError(message + extra, file=name, path=format_path(loc) or None) from None
     desc = Description(training, p.resolve())
+    if training.offload():
+        desc = Description(resolve_offload(desc), desc.path)
+    _check_aggregation(desc)
     _check_files(desc)
     return desc
+
+
+def _check_aggregation(desc: Description) -> None:
+    """``aggregation.runs_on`` is the controller or one of the training's HPC facilities (its queue manager runs
+    each round's aggregation as a job); ``aggregation.resources`` only says something at a facility."""
+    t = desc.training
+    agg = t.aggregation
+    if CONTROLLER in t.facilities:
+        raise desc.error(f"facilities.{CONTROLLER}", f"{CONTROLLER!r} is where aggregation.runs_on puts the aggregator "
+                         "by default, not a facility name: name the facility otherwise")
+    where = agg.at_facility
+    if where is None:
+        if agg.resources is not None:
+            raise desc.error("aggregation.resources", "only for an aggregator at a facility (aggregation.runs_on names "
+                             "one); on the controller the aggregation is no batch job")
+        return
+    f = t.facilities.get(where)
+    if f is None:
+        known = ", ".join(sorted(t.facilities))
+        raise desc.error("aggregation.runs_on", f"{where!r} is not a facility of this training (facilities: {known}; "
+                         f"or {CONTROLLER})")
+    if isinstance(f, SiteFacility):
+        raise desc.error("aggregation.runs_on", f"{where!r} is a platform site: the aggregator runs on the controller "
+                         "or at an HPC facility (slurm, pbs, flux or offload), as a job of its queue manager")
+
+
+#: Queue managers of a site's offload targets that aiinfn fl reaches over SSH (interLink's kinds).
+OFFLOAD_KINDS = {"slurm": "slurm"}
+
+
+def resolve_offload(desc: Description) -> Training:
+    """Every ``kind: offload`` facility as the HPC facility it is, from its site's ``offload.targets``: the
+    queue manager (the target's kind), the login node (``host``, or the host of the target's interLink
+    endpoint), and the round's resources checked against the target's limits (one ConfigError naming the
+    field otherwise)."""
+    t = desc.training
+    facilities: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for fname, f in t.facilities.items():
+        if not isinstance(f, OffloadFacility):
+            facilities[fname] = f.model_dump(mode="json", exclude_none=True)
+            continue
+        field = f"facilities.{fname}"
+        sites = list_environments(kind="site")
+        if f.site not in sites:
+            raise desc.error(f"{field}.site", f"{f.site!r} is not a platform site (sites: {', '.join(sites)})")
+        targets = load_site(f.site).offload.targets
+        target = targets.get(f.target)
+        if target is None:
+            known = ", ".join(sorted(targets)) or "none"
+            raise desc.error(f"{field}.target", f"{f.target!r} is not an offload target of site {f.site!r} "
+                             f"(its targets: {known})")
+        kind = OFFLOAD_KINDS.get(target.kind)
+        if kind is None:
+            raise desc.error(f"{field}.target", f"offload target {f.target!r} of site {f.site!r} runs {target.kind}, "
+                             "which aiinfn fl cannot submit to over SSH (it reaches slurm targets)")
+        limits, r = target.limits, f.resources
+        if r.time_minutes > limits.max_wall_time_hours * 60:
+            raise desc.error(f"{field}.resources.time_minutes", f"{r.time_minutes} is more than offload target "
+                             f"{f.target!r} runs ({limits.max_wall_time_hours} h at most)")
+        if limits.max_cpu is not None and r.cpus > limits.max_cpu:
+            raise desc.error(f"{field}.resources.cpus", f"{r.cpus} is more than one job may ask of offload target "
+                             f"{f.target!r} ({limits.max_cpu})")
+        if limits.max_memory_gb is not None and r.memory_gb > limits.max_memory_gb:
+            raise desc.error(f"{field}.resources.memory_gb", f"{r.memory_gb:g} is more than one job may ask of "
+                             f"offload target {f.target!r} ({limits.max_memory_gb} GB)")
+        data = f.model_dump(mode="json", exclude_none=True, exclude={"site", "target"})
+        data.update(kind=kind, host=f.host or urlsplit(target.endpoint).hostname)
+        facilities[fname] = data
+        origin[fname] = f"{f.site}/{f.target}"
+    try:
+        resolved = Training.model_validate({**t.model_dump(mode="json", exclude_none=True), "facilities": facilities})
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        raise desc.error(format_path(tuple(x for x in first["loc"] if x not in ("slurm", "[key]"))) or "facilities",
+                         _describe(dict(first), Training)) from None
+    for fname, where in origin.items():
+        f = resolved.facilities[fname]
+        assert isinstance(f, HpcFacility)
+        f._offload_of = where
+    return resolved
 
 
 def _check_files(desc: Description) -> None:
@@ -121,7 +207,7 @@ def _check_files(desc: Description) -> None:
         raise desc.error("initial_model", f"larger than {MAX_MODEL_BYTES >> 20} MB: every round sends it to "
                          "every facility")
     describe_model(model, desc)
-    for fname, f in t.facilities.items():
+    for fname, f in t.resolved().items():
         if isinstance(f, HpcFacility):
             for field in ("ssh_key", "known_hosts"):
                 value = getattr(f, field)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 _STAMP = r"(?P<t>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) +(?P<level>[A-Z]+) +"
-_STEP = r"/(?P<step>(?:train-r(?P<round>\d{4})-(?P<facility>[a-z0-9-]+))|(?:aggregate-r(?P<around>\d{4})))"
+_STEP = (r"/(?P<step>(?:train-r(?P<round>\d{4})-(?P<facility>[a-z0-9-]+))|"
+         r"(?:(?P<stage>aggregate|checkpoint)-r(?P<around>\d{4})))")
 EXECUTING = re.compile(_STAMP + r"Executing job " + _STEP + r"/run/\S+ (?:locally|on resource (?P<res>\S+)) "
                        r"into directory (?P<dir>\S+?):?$")
 SCHEDULED = re.compile(_STAMP + r"Scheduled job " + _STEP + r"/run/\S+ with job id (?P<job>\S+)")
@@ -56,10 +57,18 @@ class StepRecord:
     job_id: str | None = None
     directory: str | None = None
     error: list[str] = field(default_factory=list)
+    #: train, aggregate, or checkpoint (the controller's step after an aggregation at a facility)
+    stage: str = "train"
+    #: the StreamFlow resource it ran on (None: the controller)
+    resource: str | None = None
 
     @property
     def seconds(self) -> float | None:
         return None if self.started is None or self.ended is None else self.ended - self.started
+
+
+#: The ``facility`` of a copy to or from the aggregator at a facility.
+AGGREGATOR = "(aggregator)"
 
 
 @dataclass
@@ -77,6 +86,9 @@ class EngineLog:
 
     facilities: dict[str, str]  # StreamFlow resource name (host:port) -> facility
     first_round: int
+    #: where the aggregator works at a facility (its resource and workdir), when it runs at one: the copies
+    #: to and from there are the aggregation's, accounted apart from that facility's training
+    aggregator: tuple[str, str] | None = None
     steps: dict[str, StepRecord] = field(default_factory=dict)
     copies: list[Copy] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -84,6 +96,7 @@ class EngineLog:
     engine_started: float | None = None
     engine_ended: float | None = None
     _pending_remote: list[tuple[str, str, str]] = field(default_factory=list)
+    _pending_aggregator: list[tuple[int, str, str]] = field(default_factory=list)
     _last_failed: StepRecord | None = None
 
     def _record(self, m: re.Match[str]) -> StepRecord:
@@ -91,7 +104,7 @@ class EngineLog:
         rec = self.steps.get(step)
         if rec is None:
             number = int(m["round"] or m["around"])
-            rec = self.steps[step] = StepRecord(step, number, m["facility"])
+            rec = self.steps[step] = StepRecord(step, number, m["facility"], stage=m["stage"] or "train")
         return rec
 
     def feed(self, line: str) -> StepRecord | None:
@@ -102,7 +115,7 @@ class EngineLog:
         self._last_failed = None
         if m := EXECUTING.match(line):
             rec = self._record(m)
-            rec.started, rec.directory = _time(m["t"]), m["dir"]
+            rec.started, rec.directory, rec.resource = _time(m["t"]), m["dir"], m["res"]
             return rec
         if m := SCHEDULED.match(line):
             rec = self._record(m)
@@ -118,10 +131,16 @@ class EngineLog:
             self._last_failed = rec
             return rec
         if m := TO_REMOTE.match(line):
-            self._copy_to(m["src"], m["res"])
+            if self._aggregator_side(m["res"], m["dst"]):
+                self.copies.append(Copy(self._training_round(), AGGREGATOR, "to", m["src"], size_of(Path(m["src"]))))
+            else:
+                self._copy_to(m["src"], m["res"])
             return None
         if m := TO_LOCAL.match(line):
-            self._pending_remote.append((m["src"], m["res"], m["dst"]))
+            if self._aggregator_side(m["res"], m["src"]):
+                self._pending_aggregator.append((self._training_round(), m["src"], m["dst"]))
+            else:
+                self._pending_remote.append((m["src"], m["res"], m["dst"]))
             return None
         if (m := ERROR.match(line)) and m["level"] in ("ERROR", "CRITICAL"):
             self.errors.append(m["message"])
@@ -134,6 +153,14 @@ class EngineLog:
                 if resource in message or resource.rsplit(":", 1)[0] in message:
                     return facility
         return None
+
+    def _aggregator_side(self, resource: str, path: str) -> bool:
+        return self.aggregator is not None and resource == self.aggregator[0] and _under_tree(path, self.aggregator[1])
+
+    def _training_round(self) -> int:
+        """The round whose aggregation a copy serves: the last round with a completed training step."""
+        done = [r.round for r in self.steps.values() if r.stage == "train" and r.status == "COMPLETED"]
+        return max(done, default=self.first_round)
 
     def _copy_to(self, src: str, resource: str) -> None:
         facility = self.facilities.get(resource)
@@ -155,6 +182,9 @@ class EngineLog:
                 continue
             self.copies.append(Copy(rec.round, facility, "from", src, size_of(Path(dst))))
         self._pending_remote.clear()
+        for number, src, dst in self._pending_aggregator:
+            self.copies.append(Copy(number, AGGREGATOR, "from", src, size_of(Path(dst))))
+        self._pending_aggregator.clear()
 
     def failed_step(self) -> StepRecord | None:
         failed = [r for r in self.steps.values() if r.status == "FAILED" or (r.error and r.status != "COMPLETED")]
@@ -171,6 +201,11 @@ class EngineLog:
             "engine_started": self.engine_started,
             "engine_ended": self.engine_ended,
         }
+
+
+def _under_tree(path: str, directory: str) -> bool:
+    d = directory.rstrip("/")
+    return path == d or path.startswith(d + "/")
 
 
 def _under(path: str, directory: str) -> bool:

@@ -3,8 +3,10 @@
 One file names the facilities the training runs on, and for each one where its data already is (never
 copied), the image the training runs in, the resources of one round and how the facility is reached: a
 platform site through its batch queues (``kind: site``), or an HPC facility's login node over SSH with
-its queue manager (``kind: slurm`` or ``pbs``). The rest says what one round is (the entry point,
-its arguments), how many rounds, how the facilities' updates are combined and where.
+its queue manager (``kind: slurm``, ``pbs`` or ``flux``), or one of a site's offload targets
+(``kind: offload``: queue manager, login node and limits from the site's environment). The rest says
+what one round is (the entry point, its arguments), how many rounds, how the facilities' updates are
+combined and where.
 
 Every string of the file is data. It reaches SLURM batch scripts and the shell of HPC login nodes
 (StreamFlow builds ``sh -c '...'`` command lines from the step's arguments without quoting them for that
@@ -18,7 +20,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from ..config.models import (
     AbsolutePath,
@@ -90,42 +92,61 @@ class Resources(Model):
         return max(1, round(self.memory_gb * 1024))
 
 
-class HpcFacility(Model):
-    """An HPC facility: its login node over SSH, its queue manager, its data and its Apptainer image."""
+class _HpcCommon(Model):
+    """What every HPC facility names: the account on its login node, its batch names, data and image."""
 
-    kind: Literal["slurm", "pbs", "flux"]
-    host: Hostname = Field(description="the login node (hostname or IPv4 address)")
     port: int = Field(22, ge=1, le=65535)
     user: User
     ssh_key: LocalPath = Field(description="path of the private key on this machine (read by the SSH client only)")
     known_hosts: LocalPath | None = Field(
         None, description="known_hosts file that holds the login node's host key (default ~/.ssh/known_hosts)"
     )
-    partition: BatchName | None = None
-    account: BatchName | None = None
-    qos: BatchName | None = None
+    partition: BatchName | None = Field(None, description="SLURM partition, PBS queue or Flux queue")
+    account: BatchName | None = Field(None, description="SLURM account, PBS project (-A) or Flux bank")
+    qos: BatchName | None = Field(None, description="SLURM only: the job's QOS")
     workdir: AbsolutePath = Field("/tmp/aiinfn-fl", description="scratch directory of the jobs on the facility")
     image: ImageRef = Field(description="Apptainer image in the platform registry's apptainer project")
     dataset: AbsolutePath = Field(description="where the facility's data is (read in place, never copied)")
     resources: Resources = Field(default_factory=Resources)
 
-    @field_validator("kind")
-    @classmethod
-    def _engine_has_it(cls, v: str) -> str:
-        if v == "flux":
-            raise ValueError("'flux' is not available: StreamFlow 0.1.6 (the pinned workflow engine) has no Flux "
-                             "connector; use slurm or pbs")
-        return v
-
     @model_validator(mode="after")
-    def _hpc_resources(self) -> HpcFacility:
+    def _hpc_resources(self) -> _HpcCommon:
         if self.resources.accelerator is not None:
             raise ValueError("resources.accelerator is for platform sites; an HPC facility asks for resources.gpus")
+        kind = getattr(self, "kind", "slurm")
+        if self.qos is not None and kind not in ("slurm", "offload"):
+            raise ValueError(f"qos is a SLURM setting; a {kind} facility has none (use partition or account)")
         return self
+
+
+class HpcFacility(_HpcCommon):
+    """An HPC facility: its login node over SSH, its queue manager, its data and its Apptainer image."""
+
+    kind: Literal["slurm", "pbs", "flux"]
+    host: Hostname = Field(description="the login node (hostname or IPv4 address)")
+    #: ``SITE/TARGET`` when the facility was described as a site's offload target (OffloadFacility)
+    _offload_of: str | None = PrivateAttr(None)
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def offload_of(self) -> str | None:
+        return self._offload_of
+
+
+class OffloadFacility(_HpcCommon):
+    """An HPC facility a platform site already offloads to (``offload.targets`` of the site's environment):
+    its queue manager and its limits come from the site's description, its login node from the target's
+    interLink endpoint unless ``host`` names another. aiinfn fl reaches it over SSH like any HPC facility
+    (not through interLink, whose API runs pods, not batch scripts)."""
+
+    kind: Literal["offload"]
+    site: DnsLabel = Field(description="the site whose offload target this is, such as cnaf")
+    target: DnsLabel = Field(description="the target's name under the site's offload.targets")
+    host: Hostname | None = Field(None, description="the login node, when it is not the host of the target's "
+                                  "interLink endpoint")
 
 
 class SiteDataset(Model):
@@ -152,7 +173,7 @@ class SiteFacility(Model):
         return self
 
 
-Facility = Annotated[HpcFacility | SiteFacility, Field(discriminator="kind")]
+Facility = Annotated[HpcFacility | OffloadFacility | SiteFacility, Field(discriminator="kind")]
 
 
 class Method(StrEnum):
@@ -160,16 +181,43 @@ class Method(StrEnum):
     mean = "mean"
 
 
+#: Where the aggregator runs by default: the machine running ``aiinfn fl``.
+CONTROLLER = "controller"
+
+
+class AggregatorResources(Model):
+    """What one round's aggregation job gets at a facility (it averages a few model-sized arrays)."""
+
+    cpus: int = Field(1, ge=1, le=256, description="cores of the aggregation job")
+    memory_gb: float = Field(1.0, gt=0, le=1024, description="memory of the aggregation job, GB")
+    time_minutes: int = Field(10, ge=1, le=MAX_MINUTES, description="wall-time limit of one aggregation job")
+
+    def as_round(self) -> Resources:
+        return Resources(cpus=self.cpus, memory_gb=self.memory_gb, time_minutes=self.time_minutes)
+
+
 class Aggregation(Model):
     method: Method = Field(
         Method.fedavg,
         description="fedavg: each facility's update weighted by its sample count (default); mean: equal weights",
     )
-    runs_on: Literal["controller"] = Field(
-        "controller",
-        description="where the aggregator runs: the controller (the machine running aiinfn fl), which keeps "
-        "every round's checkpoint so that a rerun resumes",
+    runs_on: Annotated[str, AfterValidator(FACILITY_NAME)] = Field(
+        CONTROLLER,
+        description="where the aggregator runs: controller (the machine running aiinfn fl, the default) or the "
+        "name of one of the HPC facilities below, where each round's aggregation is a batch job of its queue "
+        "manager (aiinfn.fl.description checks the name)",
     )
+    resources: AggregatorResources | None = Field(
+        None, description="the aggregation job's resources at a facility (default 1 core, 1 GB, 10 minutes)"
+    )
+
+    @property
+    def at_facility(self) -> str | None:
+        return None if self.runs_on == CONTROLLER else self.runs_on
+
+    @property
+    def job_resources(self) -> Resources:
+        return (self.resources or AggregatorResources()).as_round()
 
 
 class Entrypoint(Model):
@@ -199,6 +247,16 @@ class Training(Model):
                 raise ValueError(f"facilities {other} and {name} are the same login node {f.address}: one facility "
                                  "per login node (give a facility more resources instead)")
         return self
+
+    def offload(self) -> dict[str, OffloadFacility]:
+        """Facilities described as a site's offload target, before aiinfn.fl.description resolves them."""
+        return {n: f for n, f in self.facilities.items() if isinstance(f, OffloadFacility)}
+
+    def resolved(self) -> dict[str, HpcFacility | SiteFacility]:
+        """The facilities once offload targets are resolved (aiinfn.fl.description.load does it)."""
+        if self.offload():
+            raise ValueError(f"offload facilities not resolved: {', '.join(self.offload())}")
+        return {n: f for n, f in self.facilities.items() if not isinstance(f, OffloadFacility)}
 
     def hpc(self) -> dict[str, HpcFacility]:
         return {n: f for n, f in self.facilities.items() if isinstance(f, HpcFacility)}

@@ -24,7 +24,7 @@ ALIVE_INTERVAL = 3
 ALIVE_COUNT = 3
 CONNECT_TIMEOUT = 15
 
-COMMANDS = {"slurm": ("sbatch", "squeue", "scontrol", "scancel"), "pbs": ("qsub", "qstat", "qdel")}
+COMMANDS = {"slurm": ("sbatch", "squeue", "scontrol", "scancel"), "pbs": ("qsub", "qstat", "qdel"), "flux": ("flux",)}
 
 
 class FacilityError(AiinfnError):
@@ -58,6 +58,8 @@ def probe_script(f: HpcFacility) -> str:
         parts.append(f"sinfo -h -o %P -p {part} 2>/dev/null | grep -q . || echo 'missing: partition'")
     if f.kind == "pbs" and f.partition:
         parts.append(f"qstat -Q {shlex.quote(f.partition)} >/dev/null 2>&1 || echo 'missing: partition'")
+    if f.kind == "flux" and f.partition:
+        parts.append(f"flux queue status -q {shlex.quote(f.partition)} >/dev/null 2>&1 || echo 'missing: partition'")
     return "; ".join(parts)
 
 

@@ -8,9 +8,11 @@ facility). ``report.json`` holds everything; ``report.md`` is the same as tables
 Per facility and round: ``train_s`` is the entry point's run inside the job; ``step_s`` is the engine's
 step, from the job's start through the batch system to its end; ``sent``/``received`` are the bytes the
 engine copied to the facility (the model, and in a run's first round the programs) and back (update and
-result). Per round: ``wall_s`` from the first step of the round to the end of its aggregation, and
-``overhead_s = wall_s - max(train_s)``: what the engine and the batch systems add to the slowest
-facility's own training.
+result). Per round, ``aggregation``: where it ran (``runs_on``: controller or a facility; its host and,
+at a facility, its batch job's id), its step's time and the bytes the engine copied to the aggregator
+and back when it ran at a facility. Per round: ``wall_s`` from the first step of the round to the end
+of its aggregation (its checkpoint on the controller), and ``overhead_s = wall_s - max(train_s)``: what
+the engine and the batch systems add to the slowest facility's own training.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .engine import AGGREGATOR
 
 if TYPE_CHECKING:
     from .description import Description
@@ -39,7 +43,8 @@ def _engine_records(state: State) -> dict[int, dict[str, Any]]:
                 number = int(step["round"])
                 per_round[number] = {
                     "run": run.name,
-                    "steps": {s["facility"] or "aggregate": s for s in steps.values() if s["round"] == number},
+                    "steps": {s["facility"] or s.get("stage", "aggregate"): s for s in steps.values()
+                              if s["round"] == number},
                     "copies": [c for c in data.get("copies", []) if c["round"] == number],
                 }
     return per_round
@@ -69,9 +74,22 @@ def build_report(desc: Description, state: State) -> dict[str, Any]:
                                 if c["facility"] == name and c["direction"] == "from"),
             }
         agg = eng["steps"].get("aggregate", {})
+        last = eng["steps"].get("checkpoint", agg)  # the round ends with its checkpoint on the controller
         starts = [s["started"] for s in eng["steps"].values() if s.get("started") is not None]
-        wall = (agg["ended"] - min(starts)) if agg.get("ended") is not None and starts else None
+        wall = (last["ended"] - min(starts)) if last.get("ended") is not None and starts else None
         slowest = max(f["train_s"] for f in facilities.values())
+        on = rec.get("aggregated_on") or {}
+        at = [c for c in eng["copies"] if c["facility"] == AGGREGATOR]
+        aggregation = {
+            "runs_on": on.get("runs_on", "controller"),
+            "host": on.get("host"),
+            # the queue manager's job id, as the job saw it (and as the engine logged it, when it did)
+            "job_id": on.get("job_id") or agg.get("job_id"),
+            "step_s": (agg["ended"] - agg["started"]) if agg.get("ended") is not None
+            and agg.get("started") is not None else None,
+            "sent": sum(c["bytes"] for c in at if c["direction"] == "to"),
+            "received": sum(c["bytes"] for c in at if c["direction"] == "from"),
+        }
         rounds.append({
             "round": number,
             "loss": rec.get("loss"),
@@ -80,8 +98,10 @@ def build_report(desc: Description, state: State) -> dict[str, Any]:
             "model_sha256": rec["model_sha256"],
             "wall_s": wall,
             "overhead_s": (wall - slowest) if wall is not None else None,
-            "bytes_moved": sum(f["sent"] + f["received"] for f in facilities.values()),
+            "bytes_moved": sum(f["sent"] + f["received"] for f in facilities.values())
+            + aggregation["sent"] + aggregation["received"],
             "run": eng["run"],
+            "aggregation": aggregation,
             "facilities": facilities,
         })
     return {
@@ -89,6 +109,7 @@ def build_report(desc: Description, state: State) -> dict[str, Any]:
         "rounds_total": desc.training.rounds,
         "rounds_done": len(rounds),
         "aggregation": desc.training.aggregation.method.value,
+        "aggregator": desc.training.aggregation.runs_on,
         "facilities": {n: f.kind for n, f in sorted(desc.training.facilities.items())},
         "final_model": str(state.model) if state.model.is_file() else None,
         "rounds": rounds,
@@ -102,13 +123,16 @@ def _fmt(v: Any, spec: str = ".3f") -> str:
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Federated training {report['name']}", "",
              f"{report['rounds_done']} of {report['rounds_total']} rounds, aggregation {report['aggregation']}, "
+             f"aggregator on {report.get('aggregator', 'controller')}, "
              f"facilities: {', '.join(f'{n} ({k})' for n, k in report['facilities'].items())}.", "",
-             "| round | loss | accuracy | wall s | overhead s | bytes moved | model bytes |",
-             "|---|---|---|---|---|---|---|"]
+             "| round | loss | accuracy | wall s | overhead s | bytes moved | model bytes | aggregated on |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in report["rounds"]:
+        a = r.get("aggregation") or {}
+        where = a.get("runs_on", "controller") + (f" (job {a['job_id']})" if a.get("job_id") else "")
         lines.append(f"| {r['round']} | {_fmt(r['loss'], '.4f')} | {_fmt(r['accuracy'], '.4f')} | "
                      f"{_fmt(r['wall_s'], '.2f')} | {_fmt(r['overhead_s'], '.2f')} | {r['bytes_moved']} | "
-                     f"{r['model_bytes']} |")
+                     f"{r['model_bytes']} | {where} |")
     lines += ["", "| round | facility | job | samples | weight | loss | train s | step s | sent | received |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rounds"]:

@@ -11,8 +11,10 @@ State of a training (``--state``, default ``build/fl/<name>``)::
 
 A run hands rounds ``k+1..R`` to StreamFlow, where ``k`` is the last complete round in ``rounds/``:
 StreamFlow 0.1.6 cannot resume a failed workflow itself (it keeps no state a new run could start from),
-so resuming is done a level up, by round: aiinfn's aggregator checkpoints each round on the controller
-and a rerun hands the engine a workflow of the rounds still to do, starting from the last round's model.
+so resuming is done a level up, by round: each round is checkpointed on the controller (by the aggregator
+there, or, when ``aggregation.runs_on`` names a facility, by a controller step that gets the model and
+the record back from the facility's aggregation job) and a rerun hands the engine a workflow of the
+rounds still to do, starting from the last round's model.
 
 While StreamFlow runs, its log gives the progress per round and facility (aiinfn.fl.engine) and a
 watchdog probes each HPC facility's login node: a facility that stops answering, or whose step fails,
@@ -44,13 +46,16 @@ from .description import Description, SiteQueue, check_platform
 from .engine import EngineLog, StepRecord
 from .model import HpcFacility
 from .state import RunError, State
-from .workflow import Generated, generate
+from .workflow import AGGREGATOR_WORKDIR, Generated, generate
 
 #: Seconds between probes of a login node, and how many may fail in a row before it counts as down.
 PROBE_INTERVAL = 2.0
 PROBE_FAILURES = 4
 #: Most paths StreamFlow's translator may walk from the last aggregation back (see rounds_per_run).
 MAX_PATHS = 64
+#: A refused SSH channel (asyncssh's ChannelOpenError) is handed over again, at most this often per run.
+TRANSIENT_RETRIES = 2
+TRANSIENT_SSH_ERROR = "open failed"
 #: Seconds StreamFlow gets to undeploy after it is told to stop, before it is killed.
 STOP_GRACE = 10.0
 
@@ -114,7 +119,7 @@ def plan(desc: Description, state_dir: Path | None = None, *, registry_url: str 
     if check_remote:
         registry.check(desc, registry_url)
         remote.check(desc, config)
-    last = min(desc.training.rounds, rounds_per_run(len(desc.training.facilities)))
+    last = min(desc.training.rounds, _per_run(desc))
     gen = generate(desc, state.plan, first=1, last=last, model=desc.local(desc.training.initial_model),
                    checkpoints=state.rounds, queues=queues)
     check_generated(gen)
@@ -130,7 +135,7 @@ class Event:
 
     round: int
     facility: str | None
-    what: str  # submitted | done | failed | aggregated
+    what: str  # submitted | done | failed | aggregated | stopping
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -202,9 +207,11 @@ def _stop_engine(proc: subprocess.Popen[str]) -> None:
         proc.wait(timeout=10)
 
 
-def _event_of(rec: StepRecord, state: State) -> Event | None:
+def _event_of(rec: StepRecord, state: State, at_facility: bool = False) -> Event | None:
     if rec.facility is None:
-        if rec.status == "COMPLETED":
+        # a round is aggregated once its checkpoint is on the controller: after an aggregation at a facility,
+        # that is the controller's checkpoint step
+        if rec.status == "COMPLETED" and not (at_facility and rec.stage == "aggregate"):
             detail: dict[str, Any] = {}
             with contextlib.suppress(OSError, ValueError):
                 detail = json.loads((aggregate_program.round_dir(state.rounds, rec.round) /
@@ -249,7 +256,8 @@ def run(desc: Description, state_dir: Path | None = None, *, registry_url: str |
         first = done + 1
         planned = plan(desc, state.root, registry_url=registry_url, check_remote=check_remote)
         resources = {f.address: n for n, f in desc.training.hpc().items()}
-        per_run = rounds_per_run(len(desc.training.facilities))
+        per_run = _per_run(desc)
+        retries = 0
         a = first
         while a <= total:
             b = min(total, a + per_run - 1)
@@ -260,11 +268,20 @@ def run(desc: Description, state_dir: Path | None = None, *, registry_url: str |
             gen = generate(desc, root, first=a, last=b, model=start_model, checkpoints=state.rounds,
                            queues=planned.queues)
             _ssh_home(desc, root)
-            log = EngineLog(resources, a)
+            log = EngineLog(resources, a, aggregator=aggregator_side(desc))
             failure = _drive(desc, state, gen, log, emit)
             log.settle()
             (root / "engine.json").write_text(json.dumps(log.to_json(), indent=1, sort_keys=True) + "\n")
             completed = len(state.completed())
+            if (failure is not None or completed < b) and retries < TRANSIENT_RETRIES and _transient(desc, log):
+                # a login node refused an SSH channel for a moment: hand the rounds left over again, from the
+                # last checkpoint, as a rerun would (the failed hand-over's files stay in runs/)
+                retries += 1
+                emit(Event(completed + 1, None, "stopping", {
+                    "reason": f"a login node refused an SSH channel (open failed); handing rounds {completed + 1}-"
+                    f"{total} over again from the last checkpoint", "retry": retries}))
+                a = completed + 1
+                continue
             if failure is not None or completed < b:
                 write_report(state, build_report(desc, state))
                 reason = failure or _engine_failure(desc, log)
@@ -277,21 +294,39 @@ def run(desc: Description, state_dir: Path | None = None, *, registry_url: str |
         return Outcome(state, first, total, done, report)
 
 
-def rounds_per_run(facilities: int) -> int:
+def aggregator_side(desc: Description) -> tuple[str, str] | None:
+    """The aggregator's StreamFlow resource and workdir at its facility (None on the controller)."""
+    where = desc.training.aggregation.at_facility
+    if where is None:
+        return None
+    f = desc.training.hpc()[where]
+    return f.address, f"{f.workdir}/{AGGREGATOR_WORKDIR}"
+
+
+def rounds_per_run(facilities: int, aggregator_at_facility: bool = False) -> int:
     """Rounds handed to StreamFlow at once. Its 0.1.6 translator walks every path from a step back to the
     workflow's inputs without remembering any, and a round's aggregation has one path per facility into
     each earlier round: ``facilities ** rounds`` paths (2 facilities, 8 rounds: 50 s before the first job
-    here). Keeping that at most MAX_PATHS bounds the translation; the rounds of a training then run as a
-    sequence of workflows, each starting from the last one's checkpoint."""
-    if facilities <= 1:
+    here). With the aggregator at a facility a round ends in the controller's checkpoint step, which has
+    three paths per facility into the round (the model and the record through the aggregation, the update
+    itself): ``(3 * facilities) ** rounds``. Keeping that at most MAX_PATHS bounds the translation; the
+    rounds of a training then run as a sequence of workflows, each starting from the last one's checkpoint."""
+    branching = facilities * (3 if aggregator_at_facility else 1)
+    if branching <= 1:
         return 1000
-    return max(1, int(math.log(MAX_PATHS) / math.log(facilities) + 1e-9))
+    return max(1, int(math.log(MAX_PATHS) / math.log(branching) + 1e-9))
+
+
+def _per_run(desc: Description) -> int:
+    t = desc.training
+    return rounds_per_run(len(t.facilities), t.aggregation.at_facility is not None)
 
 
 def _drive(desc: Description, state: State, gen: Generated, log: EngineLog,
            emit: Callable[[Event], None]) -> str | None:
     """Run StreamFlow to its end; return why a facility stopped it, if one did."""
     watchdog = _Watchdog(desc)
+    at_facility = desc.training.aggregation.at_facility is not None
     lines: list[str] = []
     done_reading = threading.Event()
     with open(gen.root / "streamflow.log", "w") as logfile:
@@ -317,7 +352,7 @@ def _drive(desc: Description, state: State, gen: Generated, log: EngineLog,
                 while seen < len(lines):
                     rec = log.feed(lines[seen])
                     seen += 1
-                    ev = _event_of(rec, state) if rec is not None else None
+                    ev = _event_of(rec, state, at_facility) if rec is not None else None
                     if ev is not None and (ev.round, ev.facility, ev.what) not in emitted:
                         emitted.add((ev.round, ev.facility, ev.what))
                         emit(ev)
@@ -339,6 +374,16 @@ def _drive(desc: Description, state: State, gen: Generated, log: EngineLog,
             done_reading.wait(10)
             log.engine_ended = time.time()
     return failure
+
+
+def _transient(desc: Description, log: EngineLog) -> bool:
+    """The engine stopped because a login node refused it one more SSH channel (asyncssh's ChannelOpenError
+    "open failed", OpenSSH's answer past MaxSessions), and every login node answers. Seen on the test
+    facilities in about one hand-over in three with the aggregator at a facility, right after the
+    aggregation's inputs were staged there; the cause in StreamFlow 0.1.6 is not pinned down."""
+    refused = any(e.strip() == TRANSIENT_SSH_ERROR for e in log.errors) or any(
+        TRANSIENT_SSH_ERROR in line for r in log.steps.values() for line in r.error)
+    return refused and not _unreachable(desc)
 
 
 def _first_error(rec: StepRecord) -> str:
@@ -372,6 +417,8 @@ def _engine_failure(desc: Description, log: EngineLog) -> str:
     if named is not None:
         return f"{_describe_facility(desc, named)} failed: {log.errors[-1][:300]}"
     if rec is not None:
-        return f"the aggregation failed: {_first_error(rec)}"
+        where = desc.training.aggregation.at_facility
+        at = f" at {_describe_facility(desc, where)}" if where is not None else ""
+        return f"the aggregation{at} failed: {_first_error(rec)}"
     last = log.errors[-1] if log.errors else "it exited before the last round"
     return f"the workflow engine stopped ({last[:300]})"

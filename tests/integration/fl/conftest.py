@@ -2,7 +2,9 @@
 
 Prefix ``fl`` and net 10.254.5 (AIINFN_FL_HOSTS_PREFIX / AIINFN_FL_HOSTS_NET to run beside another
 session), never the host tests' ``ah``/10.254.0. Each facility is a real SLURM (tests/support/slurm)
-reached over SSH from the hosts' hub namespace; a Harbor stand-in there answers the registry check.
+reached over SSH from the hosts' hub namespace; a Harbor stand-in there answers the registry check. The
+PBS/Flux test adds stand-ins of those queue managers' commands to two of the hosts
+(tests/support/batch_standins), beside their SLURM.
 A machine without the test-host tools fails these tests naming what is missing, never skips them.
 """
 

@@ -28,6 +28,9 @@ EXAMPLE = REPO / "examples" / "fl"
 IMAGE = "harbor.ai-infn.cloud.cnaf.infn.it/apptainer/fl-numpy:1.0"
 REGISTRY_HOST = "harbor.ai-infn.cloud.cnaf.infn.it"
 DATA_ROOT = "/srv/data"
+#: Stand-in of PBS's and Flux's commands (neither is packaged for Debian bookworm): tests/support/batch_standins.
+BATCH_STANDIN = REPO / "tests" / "support" / "batch_standins" / "batch_standin.py"
+BATCH_LOG = "/var/log/aiinfn-standin/batch.log"
 
 
 def dataset_path(facility: str) -> str:
@@ -90,6 +93,32 @@ def write_description(path: Path, facilities: slurm_hosts.Facilities, names: lis
     with path.open("w") as fh:
         yaml.dump(data, fh)
     return path
+
+
+def install_batch_standin(facilities: slurm_hosts.Facilities, name: str, kind: str, queues: list[str]) -> None:
+    """Put the PBS (``qsub``, ``qstat``, ``qdel``) or Flux (``flux``) stand-in on facility ``name``'s login node,
+    with ``queues`` as the queue manager's queues."""
+    commands = {"pbs": ("qsub", "qstat", "qdel"), "flux": ("flux",)}[kind]
+    script = "\n".join([
+        "set -eu",
+        "install -d /opt/aiinfn-standin /etc/aiinfn-standin /var/log/aiinfn-standin",
+        "cat > /opt/aiinfn-standin/batch_standin.py",
+        "chmod 0755 /opt/aiinfn-standin/batch_standin.py",
+        *(f"ln -sf /opt/aiinfn-standin/batch_standin.py /usr/local/bin/{c}" for c in commands),
+        f"printf '%s\\n' {' '.join(queues)} > /etc/aiinfn-standin/queues",
+        f"touch {BATCH_LOG} && chmod 0666 {BATCH_LOG}",
+    ])
+    res = facilities.hosts.exec(name, script, input=BATCH_STANDIN.read_text(), timeout=60)
+    if res.returncode != 0:
+        raise RuntimeError(f"{name}: installing the {kind} stand-in failed: {res.stderr[-1000:]}")
+
+
+def batch_calls(facilities: slurm_hosts.Facilities, name: str) -> list[dict[str, Any]]:
+    """What the PBS/Flux stand-in of facility ``name`` was asked, call by call."""
+    import json
+
+    text = facilities.hosts.read(name, BATCH_LOG).decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def seed_data(facilities: slurm_hosts.Facilities, name: str) -> None:
