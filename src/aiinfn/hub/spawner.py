@@ -446,6 +446,18 @@ class PlatformSpawner(KubeSpawner):
                 self._pending_message = f"Kueue ({self.namespace}): {state}"
                 return
 
+    def get_state(self) -> dict[str, Any]:
+        """KubeSpawner's state plus the user's POSIX identity on the platform filesystem (``aiinfn_posix``:
+        uid, gid, home): what the batch service (the hub's ``admin:server_state`` for it) mounts a job's
+        home as, so a job and the notebook share the same directory as the same UID."""
+        state: dict[str, Any] = super().get_state()
+        try:
+            ident = self.authenticator.identities.posix(self.user.name)
+        except (LookupError, AttributeError):  # not bound to an IAM account (yet): nothing to record
+            return state
+        state["aiinfn_posix"] = {"uid": ident.uid, "gid": ident.gid, "home": ident.home}
+        return state
+
     async def start(self) -> Any:
         await self.load_user_options_once()
         await self.provision()
