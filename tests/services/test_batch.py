@@ -437,6 +437,26 @@ def test_a_name_made_portable_gets_the_notebooks_own_home(service: Service, api:
     _assert_valid(job)
 
 
+def test_before_a_first_notebook_a_job_has_no_home_and_asking_for_one_is_409(service: Service,
+                                                                            api: kube_standin.Api, hub: Any,
+                                                                            iam: Any) -> None:
+    """A user who logged in but never started a notebook has no home on the filesystem yet (the provisioner
+    makes it at the first spawn): the hub records no identity, so no volume may point at it."""
+    user = iam.add_user("nadia", [USERS, LHC])
+    session, r = hub.login(user.sub, iam.url)
+    assert r.status_code == 302, r.text
+    token = hub.new_token(session, "nadia")
+    before = len(api.created)
+    asked = service.call(token, "POST", "api/jobs", json=_body(home=True))
+    assert asked.status_code == 409 and "start your notebook once" in asked.json()["error"]
+    assert len(api.created) == before
+    r = service.call(token, "POST", "api/jobs", json=_body())
+    assert r.status_code == 201, r.text
+    (job,) = [j for j in _jobs(api) if j["metadata"]["name"] == r.json()["name"]]
+    assert not [v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "home"]
+    assert [o["kind"] for o in api.created[before:]] == ["Job"]
+
+
 def test_another_projects_queue_is_refused_and_nothing_is_created(service: Service, api: kube_standin.Api,
                                                                   hub: Any, iam: Any) -> None:
     token = _user(hub, iam, "bruno", [USERS, LHC])
