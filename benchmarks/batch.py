@@ -6,7 +6,8 @@ Deployment starts it (``python3 -m aiinfn_batch.service`` over the ConfigMap's f
 user logged in through the OAuth code flow with a JupyterHub token of their own, and the stand-in API of
 tests/support/kube behind the official Kubernetes client (it answers at once: the figures are the
 service's and the hub's, not an API server's). Every submission is checked by the hub (the token, then
-the user's groups), counts the user's unfinished jobs, gets the user's home claim and creates the Job.
+the user's groups and recorded identity), counts the user's unfinished jobs, makes or reads the user's home claim
+(none here: the benchmark's users never start a notebook, so their jobs run without a home) and creates the Job.
 
 For each concurrency C (users submitting at once, each from its own thread and connection), every user
 submits ``--jobs`` jobs back to back; printed: submissions per second over the run, p50 and p99 latency.

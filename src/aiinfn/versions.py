@@ -61,6 +61,13 @@ INTERLINK: Final = "0.6.0"
 INTERLINK_VIRTUAL_KUBELET_IMAGE: Final = f"ghcr.io/interlink-hq/interlink/virtual-kubelet-inttw:{INTERLINK}"
 INTERLINK_SLURM_PLUGIN: Final = "0.6.1"
 
+#: interLink's HTCondor plugin (interlink-hq/interlink-htcondor-plugin, for CNAF's Tier-1), what the
+#: interlink_edge role installs for an offload target of kind ``htcondor``: it ships no binaries, only a
+#: Python program (handles.py, Flask, PyYAML) run with the facility's HTCondor tools; pinned by the
+#: commit of its newest tag (v0.3.7-pre7, 2025-06-18) and the sha256 of that commit's handles.py.
+INTERLINK_HTCONDOR_PLUGIN: Final = "91ceda339d67993bba3175c6b582817be82bbfb3"
+INTERLINK_HTCONDOR_PLUGIN_SHA256: Final = "0ffd79628a98b1a7200ccb82b9bb7425d55f6f7cf9434643d4c02639b50d1e65"
+
 #: The batch service (aiinfn.batch.service, shipped as files): the z2jh-pinned hub image (JupyterHub
 #: 5.5.0, tornado) with the official Kubernetes Python client added (src/aiinfn/batch/Containerfile),
 #: built into the platform's registry.

@@ -20,8 +20,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +80,9 @@ EVENTS = {
                "ends": TODAY - dt.timedelta(days=5), "kinds": ["T4"]},
 }
 API_TOKEN = "batch-service-hub-token-4d1e"
+#: The NFS node's address as the stack would render it into the areas' volume.
+AREAS_SERVER = "10.200.0.20"
+SYSTEM_PYTHON = "/usr/bin/python3"
 SCRIPT = "import sys\nprint('training', sys.argv[1:])\n"
 
 
@@ -121,6 +126,7 @@ def api(plan: Any) -> Iterator[kube_standin.Api]:
     with kube_standin.running_api(namespaces) as stand_in:
         for name in EVENTS:
             stand_in.put("configmaps", registration(name))
+        stand_in.put("persistentvolumes", _areas_volume(plan))
         # something else of the hub's namespace the service must not take for a registration
         stand_in.put("configmaps", {"metadata": {"name": "hub", "namespace": jupyterhub.NAMESPACE},
                                     "data": {"event.json": json.dumps({**json.loads(
@@ -233,19 +239,142 @@ def test_a_user_submits_to_their_projects_queue(service: Service, api: kube_stan
     (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert term["matchExpressions"] == [{"key": "kubernetes.io/hostname", "operator": "NotIn",
                                          "values": ["interlink-leonardo"]}]
-    # the home in the project: the claim name KubeSpawner's own template gives alba (created once)
+    # the home: alba's notebook home (the directory her notebook pod mounts), as her notebook's UID/GID
+    notebook = _notebook_pod(hub, "alba")
+    nb_home = _notebook_home(notebook)
+    uid, gid, fs_group = _notebook_ids(notebook)
+    assert uid >= 200_000, "the platform spawner gives every user a UID of their own"
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"],
+            pod["securityContext"]["fsGroup"]) == (uid, gid, fs_group)
+    assert not {"runAsUser", "runAsGroup"} & set(c["securityContext"]), "no container runs as anyone else"
     (home,) = [v for v in pod["volumes"] if v["name"] == "home"]
-    kubeconfig = api.kubeconfig(service.log.parent / "kc-alba")
-    assert home["persistentVolumeClaim"]["claimName"] == kubespawner_claim("alba", kubeconfig) == "claim-alba"
-    (pvc,) = [o for o in api.created if o["kind"] == "PersistentVolumeClaim"]
+    claim = home["persistentVolumeClaim"]["claimName"]
+    assert claim == f"aiinfn-home-{uid}"
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "home"]
+    assert mount["mountPath"] == nb_home["mountPath"] == batch.HOME_MOUNT and "subPath" not in mount
+    (pvc,) = [o for o in api.created if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == claim]
+    (pv,) = [o for o in api.created if o["kind"] == "PersistentVolume" and o["spec"]["claimRef"]["name"] == claim]
     _assert_valid(pvc)
-    assert pvc["metadata"]["name"] == home["persistentVolumeClaim"]["claimName"]
-    assert pvc["metadata"]["namespace"] == "lhc-ml"
-    assert pvc["spec"]["storageClassName"] == plan.env.storage.nfs.storage_class
+    _assert_valid(pv)
+    assert pvc["metadata"]["namespace"] == "lhc-ml" == pv["spec"]["claimRef"]["namespace"]
+    assert pvc["spec"]["storageClassName"] == "" == pv["spec"]["storageClassName"]  # binds to that volume only
+    areas = _areas_volume(plan)
+    # the job's volume is the very directory the notebook mounts: the areas export plus her home's subPath
+    assert pv["spec"]["nfs"] == {"server": areas["spec"]["nfs"]["server"],
+                                 "path": f"{areas['spec']['nfs']['path']}/{nb_home['subPath']}"}
+    assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    assert pv["spec"]["mountOptions"] == areas["spec"]["mountOptions"]
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/tmp", batch.HOME_MOUNT}
     r2 = service.call(token, "POST", "api/jobs", json=_body())
     assert r2.status_code == 201
     assert len([o for o in api.created if o["kind"] == "PersistentVolumeClaim"]) == 1, "the home is created once"
+    assert len([o for o in api.created if o["kind"] == "PersistentVolume"]) == 1
+
+
+def _notebook_pod(hub: Any, name: str) -> dict[str, Any]:
+    (pod,) = [p for p in hub.pods().values() if p["metadata"]["annotations"]["hub.jupyter.org/username"] == name]
+    return dict(pod)
+
+
+def _notebook_ids(pod: dict[str, Any]) -> tuple[int, int, int]:
+    """The notebook's UID and GID (KubeSpawner sets them on its container) and its pod's fsGroup."""
+    (nb,) = [c for c in pod["spec"]["containers"] if c["name"] == "notebook"]
+    return nb["securityContext"]["runAsUser"], nb["securityContext"]["runAsGroup"], pod["spec"]["securityContext"][
+        "fsGroup"]
+
+
+def _notebook_home(pod: dict[str, Any]) -> dict[str, Any]:
+    """The notebook container's home mount (on the platform areas' claim, at its user's subPath)."""
+    (nb,) = [c for c in pod["spec"]["containers"] if c["name"] == "notebook"]
+    (mount,) = [m for m in nb["volumeMounts"] if m["mountPath"] == batch.HOME_MOUNT]
+    (vol,) = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert vol["persistentVolumeClaim"]["claimName"] == jupyterhub.AREAS_CLAIM
+    return dict(mount)
+
+
+def _areas_volume(plan: Any) -> dict[str, Any]:
+    """The platform areas' PersistentVolume as the notebooks' bundle makes it (the NFS node's address
+    as the stack renders it, here a fixed one)."""
+    (bundle,) = [b for b in site_bundles(plan) if b.service == "notebooks"]
+    (pv,) = [m.manifest for m in bundle.manifests if m.manifest["kind"] == "PersistentVolume"]
+    out = json.loads(json.dumps(pv, default=lambda o: o.render(AREAS_SERVER)))
+    assert out["metadata"]["name"] == batch.AREAS_VOLUME
+    return dict(out)
+
+
+def test_a_job_and_the_notebook_of_a_user_share_one_directory_on_a_real_filesystem(
+        service: Service, api: kube_standin.Api, hub: Any, iam: Any, plan: Any,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The notebook's home and the job's home resolved to a real directory tree: the export is a local
+    directory here (gap: no NFS server runs; the kubelet's nfs mount is the export path itself), the
+    home made by the platform's own provisioner (as the hub asks it), and processes running as the pods'
+    UIDs. What the job writes the notebook reads and back; another user's job, with its own home, gets
+    nothing of hers (0700)."""
+    if os.geteuid() != 0 or not Path(SYSTEM_PYTHON).exists():
+        pytest.skip(f"needs root and {SYSTEM_PYTHON} to run processes as the users' UIDs")
+    from aiinfn.hub import provisioner
+
+    token = _user(hub, iam, "ilse", [USERS, LHC])
+    other = _user(hub, iam, "jonas", [USERS, LHC])
+    export = Path(tempfile.mkdtemp(prefix="aiinfn-export-"))
+    try:
+        export.chmod(0o755)
+        areas_pv = _areas_volume(plan)
+        base = Path(areas_pv["spec"]["nfs"]["path"])  # /export/platform/areas
+        root = export / base.relative_to("/")
+        root.mkdir(parents=True)
+        os.chown(root, provisioner.AREAS_UID, provisioner.AREAS_UID)
+        for p in list(root.parents)[: len(base.parts) - 1]:
+            p.chmod(0o755)
+        # the provisioner as shipped (one file), run by the system's Python: the users' processes cannot
+        # enter this checkout
+        tool = export / "tool"
+        tool.mkdir(mode=0o755)
+        (tool / "provisioner.py").write_text(Path(provisioner.__file__).read_text())
+        (tool / "provisioner.py").chmod(0o644)
+
+        def local(nfs_path: str) -> Path:
+            return export / Path(nfs_path).relative_to("/")
+
+        homes: dict[str, tuple[int, Path, Path]] = {}
+        for name, tok in (("ilse", token), ("jonas", other)):
+            nb = _notebook_pod(hub, name)
+            uid = _notebook_ids(nb)[0]
+            sub = _notebook_home(nb)["subPath"]
+            request = tool / f"{name}.json"
+            request.write_text(json.dumps({"user": {"home": sub.removeprefix("home/"), "uid": uid, "gid": uid}}))
+            made = subprocess.run([SYSTEM_PYTHON, str(tool / "provisioner.py"), "ensure", str(request)],
+                                  env={"AIINFN_AREAS": str(root), "PATH": "/usr/bin:/bin"}, capture_output=True,
+                                  text=True, timeout=60, check=False)
+            assert made.returncode == 0, made.stderr
+            r = service.call(tok, "POST", "api/jobs", json=_body())
+            assert r.status_code == 201, r.text
+            (job,) = [j for j in _jobs(api) if j["metadata"]["name"] == r.json()["name"]]
+            spec = job["spec"]["template"]["spec"]
+            (claim,) = [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if v["name"] == "home"]
+            (pv,) = [o for o in api.of("persistentvolumes") if o["spec"]["claimRef"] == {"namespace": "lhc-ml",
+                                                                                        "name": claim}]
+            assert spec["securityContext"]["runAsUser"] == uid
+            homes[name] = (uid, root / sub, local(pv["spec"]["nfs"]["path"]))
+        uid, notebook_dir, job_dir = homes["ilse"]
+        assert notebook_dir.resolve() == job_dir.resolve()
+
+        def run_as(u: int, code: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([SYSTEM_PYTHON, "-c", code], user=u, group=u, extra_groups=[], capture_output=True,
+                                  text=True, timeout=30, check=False, env={"PATH": "/usr/bin:/bin"})
+
+        # the job writes a result into its home; the notebook reads it, and its file back
+        w = run_as(uid, f"open({str(job_dir / 'result.txt')!r}, 'w').write('loss 0.1')")
+        assert w.returncode == 0, w.stderr
+        assert run_as(uid, f"print(open({str(notebook_dir / 'result.txt')!r}).read())").stdout.strip() == "loss 0.1"
+        assert (job_dir / "result.txt").stat().st_uid == uid
+        # jonas's job (his UID, his home) cannot read hers
+        juid, _, jdir = homes["jonas"]
+        assert jdir != job_dir and juid != uid
+        peek = run_as(juid, f"print(open({str(job_dir / 'result.txt')!r}).read())")
+        assert peek.returncode != 0 and "Permission denied" in peek.stderr
+    finally:
+        shutil.rmtree(export, ignore_errors=True)
 
 
 def kubespawner_claim(user: str, kubeconfig: Path) -> str:
@@ -289,18 +418,43 @@ def plan_labels() -> dict[str, str]:
             "owner_annotation": lb.BATCH_OWNER_ANNOTATION, "offload": lb.OFFLOAD_TARGET_LABEL}
 
 
-def test_a_name_kubespawner_must_escape_gets_the_same_claim_as_the_notebook(service: Service, api: kube_standin.Api,
-                                                                           hub: Any, iam: Any) -> None:
+def test_a_name_made_portable_gets_the_notebooks_own_home(service: Service, api: kube_standin.Api, hub: Any,
+                                                          iam: Any, plan: Any) -> None:
+    """mario.rossi's home directory is not his hub name: the job's volume is the directory his
+    notebook mounts, whatever name the hub's identity table gave it."""
     token = _user(hub, iam, "mario.rossi", [USERS, LHC])
     r = service.call(token, "POST", "api/jobs", json=_body())
     assert r.status_code == 201, r.text
     (job,) = [j for j in _jobs(api) if j["metadata"]["name"] == r.json()["name"]]
     (home,) = [v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "home"]
     claim = home["persistentVolumeClaim"]["claimName"]
-    assert claim == kubespawner_claim("mario.rossi", api.kubeconfig(service.log.parent / "kc-mr"))
-    assert claim.startswith("claim-mario-rossi---")
+    notebook = _notebook_pod(hub, "mario.rossi")
+    assert claim == f"aiinfn-home-{_notebook_ids(notebook)[0]}"
+    (pv,) = [o for o in api.of("persistentvolumes") if o["spec"]["claimRef"]["name"] == claim]
+    areas = _areas_volume(plan)["spec"]["nfs"]["path"]
+    assert pv["spec"]["nfs"]["path"] == f"{areas}/{_notebook_home(notebook)['subPath']}"
     assert job["metadata"]["annotations"][plan_labels()["owner_annotation"]] == "mario.rossi"
     _assert_valid(job)
+
+
+def test_before_a_first_notebook_a_job_has_no_home_and_asking_for_one_is_409(service: Service,
+                                                                            api: kube_standin.Api, hub: Any,
+                                                                            iam: Any) -> None:
+    """A user who logged in but never started a notebook has no home on the filesystem yet (the provisioner
+    makes it at the first spawn): the hub records no identity, so no volume may point at it."""
+    user = iam.add_user("nadia", [USERS, LHC])
+    session, r = hub.login(user.sub, iam.url)
+    assert r.status_code == 302, r.text
+    token = hub.new_token(session, "nadia")
+    before = len(api.created)
+    asked = service.call(token, "POST", "api/jobs", json=_body(home=True))
+    assert asked.status_code == 409 and "start your notebook once" in asked.json()["error"]
+    assert len(api.created) == before
+    r = service.call(token, "POST", "api/jobs", json=_body())
+    assert r.status_code == 201, r.text
+    (job,) = [j for j in _jobs(api) if j["metadata"]["name"] == r.json()["name"]]
+    assert not [v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "home"]
+    assert [o["kind"] for o in api.created[before:]] == ["Job"]
 
 
 def test_another_projects_queue_is_refused_and_nothing_is_created(service: Service, api: kube_standin.Api,
@@ -571,8 +725,14 @@ def test_every_call_the_service_made_is_one_its_rbac_allows(service: Service, ap
     """Judged after the tests above (module order): the ClusterRole's rules, bound only in the
     project namespaces, cover every request the service sent; the requests carried its token."""
     objs = batch.objects(plan)
-    (cluster_role,) = [o for o in objs if o["kind"] == "ClusterRole"]
-    assert not [o for o in objs if o["kind"] == "ClusterRoleBinding"]
+    (cluster_role,) = [o for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"] == batch.SERVICE]
+    # cluster-wide, only the home volumes' rules (admission holds their creation to users' homes)
+    (homes,) = [o for o in objs if o["kind"] == "ClusterRoleBinding"]
+    (homes_role,) = [o for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"] == batch.HOMES_ROLE]
+    assert homes["roleRef"]["name"] == batch.HOMES_ROLE
+    assert {(r["resources"][0], v) for r in homes_role["rules"] for v in r["verbs"]} == {
+        ("persistentvolumes", "get"), ("persistentvolumes", "create")}
+    assert [r.get("resourceNames") for r in homes_role["rules"] if "get" in r["verbs"]] == [[batch.AREAS_VOLUME]]
     # the rules bound in each namespace: the site's bundle (projects, the hub's) and each event's stack
     bound = [o for o in objs if o["kind"] == "RoleBinding"]
     for name in EVENTS:
@@ -587,10 +747,15 @@ def test_every_call_the_service_made_is_one_its_rbac_allows(service: Service, ap
         rules[ns] = cluster_role["rules"] if ref["kind"] == "ClusterRole" else roles[(ns, ref["name"])]["rules"]
     assert set(rules) == {q.namespace for q in plan.quotas} | {jupyterhub.NAMESPACE} | {f"event-{n}" for n in EVENTS}
     group_of = {"jobs": "batch", "pods": "", "persistentvolumeclaims": "", "workloads": "kueue.x-k8s.io",
-                "configmaps": ""}
+                "configmaps": "", "persistentvolumes": ""}
     assert api.requests
     used: dict[str, set[tuple[str, str, str]]] = {}
     for req in api.requests:
+        if req.resource == "persistentvolumes":
+            verb = {"POST": "create"}.get(req.method, "get")
+            name = req.path.rstrip("/").split("/")[-1]
+            assert any(verb in r["verbs"] and name in r.get("resourceNames", [name]) for r in homes_role["rules"]), req
+            continue
         verb = {"POST": "create", "DELETE": "delete"}.get(req.method) or (
             "get" if req.path.rstrip("/").split("/")[-1] not in group_of else "list")
         resource = req.resource if not req.subresource else f"{req.resource}/{req.subresource}"

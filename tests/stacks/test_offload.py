@@ -256,11 +256,26 @@ def test_the_batch_service_objects_are_valid_and_its_rights_are_project_scoped(r
     objs = [dict(m.manifest) for m in b.manifests]
     for o in objs:
         kubernetes_validate.validate(o, versions.KUBERNETES, strict=True)
-    (role,) = [o for o in objs if o["kind"] == "ClusterRole"]
+    (role,) = [o for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"] == batch.SERVICE]
     bindings = [o for o in objs if o["kind"] == "RoleBinding"]
     assert {o["metadata"]["namespace"] for o in bindings if o["roleRef"]["kind"] == "ClusterRole"} == {
         q.namespace for q in report.plan.quotas}
-    assert not [o for o in objs if o["kind"] == "ClusterRoleBinding"]
+    # cluster-wide only the users' home volumes: read the areas' volume by name, create volumes (which the
+    # service's own admission policy holds to home volumes)
+    (homes,) = [o for o in objs if o["kind"] == "ClusterRoleBinding"]
+    assert homes["roleRef"]["name"] == batch.HOMES_ROLE
+    (homes_role,) = [o for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"] == batch.HOMES_ROLE]
+    assert homes_role["rules"] == [
+        {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get"],
+         "resourceNames": [batch.AREAS_VOLUME]},
+        {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["create"]}]
+    (vap,) = [o for o in objs if o["kind"] == "ValidatingAdmissionPolicy"]
+    assert vap["metadata"]["name"] == batch.HOME_VOLUMES_POLICY and vap["spec"]["failurePolicy"] == "Fail"
+    assert [o["spec"]["policyName"] for o in objs if o["kind"] == "ValidatingAdmissionPolicyBinding"] == [
+        batch.HOME_VOLUMES_POLICY]
+    # the areas' volume a home volume copies is the notebooks' own
+    notebooks = [dict(m.manifest) for m in _bundle(report, "notebooks").manifests]
+    assert batch.AREAS_VOLUME in {o["metadata"]["name"] for o in notebooks if o["kind"] == "PersistentVolume"}
     # in the hub's namespace only the listing of ConfigMaps (the event registrations), by a Role there
     (hub_role,) = [o for o in objs if o["kind"] == "Role"]
     assert hub_role["metadata"]["namespace"] == jupyterhub.NAMESPACE

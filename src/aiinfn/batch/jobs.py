@@ -20,9 +20,15 @@ and one line naming the field: nothing is created before every field is valid. `
 * an event's job (``event``, for its participants and tutors while it is open): the event's LocalQueue
   in its namespace, the event label, only the kinds of the event's profiles, no offload, a time limit
   within the window; the home and the UID/GID are the participant's event claim's (set by the service);
-* here: the user's home claim of the project (``claim-<slug>``, z2jh's naming) at the notebook's home
-  path, a node selector for the kind's nodes and an affinity that keeps it off virtual nodes;
-  offloaded: the target's virtual node by hostname and only volumes a virtual node runs.
+* here: the user's notebook home. A notebook mounts ``home/<name>`` of the platform areas (a subPath
+  of the areas claim, which no tenant namespace holds) as the user's UID/GID; a job mounts the very same
+  directory through the user's home claim in the project (``aiinfn-home-<uid>``, see ``home_objects``:
+  a PersistentVolume whose nfs source is that directory, pre-bound to the claim, both made by the
+  service) at the same path, as the same UID/GID (the admission policy ``aiinfn-home-claims`` holds a
+  pod mounting ``aiinfn-home-<uid>`` to ``runAsUser`` = ``runAsGroup`` = ``fsGroup`` = ``<uid>``, and
+  only the service's Jobs and their pods may mount one); a node selector for the kind's nodes and an
+  affinity that keeps it off virtual nodes; offloaded: the target's virtual node by hostname and only
+  volumes a virtual node runs.
 """
 
 from __future__ import annotations
@@ -137,6 +143,74 @@ class Submission:
     #: Who the pod runs as (None: the platform's notebook UID/GID); an event job: its home's owner.
     uid: int | None = None
     gid: int | None = None
+
+
+@dataclass(frozen=True)
+class Posix:
+    """A user's POSIX identity on the platform filesystem, as the hub's spawner records it."""
+
+    uid: int
+    gid: int
+    home: str
+
+
+#: The users' UIDs (aiinfn_identity's range) and a home directory's name (the provisioner's rule).
+UID_RANGE = (200_000, 200_000 + (1 << 24))
+HOME_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,79}")
+
+
+def posix(record: Any) -> Posix | None:
+    """The ``aiinfn_posix`` record of a server's state (``{"uid", "gid", "home"}``), checked, or None."""
+    if not isinstance(record, Mapping):
+        return None
+    uid, gid, home = record.get("uid"), record.get("gid"), record.get("home")
+    if not (isinstance(uid, int) and not isinstance(uid, bool) and UID_RANGE[0] <= uid < UID_RANGE[1]):
+        return None
+    if gid != uid or not isinstance(home, str) or not HOME_NAME_RE.fullmatch(home):
+        return None
+    return Posix(uid, uid, home)
+
+
+def home_claim(settings: Settings, uid: int) -> str:
+    """The home claim of the user with ``uid`` in a project's namespace."""
+    return f"{settings.doc['home']['claim_prefix']}{uid}"
+
+
+def home_objects(settings: Settings, user: str, namespace: str, ident: Posix,
+                 areas: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The PersistentVolume (nfs: the user's notebook home, ``<areas>/home/<name>``, pre-bound to the
+    claim) and the claim of ``user`` in ``namespace``; ``areas``: the platform areas' PersistentVolume
+    (its server, export path and mount options are the notebooks')."""
+    home = settings.doc["home"]
+    labels = settings.labels
+    claim = home_claim(settings, ident.uid)
+    size = f"{home['size_gb']}Gi"
+    nfs = dict(areas["spec"]["nfs"])
+    meta = {
+        "labels": {labels["owner"]: owner_label(user), labels["managed_by"]: "aiinfn-batch"},
+        "annotations": {labels["owner_annotation"]: user, labels["owner_uid"]: str(ident.uid),
+                        labels["owner_gid"]: str(ident.gid)},
+    }
+    pv = {
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": f"{claim}-{namespace}", **meta},
+        "spec": {
+            "capacity": {"storage": size},
+            "accessModes": ["ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "mountOptions": list(areas["spec"].get("mountOptions") or []),
+            "nfs": {"server": str(nfs["server"]), "path": f"{str(nfs['path']).rstrip('/')}/home/{ident.home}"},
+            "claimRef": {"namespace": namespace, "name": claim},
+        },
+    }
+    pvc = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim, "namespace": namespace, **meta},
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "",
+                 "resources": {"requests": {"storage": size}}},
+    }
+    return pv, pvc
 
 
 # --------------------------------------------------------------------------- parsing
@@ -404,7 +478,8 @@ def job_name(user_slug: str) -> str:
 
 
 def job(sub: Submission, user: str, claim: str, name: str, settings: Settings) -> dict[str, Any]:
-    """The suspended Job of ``sub`` for hub user ``user`` whose home claim in the project is ``claim``."""
+    """The suspended Job of ``sub`` for hub user ``user`` whose home claim in the project is ``claim``
+    (``sub.uid``/``sub.gid``: the home's owner, set by the service with the claim)."""
     labels = settings.labels
     limits = settings.limits
     home = settings.doc["home"]

@@ -14,20 +14,26 @@ Authentication is the hub's (``HubOAuth``): a JupyterHub token in ``Authorizatio
 server's own token, as in notebooks) or the service's OAuth cookie. No token, or one the hub does not
 know, is 401; a token without ``access:services!service=aiinfn-batch`` or of a service is 403. The
 caller's IAM groups are read from the hub with the service's own token (``read:users:groups``, the hub
-keeps them from IAM and re-checks them at every auth refresh), so membership is the hub's current view.
+keeps them from IAM and re-checks them at every auth refresh), so membership is the hub's current view;
+the same call (``read:servers``, ``admin:server_state``) gives the caller's POSIX identity as the
+platform spawner records it in its server's state (``aiinfn_posix``: UID, GID, home directory).
 
 A user submits only to the queue of a project whose group they are in, or (``event``) to an event's
 LocalQueue in its namespace while the event is open and they are among its groups (participants,
 tutors): the events and their windows are the hub's registrations, read and parsed as the hub does
 (``cluster``, the hub's module shipped beside this one); an event job mounts the participant's event
-home claim when it exists and then runs as the owner recorded on it. They see, follow and cancel
-only their own jobs (owner label and annotation). Every field is validated before anything is
-created; the per-user limit of unfinished jobs is counted under a per-user lock (one replica); the
-user's home claim in the project is created at their first submission there and never deleted. The
-Kubernetes calls go through the official client with the pod's service account, which may only
-manage Jobs, read their pods' logs and Kueue workloads, and get and create claims, in project
-namespaces; list ConfigMaps in the hub's; in event namespaces only what it calls there. Scripts and
-tokens are never logged.
+home claim when it exists and then runs as the owner recorded on it. A project job's home is the
+user's notebook home: at their first job in a project the service makes their home volume (a
+PersistentVolume whose nfs source is their notebook home, pre-bound to the claim ``aiinfn-home-<uid>``
+of the project) and that claim, and the job runs as their UID/GID (``jobs.home_objects``); a user
+whose identity the hub has not recorded yet (never started a notebook) gets no home, or a 409 when
+they asked for one. They see, follow and cancel only their own jobs (owner label and annotation).
+Every field is validated before anything is created; the per-user limit of unfinished jobs is counted
+under a per-user lock (one replica); a home claim is never deleted. The Kubernetes calls go through
+the official client with the pod's service account, which may only manage Jobs, read their pods' logs
+and Kueue workloads, and get and create claims, in project namespaces; read the platform areas'
+volume and create PersistentVolumes (admission holds both to users' home volumes); list ConfigMaps in
+the hub's; in event namespaces only what it calls there. Scripts and tokens are never logged.
 """
 
 from __future__ import annotations
@@ -95,14 +101,20 @@ class Batch:
         self.hub_auth = hub_auth
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def groups_of(self, name: str) -> set[str]:
-        url = f"{self.hub_auth.api_url.rstrip('/')}/users/{quote(name, safe='')}"
+    async def user_record(self, name: str) -> tuple[set[str], jobs.Posix | None]:
+        """``name``'s IAM groups and POSIX identity (the default server's recorded state), from the hub."""
+        url = f"{self.hub_auth.api_url.rstrip('/')}/users/{quote(name, safe='')}?include_stopped_servers=1"
         try:
             resp = await httpclient.AsyncHTTPClient().fetch(
                 url, headers={"Authorization": f"token {self.hub_auth.api_token}"}, request_timeout=20)
         except httpclient.HTTPClientError as e:
             raise web.HTTPError(502, f"the hub did not give {name}'s groups ({e.code})") from None
-        return {str(g) for g in json.loads(resp.body).get("groups") or []}
+        model = json.loads(resp.body)
+        state = (((model.get("servers") or {}).get("") or {}).get("state") or {})
+        return {str(g) for g in model.get("groups") or []}, jobs.posix(state.get("aiinfn_posix"))
+
+    async def groups_of(self, name: str) -> set[str]:
+        return (await self.user_record(name))[0]
 
 
     async def events(self, strict: bool = True) -> dict[str, dict[str, Any]]:
@@ -142,6 +154,7 @@ class Batch:
 class Handler(web.RequestHandler):
     def initialize(self, batch: Batch) -> None:
         self.batch = batch
+        self.posix: jobs.Posix | None = None
 
     def check_xsrf_cookie(self) -> None:
         # token-authenticated API: a request with the OAuth cookie alone must come with the token
@@ -182,7 +195,8 @@ class Handler(web.RequestHandler):
         if not auth.check_scopes(auth.access_scopes, model):
             raise web.HTTPError(403, f"the token lacks {sorted(auth.access_scopes)}")
         name = str(model["name"])
-        return name, await self.batch.groups_of(name)
+        groups, self.posix = await self.batch.user_record(name)
+        return name, groups
 
 
 class JobsHandler(Handler):
@@ -199,7 +213,7 @@ class JobsHandler(Handler):
         except ValueError:
             return self.refuse(jobs.Refused(400, "the request body is not JSON"))
         try:
-            created = await submit(self.batch, user, groups, body)
+            created = await submit(self.batch, user, groups, body, self.posix)
         except jobs.Refused as e:
             return self.refuse(e)
         self.answer(created, 201)
@@ -313,36 +327,41 @@ def _finished(job_obj: dict[str, Any]) -> bool:
     return jobs.state(job_obj, None) in ("succeeded", "failed", "timed-out")
 
 
-async def ensure_home(batch: Batch, user: str, namespace: str) -> str:
-    """The user's home claim in ``namespace`` (created at their first job there; never changed)."""
+async def ensure_home(batch: Batch, user: str, namespace: str, ident: jobs.Posix) -> str:
+    """The user's home claim in ``namespace``: their notebook home (``jobs.home_objects``), its volume
+    and claim made at their first job there, never changed; a claim of that name not made for them is a
+    409."""
     s = batch.settings
     kube = batch.kube
-    name = claim_name(user)
-    home = s.doc["home"]
+    name = jobs.home_claim(s, ident.uid)
     try:
         found = _plain(await kube.call(kube.core.read_namespaced_persistent_volume_claim, name, namespace))
     except ApiException as e:
         if e.status != 404:
             raise jobs.Refused(502, f"home: no answer for claim {name} ({e.status} {e.reason})") from None
-        body = {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": name, "namespace": namespace,
-                         "labels": {s.labels["owner"]: jobs.owner_label(user), s.labels["managed_by"]: "aiinfn-batch"},
-                         "annotations": {s.labels["owner_annotation"]: user}},
-            "spec": {"accessModes": list(home["access_modes"]), "storageClassName": home["storage_class"],
-                     "resources": {"requests": {"storage": f"{home['size_gb']}Gi"}}},
-        }
-        try:
-            await kube.call(kube.core.create_namespaced_persistent_volume_claim, namespace, body)
-        except ApiException as e2:
-            if e2.status != 409:  # created meanwhile: fine
-                raise jobs.Refused(502, f"home: the cluster refused claim {name} ({e2.status} {e2.reason})") from None
-        log.info("created home claim %s/%s", namespace, name)
+        found = None
+    if found is not None:
+        notes = found["metadata"].get("annotations") or {}
+        if notes.get(s.labels["owner_annotation"]) != user or notes.get(s.labels["owner_uid"]) != str(ident.uid):
+            raise jobs.Refused(409, f"home: claim {name} in {namespace} was not made for you by the batch service: "
+                               "ask the platform's administrators, or submit with --no-home")
         return name
-    owner = (found["metadata"].get("annotations") or {}).get(s.labels["owner_annotation"])
-    if owner != user:
-        raise jobs.Refused(409, f"home: claim {name} in {namespace} was not made for you by the batch service: "
-                           "ask the project's admins, or submit with --no-home")
+    areas_name = s.doc["home"]["areas_volume"]
+    try:
+        areas = _plain(await kube.call(kube.core.read_persistent_volume, areas_name))
+    except ApiException as e:
+        raise jobs.Refused(503, f"home: the platform areas' volume {areas_name} could not be read "
+                           f"({e.status} {e.reason}): submit with --no-home") from None
+    pv, pvc = jobs.home_objects(s, user, namespace, ident, areas)
+    for create, args, what in ((kube.core.create_persistent_volume, (pv,), "volume"),
+                               (kube.core.create_namespaced_persistent_volume_claim, (namespace, pvc), "claim")):
+        try:
+            await kube.call(create, *args)
+        except ApiException as e:
+            if e.status != 409:  # made meanwhile (the admission rules let only this service make them): fine
+                raise jobs.Refused(502, f"home: the cluster refused your home {what} {name} "
+                                   f"({e.status} {e.reason})") from None
+    log.info("created home volume %s and claim %s/%s", pv["metadata"]["name"], namespace, name)
     return name
 
 
@@ -372,14 +391,25 @@ async def event_home(batch: Batch, user: str, sub: jobs.Submission) -> jobs.Subm
     return dataclasses.replace(sub, uid=int(uid), gid=int(gid))
 
 
-async def submit(batch: Batch, user: str, groups: set[str], body: Any) -> dict[str, Any]:
+async def submit(batch: Batch, user: str, groups: set[str], body: Any,
+                 ident: jobs.Posix | None = None) -> dict[str, Any]:
+    """Submit ``body`` for ``user`` (``ident``: their POSIX identity, as the hub recorded it)."""
     s = batch.settings
     wants_event = isinstance(body, dict) and body.get("event") is not None
     sub = jobs.parse(body, s, groups, await batch.events() if wants_event else None)
+    claim = claim_name(user)
     if sub.event:
         sub = await event_home(batch, user, sub)
+    elif sub.home and ident is None:
+        if sub.home_asked:
+            raise jobs.Refused(409, "home: the platform does not know your home yet (it is recorded when you "
+                               "first start a notebook): start your notebook once, or submit with --no-home")
+        sub = dataclasses.replace(sub, home=False)
+    elif ident is not None:
+        sub = dataclasses.replace(sub, uid=ident.uid, gid=ident.gid)
+        if sub.home:
+            claim = jobs.home_claim(s, ident.uid)
     name = jobs.job_name(claim_name(user)[len("claim-"):])
-    claim = claim_name(user)
     manifest = jobs.job(sub, user, claim, name, s)
     if sub.offload:
         why = jobs.offload_refusal(manifest["spec"]["template"]["spec"], sub.offload)
@@ -392,8 +422,8 @@ async def submit(batch: Batch, user: str, groups: set[str], body: Any) -> dict[s
         if len(active) >= limit:
             raise jobs.Refused(429, f"you have {len(active)} unfinished jobs, the most a user may have at once "
                                f"({limit}): wait for one to end or cancel one")
-        if sub.home and not sub.event:
-            await ensure_home(batch, user, sub.namespace)
+        if sub.home and not sub.event and ident is not None:
+            await ensure_home(batch, user, sub.namespace, ident)
         started = time.monotonic()
         try:
             created = _plain(await kube.call(kube.batch.create_namespaced_job, sub.namespace, manifest))

@@ -120,6 +120,8 @@ class PlatformSpawner(KubeSpawner):
         self._configured = {t: copy.deepcopy(getattr(self, t)) for t in RESET_TRAITS}
         self._queued = False
         self._registration: cluster.Registration | None = None
+        #: The user's identity once their home is provisioned (get_state; the batch service reads it).
+        self._posix: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- helpers
 
@@ -416,6 +418,7 @@ class PlatformSpawner(KubeSpawner):
             raise RuntimeError(f"your areas on the platform filesystem could not be prepared: {reason}") from None
         except OSError as e:
             raise RuntimeError(f"the platform's provisioner is unreachable ({e}): try again shortly") from None
+        self._posix = {"uid": ident.uid, "gid": ident.gid, "home": ident.home}
 
     async def _start(self) -> Any:
         self._last_state: str | None = None
@@ -493,6 +496,21 @@ class PlatformSpawner(KubeSpawner):
         wait = cluster.expected_wait(kind, free, self._workloads, position, time.time(),
                                      float(SETTINGS.get("session_bound_seconds") or 0))
         return f"; place {position} in the queue, {cluster.describe_wait(wait)}"
+
+    def get_state(self) -> dict[str, Any]:
+        """KubeSpawner's state plus, once the user's home has been provisioned (a site notebook started),
+        their POSIX identity on the platform filesystem (``aiinfn_posix``: uid, gid, home): what the batch
+        service (the hub's ``admin:server_state`` for it) mounts a job's home as, so a job and the
+        notebook share the same directory as the same UID. Kept across stops and hub restarts."""
+        state: dict[str, Any] = super().get_state()
+        if self._posix:
+            state["aiinfn_posix"] = dict(self._posix)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if isinstance(state.get("aiinfn_posix"), dict):
+            self._posix = dict(state["aiinfn_posix"])
 
     async def start(self) -> Any:
         await self.load_user_options_once()

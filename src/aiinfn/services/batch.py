@@ -10,8 +10,14 @@ What the overlay runs (``aiinfn.batch`` holds the programs; this module only shi
   pod) and one in the hub's namespace (hub.extraEnv; hub.extraConfig's ``aiinfn-batch`` snippet gives
   it to the service's hub registration), never a Helm value;
 * its ServiceAccount may, in project namespaces only (a RoleBinding per namespace to the ClusterRole
-  ``aiinfn-batch``, no cluster-wide binding): manage Jobs, read pods and their logs, read Kueue
+  ``aiinfn-batch``): manage Jobs, read pods and their logs, read Kueue
   workloads, get and create claims (the user's home claim in the project, created at their first job);
+  cluster-wide (``aiinfn-batch-homes``) read the platform areas' PersistentVolume (by name) and create
+  PersistentVolumes: a user's home volume, whose nfs source is their notebook home. The
+  ValidatingAdmissionPolicy ``aiinfn-batch-home-volumes`` (``home_volumes_policy``) holds every volume
+  the service creates to exactly that shape (``aiinfn-home-<uid>-<project namespace>``, nfs at
+  ``<areas>/home/<name>``, pre-bound to that namespace's claim ``aiinfn-home-<uid>``, owner UID
+  recorded, Retain); policy.home_claims_policy holds who may mount such a claim, and as whom;
   in the hub's namespace list ConfigMaps (the event registrations, which say who may use an event's
   queue and when); in an event's namespace (``event_rbac``, a Role the event's stack applies) list,
   create and delete Jobs, list pods, read their logs, list workloads and get claims (never create);
@@ -51,6 +57,7 @@ from ..planning.labels import (
 from . import jupyterhub, network
 from .bundle import Bundle, Generated, RandomPassword, Secret, manifests, namespace
 from .kueue import LOCAL_QUEUE
+from .policy import BATCH_SERVICE_ACCOUNT, HOME_CLAIM_PREFIX
 
 NAMESPACE = jupyterhub.BATCH_NAMESPACE
 SERVICE = jupyterhub.BATCH_SERVICE
@@ -75,6 +82,16 @@ RBAC_API = "rbac.authorization.k8s.io/v1"
 HUB_API_PORT = 8081
 HUB_PODS = {"app": "jupyterhub", "component": "hub"}
 PROXY_PODS = {"app": "jupyterhub", "component": "proxy"}
+#: The service's identity at the API server; a user's home claim in a project's namespace is
+#: ``aiinfn-home-<uid>``, its volume ``aiinfn-home-<uid>-<namespace>`` (policy.home_claims_policy,
+#: home_volumes_policy).
+SERVICE_ACCOUNT = BATCH_SERVICE_ACCOUNT
+#: The platform areas' PersistentVolume of the notebooks' namespace (services.notebooks' bundle): its
+#: nfs server, export path and mount options are a home volume's.
+AREAS_VOLUME = "aiinfn-areas-users"
+HOMES_ROLE = f"{SERVICE}-homes"
+HOME_VOLUMES_POLICY = f"{SERVICE}-home-volumes"
+ADMISSION_API = "admissionregistration.k8s.io/v1"
 
 
 def program(name: str) -> str:
@@ -98,7 +115,6 @@ def settings(plan: Plan) -> dict[str, Any]:
     batch = env.services.batch
     hub = env.services.jupyterhub
     assert batch is not None and hub is not None
-    nfs = env.storage.nfs
     kinds = {key: {"resource": cap.kind.resource, "node_labels": dict(cap.kind.node_labels),
                    "slug": jupyterhub.profile_slug(key)} for key, cap in plan.capacity.items()}
     projects = {q.project: {"namespace": q.namespace, "group": q.iam_group, "queue": LOCAL_QUEUE,
@@ -148,9 +164,9 @@ def settings(plan: Plan) -> dict[str, Any]:
         "kueue_version": versions.KUEUE_API.rpartition("/")[2],
         "home": {
             "mount_path": HOME_MOUNT,
-            "storage_class": nfs.storage_class if nfs else "",
             "size_gb": hub.home_size_gb,
-            "access_modes": ["ReadWriteMany"],
+            "claim_prefix": HOME_CLAIM_PREFIX,
+            "areas_volume": AREAS_VOLUME,
         },
         "uid": jupyterhub.NOTEBOOK_UID,
         "gid": jupyterhub.NOTEBOOK_GID,
@@ -178,6 +194,82 @@ def cluster_role() -> dict[str, Any]:
     ]
     return {"apiVersion": RBAC_API, "kind": "ClusterRole", "metadata": {"name": SERVICE},
             "rules": [{"apiGroups": [g], "resources": r, "verbs": v} for g, r, v in rules]}
+
+
+def homes_rbac() -> list[dict[str, Any]]:
+    """Cluster-wide, for users' home volumes: read the platform areas' volume (where the homes are),
+    create PersistentVolumes (held by ``home_volumes_policy`` to home volumes; RBAC cannot narrow a
+    create by name)."""
+    role = {"apiVersion": RBAC_API, "kind": "ClusterRole", "metadata": {"name": HOMES_ROLE},
+            "rules": [{"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get"],
+                       "resourceNames": [AREAS_VOLUME]},
+                      {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["create"]}]}
+    binding = {"apiVersion": RBAC_API, "kind": "ClusterRoleBinding", "metadata": {"name": HOMES_ROLE},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": HOMES_ROLE},
+               "subjects": [{"kind": "ServiceAccount", "name": SERVICE, "namespace": NAMESPACE}]}
+    return [role, binding]
+
+
+def _regex_literal(text: str) -> str:
+    """``text`` as an RE2 pattern matching exactly it, safe inside a CEL single-quoted string: every
+    character but letters and digits in a class of its own (a path's ``.`` is no wildcard)."""
+    if any(c in text for c in "]\\^'\n"):
+        raise ValueError(f"storage.nfs.export_path: {text!r} holds a character a policy cannot match literally")
+    return "".join(c if c.isalnum() else f"[{c}]" for c in text)
+
+
+def home_volumes_policy(plan: Plan) -> list[dict[str, Any]]:
+    """What the service may create as a PersistentVolume: a user's home volume, nothing else. Its
+    CREATE (and any UPDATE it would try) of a PersistentVolume must be ``aiinfn-home-<uid>-<ns>``
+    pre-bound to the claim ``aiinfn-home-<uid>`` of a project's namespace ``ns``, recording owner UID
+    ``<uid>``, an nfs volume (no other source) at ``<areas>/home/<name>`` (a portable name: no ``..``,
+    no ``/``), read-write, Retain, no storage class. The service's identity alone is judged (a match
+    condition): operators and provisioners are not its concern."""
+    nfs = plan.env.storage.nfs
+    assert nfs is not None
+    areas = f"{nfs.export_path.rstrip('/')}/{jupyterhub.AREAS_DIR}/home/"
+    namespaces = sorted(q.namespace for q in plan.quotas)
+    sources = ("awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "csi", "fc", "flexVolume",
+               "flocker", "gcePersistentDisk", "glusterfs", "hostPath", "iscsi", "local", "photonPersistentDisk",
+               "portworxVolume", "quobyte", "rbd", "scaleIO", "storageos", "vsphereVolume")
+    uid_key = OWNER_UID_ANNOTATION
+    checks = [
+        ("request.operation == 'CREATE'", "the batch service creates home volumes, never changes or deletes one"),
+        ("has(object.spec.claimRef) && has(object.spec.claimRef.namespace) && has(object.spec.claimRef.name)"
+         f" && object.spec.claimRef.namespace in {json.dumps(namespaces)}"
+         f" && object.spec.claimRef.name.matches('^{HOME_CLAIM_PREFIX}[0-9]{{6,9}}$')"
+         " && object.metadata.name == object.spec.claimRef.name + '-' + object.spec.claimRef.namespace",
+         f"a home volume is {HOME_CLAIM_PREFIX}<uid>-<project namespace>, pre-bound to that namespace's claim "
+         f"{HOME_CLAIM_PREFIX}<uid>"),
+        (f"has(object.metadata.annotations) && {json.dumps(uid_key)} in object.metadata.annotations"
+         f" && has(object.spec.claimRef) && has(object.spec.claimRef.name) && object.spec.claimRef.name == "
+         f"{json.dumps(HOME_CLAIM_PREFIX)} + object.metadata.annotations[{json.dumps(uid_key)}]",
+         f"a home volume records its owner's UID ({uid_key}), the UID its claim is named after"),
+        ("has(object.spec.nfs) && has(object.spec.nfs.path) && !(has(object.spec.nfs.readOnly) && "
+         f"object.spec.nfs.readOnly) && object.spec.nfs.path.matches('^{_regex_literal(areas)}"
+         "[a-z0-9][a-z0-9._-]{0,79}$') && "
+         + " && ".join(f"!has(object.spec.{k})" for k in sources),
+         f"a home volume is an nfs volume of one user's home ({areas}<name>), nothing else"),
+        ("has(object.spec.persistentVolumeReclaimPolicy) && object.spec.persistentVolumeReclaimPolicy == 'Retain'"
+         " && (!has(object.spec.storageClassName) || object.spec.storageClassName == '')",
+         "a home volume is Retain (deleting its claim never touches the home) and has no storage class"),
+    ]
+    policy = {
+        "apiVersion": ADMISSION_API, "kind": "ValidatingAdmissionPolicy", "metadata": {"name": HOME_VOLUMES_POLICY},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                    "resources": ["persistentvolumes"],
+                                                    "operations": ["CREATE", "UPDATE"]}]},
+            "matchConditions": [{"name": "the-batch-service",
+                                 "expression": f"request.userInfo.username == {json.dumps(SERVICE_ACCOUNT)}"}],
+            "validations": [{"expression": e, "message": m, "reason": "Forbidden"} for e, m in checks],
+        },
+    }
+    binding = {"apiVersion": ADMISSION_API, "kind": "ValidatingAdmissionPolicyBinding",
+               "metadata": {"name": HOME_VOLUMES_POLICY},
+               "spec": {"policyName": HOME_VOLUMES_POLICY, "validationActions": ["Deny"]}}
+    return [policy, binding]
 
 
 def role_binding(ns: str, kind: str = "ClusterRole", role: str = SERVICE) -> dict[str, Any]:
@@ -305,6 +397,8 @@ def objects(plan: Plan) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE, "namespace": NAMESPACE}},
         cluster_role(),
         *(role_binding(q.namespace) for q in plan.quotas),
+        *homes_rbac(),
+        *home_volumes_policy(plan),
         *registrations_rbac(),
         cm,
         deployment(plan, digest),

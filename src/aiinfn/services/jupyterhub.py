@@ -563,8 +563,9 @@ def register_batch(values: dict[str, Any]) -> None:
     roles["user"]["scopes"].append(access)
     roles["server"]["scopes"].append(access)
     roles[BATCH_SERVICE] = {
-        "description": "read users' names and IAM groups (which projects' queues they may use)",
-        "scopes": ["read:users:name", "read:users:groups"],
+        "description": "read users' names and IAM groups (which projects' queues they may use) and their "
+                       "servers' state (the POSIX identity the platform spawner records: a job's home and UID)",
+        "scopes": ["read:users:name", "read:users:groups", "read:servers", "admin:server_state"],
         "services": [BATCH_SERVICE],
     }
     batch_pods = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: BATCH_NAMESPACE}},

@@ -22,6 +22,14 @@ namespaces by the project and event labels, so an event's namespace is covered t
   ``amd.com/*``) only with a Kueue queue label; and no starting a workload Kueue has not admitted:
   a user may not remove Kueue's scheduling gates from a pod nor unsuspend a suspended Job or JobSet
   (Kueue does both when it admits the workload).
+* ``aiinfn-home-claims``, for everyone: a user's home claim in a project (``aiinfn-home-<uid>``, their
+  notebook home, made by the batch service: services.batch) is mounted only by the batch service's
+  Jobs and the Pods the job controller makes from them, and only as its owner: ``runAsUser``,
+  ``runAsGroup`` and ``fsGroup`` of the pod all ``<uid>``, no container running as anyone else; on
+  UPDATE a workload keeps the home claims it had (Kueue, the owner relabelling) and gains none. Only
+  the batch service creates a claim of that name, and it creates no other claim. So another project
+  member cannot mount someone's home with kubectl, and the service cannot run a job as someone else
+  on it.
 * ``aiinfn-tenant-priority``, for users (the hub, which labels the notebooks it spawns, is exempt
   too): no Kueue WorkloadPriorityClass other than ``batch`` and no pod ``priorityClassName``.
 
@@ -53,6 +61,7 @@ from ..planning.labels import (
     group_label_value,
 )
 from .bundle import Bundle, manifests
+from .jupyterhub import BATCH_NAMESPACE, BATCH_SERVICE
 
 API = "admissionregistration.k8s.io/v1"
 #: The only Kueue WorkloadPriorityClass a tenant may ask for (kueue.PRIORITIES).
@@ -208,6 +217,66 @@ def claims_policy() -> dict[str, Any]:
     )
 
 
+#: A user's home claim in a project's namespace (services.batch.HOME_CLAIM_PREFIX) and who makes it.
+HOME_CLAIM_PREFIX = "aiinfn-home-"
+BATCH_SERVICE_ACCOUNT = f"system:serviceaccount:{BATCH_NAMESPACE}:{BATCH_SERVICE}"
+
+
+def home_claims_policy() -> dict[str, Any]:
+    home = f"(has(v.persistentVolumeClaim) && v.persistentVolumeClaim.claimName.startsWith({lit(HOME_CLAIM_PREFIX)}))"
+    mounts = f"(has(s.volumes) && s.volumes.exists(v, {home}))"
+    controller = (f"(request.userInfo.username == {lit(CONTROLLER_MANAGER)} || (has(request.userInfo.groups) && "
+                  f"{lit(KUBE_SYSTEM_SERVICE_ACCOUNTS)} in request.userInfo.groups))")
+    job_pod = ("object.kind == 'Pod' && has(object.metadata.ownerReferences) && object.metadata.ownerReferences"
+               ".exists(r, r.kind == 'Job' && r.apiVersion == 'batch/v1' && has(r.controller) && r.controller)")
+    kept = (f"variables.specs.all(s, !has(s.volumes) || s.volumes.all(v, !{home} || "
+            "variables.oldSpecs.exists(o, has(o.volumes) && o.volumes.exists(w, has(w.persistentVolumeClaim) && "
+            "w.persistentVolumeClaim.claimName == v.persistentVolumeClaim.claimName))))")
+    uid = "s.securityContext.runAsUser"
+    as_owner = (
+        f"variables.specs.all(s, !{mounts} || (has(s.securityContext) && has({uid}) && "
+        "has(s.securityContext.runAsGroup) && s.securityContext.runAsGroup == " + uid + " && "
+        "has(s.securityContext.fsGroup) && s.securityContext.fsGroup == " + uid + " && "
+        f"s.volumes.all(v, !{home} || v.persistentVolumeClaim.claimName == {lit(HOME_CLAIM_PREFIX)} + string({uid}))"
+        f" && {CONTAINERS}.all(c, !has(c.securityContext) || ("
+        f"(!has(c.securityContext.runAsUser) || c.securityContext.runAsUser == {uid}) && "
+        f"(!has(c.securityContext.runAsGroup) || c.securityContext.runAsGroup == {uid})))))"
+    )
+    batch = f"request.userInfo.username == {lit(BATCH_SERVICE_ACCOUNT)}"
+    is_workload = "object.kind != 'PersistentVolumeClaim'"
+    return _policy(
+        "aiinfn-home-claims",
+        [
+            {"name": "specs", "expression": f"{is_workload} ? ({_specs('object')}) : []"},
+            {"name": "oldSpecs", "expression": f"{is_workload} && oldObject != null ? ({_specs('oldObject')}) : []"},
+        ],
+        [
+            {"expression": (f"!variables.specs.exists(s, {mounts}) || ({batch} && object.kind == 'Job') || "
+                            f"({controller} && {job_pod}) || (oldObject != null && {kept})"),
+             "message": "a user's home claim (aiinfn-home-<uid>) may be mounted only by the batch service's Jobs "
+                        "and their pods: submit with aiinfn-batch"},
+            {"expression": f"oldObject == null || {kept}",
+             "message": "a workload may not gain a user's home claim (aiinfn-home-<uid>) after it was created"},
+            {"expression": as_owner,
+             "message": "a pod mounting the home claim aiinfn-home-<uid> runs as that UID only (runAsUser, "
+                        "runAsGroup and fsGroup <uid>, no container as anyone else)"},
+            {"expression": (f"{is_workload} || request.operation != 'CREATE' || "
+                            f"(object.metadata.name.startsWith({lit(HOME_CLAIM_PREFIX)}) == ({batch}))"),
+             "message": "claims named aiinfn-home-<uid> (users' homes) are made by the batch service only, and it "
+                        "makes no other claim"},
+            {"expression": (f"{is_workload} || request.operation != 'CREATE' || "
+                            f"!object.metadata.name.startsWith({lit(HOME_CLAIM_PREFIX)}) || "
+                            f"(object.metadata.name.matches('^{HOME_CLAIM_PREFIX}[0-9]{{6,9}}$') && "
+                            "has(object.spec.storageClassName) && object.spec.storageClassName == '')"),
+             "message": "a home claim is aiinfn-home-<uid> with no storage class: it binds only to its pre-bound "
+                        "home volume"},
+        ],
+        [],
+        [*WORKLOADS, ("", "v1", ["persistentvolumeclaims"])],
+        ["CREATE", "UPDATE"],
+    )
+
+
 def services_policy() -> dict[str, Any]:
     return _policy(
         "aiinfn-tenant-services",
@@ -346,7 +415,8 @@ def priority_policy() -> dict[str, Any]:
 
 
 def policies(plan: Plan) -> list[dict[str, Any]]:
-    return [pods_policy(), claims_policy(), services_policy(), scheduling_policy(plan), priority_policy()]
+    return [pods_policy(), claims_policy(), services_policy(), scheduling_policy(plan), priority_policy(),
+            home_claims_policy()]
 
 
 #: Bindings select tenant namespaces by these labels (one binding per label and policy).

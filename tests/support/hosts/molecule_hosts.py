@@ -218,7 +218,9 @@ def standins(directory: Path, kinds: list[str]) -> int:
             out.update({"molecule_interlink_version": interlink_standin.VERSION,
                         "molecule_interlink_plugin_version": interlink_standin.PLUGIN_VERSION,
                         "molecule_interlink_api_sha256": interlink_standin.API_SHA256,
-                        "molecule_interlink_plugin_sha256": interlink_standin.PLUGIN_SHA256})
+                        "molecule_interlink_plugin_sha256": interlink_standin.PLUGIN_SHA256,
+                        "molecule_interlink_htcondor_version": interlink_standin.HTCONDOR_VERSION,
+                        "molecule_interlink_htcondor_sha256": interlink_standin.HTCONDOR_SHA256})
         else:
             print(f"unknown stand-in {kind!r}", file=sys.stderr)
             return 2

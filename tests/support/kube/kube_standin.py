@@ -4,7 +4,8 @@
 uses, the way kube-apiserver answers them:
 
 * namespaced collections of ``batch/v1`` jobs, ``v1`` pods, pods' ``log``, persistentvolumeclaims,
-  configmaps and ``kueue.x-k8s.io/v1beta2`` workloads: ``create`` (POST), ``get``, ``list`` (with ``labelSelector``:
+  configmaps and ``kueue.x-k8s.io/v1beta2`` workloads, and the cluster-scoped ``v1`` persistentvolumes:
+  ``create`` (POST), ``get``, ``list`` (with ``labelSelector``:
   ``k=v``, ``k==v``, ``k!=v``, ``k``, ``!k``, comma-separated), ``delete``;
 * what the API server adds or refuses that costs nothing to get right: ``uid``, ``resourceVersion``,
   ``creationTimestamp``, a ``Status`` object with the reason on 404 (``NotFound``, also for a namespace
@@ -44,6 +45,9 @@ RESOURCES = {
     "configmaps": ("/api/v1", "", "v1", "ConfigMap"),
     "workloads": ("/apis/kueue.x-k8s.io/v1beta2", "kueue.x-k8s.io", "v1beta2", "Workload"),
 }
+#: Cluster-scoped resources the stand-in serves (stored under namespace "").
+CLUSTER_RESOURCES = {"persistentvolumes": ("/api/v1", "", "v1", "PersistentVolume")}
+CLUSTER_RE = re.compile(r"(?P<prefix>/api/v1)/(?P<resource>persistentvolumes)(?:/(?P<name>[a-z0-9.-]+))?(?P<sub>)")
 PATH_RE = re.compile(r"(?P<prefix>/api/v1|/apis/[a-z0-9.-]+/v[0-9a-z]+)/namespaces/(?P<ns>[a-z0-9-]+)/"
                      r"(?P<resource>[a-z]+)(?:/(?P<name>[a-z0-9.-]+))?(?:/(?P<sub>[a-z]+))?")
 TOKEN = "standin-service-account-token"
@@ -119,7 +123,7 @@ class Api:
 
     def put(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
         """An object as another component made it (a registration, a claim the spawner made)."""
-        return self._store(resource, obj["metadata"]["namespace"], copy.deepcopy(obj))
+        return self._store(resource, obj["metadata"].get("namespace", ""), copy.deepcopy(obj))
 
     def remove(self, resource: str, namespace: str, name: str) -> None:
         with self.lock:
@@ -136,7 +140,9 @@ class Api:
 
     def _store(self, resource: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj.setdefault("metadata", {})
-        meta.update({"namespace": namespace, "uid": str(uuid.uuid4()), "resourceVersion": str(time.time_ns()),
+        if namespace:
+            meta["namespace"] = namespace
+        meta.update({"uid": str(uuid.uuid4()), "resourceVersion": str(time.time_ns()),
                      "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         with self.lock:
             self.objects[(resource, namespace, meta["name"])] = obj
@@ -192,18 +198,24 @@ class Handler(BaseHTTPRequestHandler):
         u = urlsplit(self.path)
         auth = self.headers.get("Authorization", "")
         m = PATH_RE.fullmatch(u.path)
+        cluster = CLUSTER_RE.fullmatch(u.path) if m is None else None
         self._request = Request(method, u.path, parse_qs(u.query), auth.removeprefix("Bearer ") or None,
-                                m["ns"] if m else None, m["resource"] if m else None, m["sub"] if m else None)
+                                m["ns"] if m else None, m["resource"] if m else cluster and cluster["resource"],
+                                m["sub"] if m else None)
         with self.api.lock:
             self.api.requests.append(self._request)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        if not m or m["resource"] not in RESOURCES or RESOURCES[m["resource"]][0] != m["prefix"]:
+        served = {**RESOURCES, **CLUSTER_RESOURCES}
+        if cluster is not None:
+            ns, resource, name, sub = "", cluster["resource"], cluster["name"], None
+        elif not m or m["resource"] not in RESOURCES or RESOURCES[m["resource"]][0] != m["prefix"]:
             return self._send(404, _status(404, "NotFound", f"the server could not find the resource ({u.path})"))
-        ns, resource, name, sub = m["ns"], m["resource"], m["name"], m["sub"]
-        if ns not in self.api.namespaces:
-            return self._send(404, _status(404, "NotFound", f'namespaces "{ns}" not found'))
-        kind = RESOURCES[resource][3]
+        else:
+            ns, resource, name, sub = m["ns"], m["resource"], m["name"], m["sub"]
+            if ns not in self.api.namespaces:
+                return self._send(404, _status(404, "NotFound", f'namespaces "{ns}" not found'))
+        kind = served[resource][3]
         key = (resource, ns, name or "")
         if sub == "log" and resource == "pods" and method == "GET":
             if key not in self.api.objects:
@@ -232,7 +244,7 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and name is None:
             selector = _selector((self._request.query.get("labelSelector") or [""])[0])
             items = self.api.of(resource, ns, selector)
-            group_version = "/".join(p for p in RESOURCES[resource][1:3] if p)
+            group_version = "/".join(p for p in served[resource][1:3] if p)
             return self._send(200, {"apiVersion": group_version, "kind": f"{kind}List",
                                     "metadata": {"resourceVersion": str(time.time_ns())}, "items": items})
         if method == "GET":
