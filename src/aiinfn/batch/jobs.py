@@ -112,6 +112,16 @@ class Settings:
     def offload(self) -> dict[str, dict[str, Any]]:
         return dict(self.doc.get("offload") or {})
 
+    def team_images(self, groups: set[str]) -> dict[str, str]:
+        """Name -> reference of the team images whose groups include one of ``groups``."""
+        teams = dict(self.doc.get("team_images") or {})
+        return {name: str(t["image"]) for name, t in teams.items() if groups & set(t["groups"])}
+
+    def carries_apptainer(self, image: str) -> bool:
+        """Whether ``image`` is one the platform built with Apptainer (the managed image, a team image)."""
+        app = dict(self.doc.get("apptainer") or {})
+        return bool(app.get("seccomp")) and any(image.startswith(p) for p in app.get("repositories") or [])
+
     def member_projects(self, groups: set[str]) -> dict[str, dict[str, Any]]:
         """The projects whose IAM group is one of ``groups``."""
         return {name: p for name, p in self.projects.items() if p["group"] in groups}
@@ -442,7 +452,8 @@ def parse(body: Any, settings: Settings, groups: set[str],
         selector = {settings.labels["hostname"]: str(target["node"])}
 
     image = body.get("image")
-    images = settings.images
+    # the managed images, and the team images of the user's teams (as the spawn form offers them)
+    images = {**settings.images, **settings.team_images(groups)}
     if image is None:
         ref = str(settings.doc["default_image"])
     elif isinstance(image, str) and image in images:
@@ -492,6 +503,12 @@ def job(sub: Submission, user: str, claim: str, name: str, settings: Settings) -
     resources: dict[str, Any] = {"cpu": sub.cpu, "memory": memory_quantity(sub.memory_gib)}
     if sub.resource:
         resources[sub.resource] = str(sub.units)
+    # An image with Apptainer runs under the platform's Localhost profile (RuntimeDefault plus user
+    # namespaces, installed on every node, aiinfn.images.seccomp), as its notebooks do; never on a virtual
+    # node, whose remote side has no such profile.
+    seccomp: dict[str, str] = {"type": "RuntimeDefault"}
+    if not sub.offload and settings.carries_apptainer(sub.image):
+        seccomp = {"type": "Localhost", "localhostProfile": str(settings.doc["apptainer"]["seccomp"])}
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": f"{settings.doc['tmp_size_gb']}Gi"}}]
     if sub.home:
@@ -515,7 +532,7 @@ def job(sub: Submission, user: str, claim: str, name: str, settings: Settings) -
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
+            "seccompProfile": dict(seccomp),
         },
     }
     spec: dict[str, Any] = {
@@ -527,7 +544,7 @@ def job(sub: Submission, user: str, claim: str, name: str, settings: Settings) -
             "runAsUser": int(settings.doc["uid"] if sub.uid is None else sub.uid),
             "runAsGroup": int(settings.doc["gid"] if sub.gid is None else sub.gid),
             "fsGroup": int(settings.doc["gid"] if sub.gid is None else sub.gid),
-            "seccompProfile": {"type": "RuntimeDefault"},
+            "seccompProfile": dict(seccomp),
         },
         "containers": [container],
         "volumes": volumes,

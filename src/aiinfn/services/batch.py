@@ -54,6 +54,7 @@ from ..planning.labels import (
     QUEUE_NAME_LABEL,
     virtual_node_name,
 )
+from . import images as platform_images
 from . import jupyterhub, network
 from .bundle import Bundle, Generated, RandomPassword, Secret, manifests, namespace
 from .kueue import LOCAL_QUEUE
@@ -135,6 +136,9 @@ def settings(plan: Plan) -> dict[str, Any]:
         "projects": projects,
         "kinds": kinds,
         "images": images(plan),
+        "team_images": {n: {"groups": list(hub.team_images[n].groups), "image": ref}
+                        for n, ref in platform_images.team_image_refs(plan).items()},
+        "apptainer": platform_images.apptainer(plan),
         "default_image": hub.default_image,
         "limits": {
             "max_jobs_per_user": batch.max_jobs_per_user,
