@@ -11,6 +11,9 @@ from hypothesis import HealthCheck, settings
 ROOT = Path(__file__).resolve().parents[1]
 #: Upstream schemas and configs, read in place (never copied into the project).
 SHARED = ROOT.parent / "shared"
+# Processes the tests start (the CLI, the stack programs, Ansible's inventory script) import this checkout's
+# code too, whichever checkout runs the tests (pyproject's pythonpath covers this process only).
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 # Fuzz budgets: CI (CI=true) runs at least 2,000 examples per property; AIINFN_FUZZ_EXAMPLES overrides.
 settings.register_profile(
