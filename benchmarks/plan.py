@@ -139,6 +139,7 @@ site:
   external_network: public
   domain: bench.example.org
   manage_flavors: true
+bootstrap: {{keep_bootstrap_account: true}}  # nothing is bootstrapped: a planning benchmark
 network:
   cidr: 10.100.0.0/16
 flavors:

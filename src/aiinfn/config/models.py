@@ -895,6 +895,12 @@ class Bootstrap(Model):
         "and XRT artifacts, for air-gapped sites; default: each project's public release downloads",
     )
     admin_users: list[AdminUser] = Field(default_factory=list, description="operators' accounts on every node")
+    keep_bootstrap_account: bool = Field(
+        False,
+        description="keep the shared bootstrap account (`aiinfn`: site.ssh_public_key and passwordless sudo) on "
+        "every node on purpose, as the only way in, when no admin user has sudo (a test or short-lived site); "
+        "without it a site must list at least one admin user with sudo, and the account is retired",
+    )
     reboot: bool = Field(
         False, description="let the NVIDIA driver role reboot a node when the driver needs it (else it is reported)"
     )
