@@ -376,6 +376,12 @@ def _check_services(env: Environment) -> None:
             if pool not in env.node_pools:
                 _fail(f"storage.s3.node_mounts[{i}].pools", f"{pool!r} is not a node pool (pools: "
                       f"{', '.join(env.node_pools)})")
+    block = env.storage.block
+    if block is not None:
+        for other, cls in (("storage.nfs", env.storage.nfs), ("storage.juicefs", env.storage.juicefs)):
+            if cls is not None and cls.storage_class == block.storage_class:
+                _fail("storage.block.storage_class", f"{block.storage_class!r} is also {other}'s StorageClass: "
+                      "give the block class a name of its own", f"{other}.storage_class")
     if env.storage.juicefs is not None and env.storage.s3 is None:
         _fail("storage.juicefs", "JuiceFS stores its data in S3: configure storage.s3 first")
 
