@@ -262,3 +262,19 @@ def test_moving_a_site_to_block_storage_replaces_no_claim_silently(plan_variant,
         assert shown.action == "replace", (name, shown.action)
         assert any("spec.storageClassName" in str(r.document()) for r in shown.reasons), name
         assert any("protected" in n and "refuses" in n for n in shown.notes), shown.notes
+
+
+def test_the_volume_provisioner_mounts_its_directory_never_the_export_root(report: Preview) -> None:
+    """nfs-subdir-external-provisioner mounts <export>/volumes (which roles/nfs_server makes), never the export
+    root: it cannot reach the homes and areas beside it (<export>/areas, mounted only through its own PV)."""
+    from aiinfn.services import nfs
+
+    release = _release(report, nfs.RELEASE)
+    storage = report.env.storage.nfs
+    if storage is None or release is None:
+        return
+    path = release.inputs["values"]["nfs"]["path"]
+    assert path == f"{storage.export_path}/{nfs.VOLUMES_DIR}" and path.rstrip("/") != storage.export_path.rstrip("/")
+    for pv in report.run.by_type("kubernetes:core/v1:PersistentVolume"):
+        mounted = pv.inputs["spec"].get("nfs", {}).get("path")
+        assert mounted is None or mounted.rstrip("/") != storage.export_path.rstrip("/"), pv.name
