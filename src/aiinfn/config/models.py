@@ -703,7 +703,10 @@ class BlockStorage(Model):
     """Cinder block volumes for the small stateful claims (the hub's database, Harbor's, Prometheus'), through
     the OpenStack Cinder CSI driver, with an application credential the infrastructure stack creates."""
 
-    auth_url: HttpsUrl = Field(description="Keystone v3 URL the cluster's nodes reach (the CSI driver's auth-url)")
+    auth_url: HttpsUrl | None = Field(
+        None, description="Keystone v3 URL the cluster's nodes reach (the CSI driver's auth-url); unset: the public "
+        "identity endpoint of site.region in the project's own Keystone catalog, read at deploy time (set it when "
+        "the nodes reach Keystone at another address)")
     volume_type: OpenStackName | None = Field(None, description="Cinder volume type (default: site.volume_type)")
     availability_zone: AvailabilityZone | None = Field(
         None, description="Cinder availability zone of the volumes (default: site.availability_zone)")

@@ -19,6 +19,8 @@ every node mounts read-write): a tenant who gets to a node's NFS mount no longer
   an artifact, plan.json or a plain output. (``ConfigSecret`` is the marker of a secret the registrar
   fills from its ``secrets``, as the federation's worker kubeconfigs are; the artifacts say where it
   comes from.)
+* Its Keystone URL: ``storage.block.auth_url``, else the public identity endpoint of the site's region in the
+  project's own Keystone catalog, read by the infrastructure stack at deploy time (``catalog_auth_url``).
 * NetworkPolicies: the controller reaches the API server and the OpenStack APIs (``API_PORTS`` and the
   auth URL's port, outside the cluster's ranges and never the metadata service); nothing reaches it.
 
@@ -30,6 +32,7 @@ fallback is for a site that has not migrated yet, docs/operations.md).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -79,6 +82,32 @@ def credential_request(plan: Plan) -> dict[str, Any]:
         "unrestricted": False,
         "expires_at": f"{expires.isoformat()}T00:00:00Z" if expires else None,
     }
+
+
+def catalog_auth_url(catalogs: Sequence[Any], region: str, *, https_only: bool = True) -> str:
+    """The Keystone URL of the driver's cloud.conf when ``storage.block.auth_url`` is unset: the public endpoint,
+    in ``region``, of the ``identity`` service in the Keystone catalog of the stack's own token (the infrastructure
+    stack reads it with ``openstack.identity.get_auth_scope_output``; items as that data source returns them,
+    attributes ``type``, ``endpoints``, ``interface``, ``region``, ``url``).
+
+    It must be HTTPS and on a port the controller's NetworkPolicy opens (``API_PORTS``): else one ValueError
+    naming ``storage.block.auth_url``, the field that sets the URL explicitly (its port is then opened)."""
+    fix = "set storage.block.auth_url to the Keystone v3 URL the cluster's nodes reach"
+    urls = sorted({str(e.url) for c in catalogs if c.type == "identity" for e in (c.endpoints or ())
+                   if e.interface == "public" and region in (e.region, getattr(e, "region_id", None))})
+    if not urls:
+        raise ValueError(f"the project's Keystone catalog has no public identity endpoint in region {region!r}: {fix}")
+    if len(urls) > 1:
+        raise ValueError(f"the project's Keystone catalog has several public identity endpoints in region "
+                         f"{region!r} ({', '.join(urls)}): {fix}")
+    url = urls[0]
+    parts = urlsplit(url)
+    if https_only and parts.scheme != "https":
+        raise ValueError(f"the project's Keystone catalog names {url}, not HTTPS: {fix}")
+    if (parts.port or 443) not in API_PORTS:
+        raise ValueError(f"the project's Keystone catalog names {url}, whose port the CSI controller's "
+                         f"NetworkPolicy does not open ({', '.join(map(str, API_PORTS))}): {fix}")
+    return url
 
 
 def cloud_conf(auth_url: str, region: str, credential_id: str, credential_secret: str) -> str:
@@ -135,7 +164,8 @@ def network_policies(plan: Plan) -> list[dict[str, Any]]:
     block = plan.env.storage.block
     assert block is not None
     ranges = network.Ranges.of(plan)
-    auth_port = urlsplit(block.auth_url).port or 443
+    # unset auth_url: the catalog's endpoint, whose port catalog_auth_url requires to be one of API_PORTS
+    auth_port = (urlsplit(block.auth_url).port or 443) if block.auth_url else 443
     return [
         *network.baseline(NAMESPACE, same_namespace=False),
         network.allow_apiserver(NAMESPACE, ranges),

@@ -7,7 +7,12 @@ reads it (``[Global]`` keys) and used to authenticate and to create and delete a
 what it must not do: mint another application credential (it is restricted), or see another project's
 volume. Gap, named: the CSI driver itself (a Go program talking to a kubelet) does not run here; its
 calls are made with openstacksdk, with the values of its cloud.conf. The Keystone URL is the fixture's
-plain-http one (the environment's field takes https only).
+plain-http one (the environment's field takes https only; the catalog test below lifts that check only).
+
+A site without ``storage.block.auth_url`` gets the URL from its own token's catalog
+(``cinder_csi.catalog_auth_url`` over getAuthScope's items): here the same function is fed the catalog of the
+member's token as openstacksdk reads it, in pulumi_openstack's types, and the credential authenticates
+against the URL it returns.
 """
 
 from __future__ import annotations
@@ -96,6 +101,46 @@ def test_the_csi_credential_manages_volumes_of_its_project_only(world: World) ->
         if other is not None:
             world.admin.block_storage.wait_for_status(other, status="available", interval=0.5, wait=60)
             world.admin.block_storage.delete_volume(other)
+        if driver is not None:
+            driver.close()
+        if cred is not None:
+            member.identity.delete_application_credential(world.user.id, cred.id)
+        member.close()
+
+
+def _as_auth_scope_items(catalog: list[dict[str, Any]]) -> list[Any]:
+    """openstacksdk's token catalog in the types pulumi_openstack's getAuthScope returns (what the stack reads)."""
+    from pulumi_openstack.identity import outputs as ident
+
+    return [ident.GetAuthScopeServiceCatalogResult(
+        id=str(c.get("id", "")), name=str(c.get("name", "")), type=str(c["type"]),
+        endpoints=[ident.GetAuthScopeServiceCatalogEndpointResult(
+            id=str(e.get("id", "")), interface=str(e["interface"]), region=str(e.get("region") or ""),
+            region_id=str(e.get("region_id") or ""), url=str(e["url"])) for e in c.get("endpoints", [])])
+        for c in catalog]
+
+
+def test_the_catalogs_keystone_is_the_one_the_credential_authenticates_against(world: World) -> None:
+    plan = _plan_with_block()
+    request = cinder_csi.credential_request(plan)
+    member = world.member()
+    cred = None
+    driver = None
+    try:
+        access = member.session.auth.get_access(member.session)
+        items = _as_auth_scope_items(list(access.service_catalog.catalog))
+        url = cinder_csi.catalog_auth_url(items, REGION, https_only=False)  # the fixture's Keystone is plain http
+        assert url.rstrip("/") == KEYSTONE.rstrip("/")
+        secret = secrets.token_hex(24)
+        cred = member.identity.create_application_credential(
+            user=world.user.id, secret=secret, name=request["name"] + "-catalog", roles=[{"name": "member"}],
+            unrestricted=False, expires_at=request["expires_at"].removesuffix("Z"))
+        driver = _driver_connection(cinder_csi.cloud_conf(url, REGION, cred.id, secret))
+        assert driver.current_project_id == world.project.id
+        assert driver.block_storage.get_endpoint()  # Cinder found through that Keystone's catalog
+        with pytest.raises(ValueError, match=r"storage\.block\.auth_url"):
+            cinder_csi.catalog_auth_url(items, "RegionNowhere", https_only=False)
+    finally:
         if driver is not None:
             driver.close()
         if cred is not None:
