@@ -231,3 +231,37 @@ def test_a_site_that_adds_block_storage_gets_a_restricted_expiring_credential(pl
     conf = unwrap(secret.inputs["stringData"])[cinder_csi.SECRET_FILE]
     assert f"application-credential-secret={unwrap(cred.inputs['secret'])}\n" in conf
     assert "auth-url=https://keystone.cnaf.example:5000/v3\n" in conf
+
+
+def _cloud_conf(report: Preview) -> str:
+    from aiinfn.services import cinder_csi
+
+    (secret,) = [s for s in report.run.by_type("kubernetes:core/v1:Secret")
+                 if s.inputs["metadata"]["name"] == cinder_csi.SECRET]
+    assert is_secret(secret.inputs["stringData"])
+    return str(unwrap(secret.inputs["stringData"])[cinder_csi.SECRET_FILE])
+
+
+def test_without_auth_url_the_driver_uses_the_regions_public_keystone_from_the_catalog(
+        shipped_reports: dict[str, Preview]) -> None:
+    """The shipped sites name no Keystone URL: the infrastructure stack asks Keystone for its own token's scope
+    (getAuthScope, in the site's region) and the driver's cloud.conf gets that region's public identity
+    endpoint, never an internal or admin one; the URL too stays inside the secret."""
+    from aiinfn.offline.runtime import OFFLINE_KEYSTONE
+
+    for name in ("cnaf", "recas"):
+        report = shipped_reports[name]
+        assert report.env.storage.block is not None and report.env.storage.block.auth_url is None, name
+        asked = [a for t, a in report.run.invokes if t == "openstack:identity/getAuthScope:getAuthScope"]
+        assert [a.get("region") for a in asked] == [report.env.site.region], name
+        conf = _cloud_conf(report)
+        assert f"auth-url={OFFLINE_KEYSTONE}\n" in conf and f"region={report.env.site.region}\n" in conf, name
+        assert "internal" not in conf and "admin" not in conf, name
+        assert OFFLINE_KEYSTONE not in json.dumps(report.document()), name
+
+
+def test_an_auth_url_overrides_the_catalog(plan_variant) -> None:  # type: ignore[no-untyped-def]
+    """A site whose nodes reach Keystone elsewhere sets storage.block.auth_url: the catalog is not read."""
+    report = plan_variant("cnaf", "cnaf-keystone", {"storage": {"block": {"auth_url": "https://10.1.2.3:5000/v3"}}})
+    assert "auth-url=https://10.1.2.3:5000/v3\n" in _cloud_conf(report)
+    assert not [t for t, _ in report.run.invokes if t == "openstack:identity/getAuthScope:getAuthScope"]

@@ -248,8 +248,9 @@ def test_moving_a_site_to_block_storage_replaces_no_claim_silently(plan_variant,
     from aiinfn import diff
     from aiinfn.services import jupyterhub
 
-    before = shipped_reports["cnaf"]
-    after = plan_variant("cnaf", "cnaf", {"storage": {"block": {"auth_url": "https://keystone.cnaf.example/v3"}}})
+    before = plan_variant("cnaf", "cnaf", {"storage": {"block": None}})  # the databases still on NFS
+    after = shipped_reports["cnaf"]
+    assert after.env.storage.block is not None
     changed = {r.urn: r for r in diff.diff(before.document(), after.document()).resources}
     for name in (jupyterhub.HUB_DB_CLAIM, harbor.DB_CLAIM):
         old, new = _claim(before, name), _claim(after, name)
