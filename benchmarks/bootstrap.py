@@ -31,6 +31,7 @@ import site_bench  # noqa: E402
 
 ENV = """name: bench-{n}
 site: {{name: bench, cloud: unused, image: debian-12, external_network: public, domain: bench.test}}
+bootstrap: {{keep_bootstrap_account: true}}  # the benchmark logs in as the shared account
 network: {{cidr: 10.254.0.0/24, pod_cidr: 10.72.0.0/16, service_cidr: 10.73.0.0/16}}
 flavors:
   cpu: {{vcpus: 2, ram_gb: 4, disk_gb: 20}}

@@ -16,9 +16,11 @@ Peak memory is the child's own maximum RSS (os.wait4), not the benchmark's.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -125,6 +127,16 @@ print(len(made))
 '''
 
 
+def throwaway_ssh_key() -> str:
+    """An OpenSSH ed25519 public key line (random key bytes, no private half): what site.ssh_public_key needs
+    to validate; the benchmark plans only, so no one ever logs in with it."""
+    def string(b: bytes) -> bytes:
+        return struct.pack(">I", len(b)) + b
+
+    blob = string(b"ssh-ed25519") + string(os.urandom(32))
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} aiinfn-benchmark"
+
+
 def generated_environment(directory: Path, nodes: int) -> Path:
     """A site of `nodes` VMs: 3 servers, nfs, backup, bastion, then agents and T4 nodes half and half."""
     rest = nodes - 6
@@ -139,6 +151,8 @@ site:
   external_network: public
   domain: bench.example.org
   manage_flavors: true
+  ssh_public_key: "{throwaway_ssh_key()}"
+bootstrap: {{keep_bootstrap_account: true}}  # nothing is bootstrapped: a planning benchmark
 network:
   cidr: 10.100.0.0/16
 flavors:

@@ -23,9 +23,9 @@ from aiinfn.federation import plans_of as federation_plans
 from aiinfn.federation import site_bundles as federation_bundles
 from aiinfn.planning import make_plan
 from aiinfn.planning.events import make_event_plan
+from aiinfn.services import cinder_csi, multikueue
 from aiinfn.services import event as event_service
 from aiinfn.services import kueue as kueue_service
-from aiinfn.services import multikueue
 from aiinfn.services.bundle import addressed_nodes
 from aiinfn.stacknames import event_stack_name, site_stack_name
 
@@ -71,7 +71,10 @@ def site(config: pulumi.Config, env: Environment) -> None:
             OverlayArgs(
                 bundles=bundles,
                 kubeconfig=kubeconfig,
-                secrets={name: config.require_secret(name) for name in sorted(set(secret_refs(env).values()))},
+                secrets={**{name: config.require_secret(name) for name in sorted(set(secret_refs(env).values()))},
+                         # the block storage driver's cloud.conf, from the credential the infrastructure made
+                         **({cinder_csi.CLOUD_CONF_REF: infra.block_cloud_conf}
+                            if infra.block_cloud_conf is not None else {})},
                 addresses={n: infra.nodes[n].fixed_ip for n in nodes},
             ),
         )

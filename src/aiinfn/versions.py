@@ -74,6 +74,13 @@ INTERLINK_HTCONDOR_PLUGIN_SHA256: Final = "0ffd79628a98b1a7200ccb82b9bb7425d55f6
 KUBERNETES_CLIENT: Final = "33.1.0"
 BATCH_IMAGE: Final = f"harbor.cloud.infn.it/ai-infn/aiinfn-batch:hub-4.4.0-k8s-{KUBERNETES_CLIENT}"
 
+#: OpenStack Cinder CSI (services.cinder_csi: the block StorageClass of the databases): the chart of
+#: kubernetes/cloud-provider-openstack whose release line follows KUBERNETES (2.33.x for 1.33), and the
+#: driver image it runs (the chart's appVersion, pinned explicitly rather than taken from the chart).
+CINDER_CSI_CHART: Final = "2.33.1"
+CINDER_CSI: Final = "v1.33.1"
+CINDER_CSI_IMAGE: Final = "registry.k8s.io/provider-os/cinder-csi-plugin"
+
 #: Helm charts: name -> (repository, chart, version).
 CHARTS: Final[dict[str, tuple[str, str, str]]] = {
     "jupyterhub": ("https://hub.jupyter.org/helm-chart/", "jupyterhub", "4.4.0"),
@@ -93,6 +100,8 @@ CHARTS: Final[dict[str, tuple[str, str, str]]] = {
     ),
     "cert-manager": ("https://charts.jetstack.io", "cert-manager", "v1.19.1"),
     "interlink": ("https://interlink-hq.github.io/interlink-helm-chart/", "interlink", INTERLINK_CHART),
+    "openstack-cinder-csi": ("https://kubernetes.github.io/cloud-provider-openstack", "openstack-cinder-csi",
+                             CINDER_CSI_CHART),
 }
 
 

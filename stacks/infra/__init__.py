@@ -13,6 +13,7 @@ import pulumi_random as random
 from aiinfn.config.models import Role
 from aiinfn.planning import Plan
 
+from .block import BlockCredential, BlockCredentialArgs
 from .compute import Flavors, Node, NodeArgs
 from .network import SiteNetwork, SiteNetworkArgs
 from .security import SecurityGroups, SecurityGroupsArgs
@@ -94,6 +95,12 @@ class Infra(pulumi.ComponentResource):
             StatefulVolumesArgs(plan=plan, instances={n: i.instance_id for n, i in self.nodes.items()}),
             child,
         )
+
+        # the Cinder CSI driver's application credential (its cloud.conf: a secret Output for the overlay only)
+        self.block_cloud_conf: pulumi.Output[str] | None = None
+        if env.storage.block is not None:
+            self.block_credential = BlockCredential(f"{name}-block", BlockCredentialArgs(plan=plan), child)
+            self.block_cloud_conf = self.block_credential.cloud_conf
 
         nfs_node = next((n.name for n in plan.nodes if n.role is Role.NFS), None)
         self.nfs_server: pulumi.Output[str] | None = self.nodes[nfs_node].fixed_ip if nfs_node else None

@@ -62,6 +62,8 @@ KEY_SOURCES = {
                                         "charts/nfs-subdir-external-provisioner/values.yaml",
                                         "nfs-subdir-external-provisioner-{version}"),
     "cert-manager": ("cert-manager/cert-manager", "deploy/charts/cert-manager/values.yaml", "{version}"),
+    "openstack-cinder-csi": ("kubernetes/cloud-provider-openstack", "charts/cinder-csi-plugin/values.yaml",
+                             "openstack-cinder-csi-{version}"),
 }
 
 
@@ -210,6 +212,9 @@ def test_a_misspelled_key_is_refused(chart: str, shared: Path) -> None:
     ("kube-prometheus-stack", ("prometheus", "prometheusSpec", "ruleNamespaceSelector")),
     ("gpu-operator", ("migManager", "config", "name")),
     ("harbor", ("persistence", "imageChartStorage", "s3", "bucket")),
+    ("openstack-cinder-csi", ("secret", "name")),
+    ("openstack-cinder-csi", ("storageClass", "enabled")),
+    ("openstack-cinder-csi", ("csi", "plugin", "image", "tag")),
 ])
 def test_a_typo_in_a_key_we_rely_on_is_refused(chart: str, path: tuple[str, ...], shared: Path) -> None:
     site, values = RELEASES[chart][0]

@@ -35,6 +35,7 @@ PLATFORM_LEVELS = {
     "monitoring": "restricted",
     "monitoring-node-exporter": "privileged",
     "juicefs": "privileged",
+    "cinder-csi": "privileged",
     "harbor": "restricted",
     "aiinfn-provisioner": "baseline",
     "aiinfn-batch": "restricted",

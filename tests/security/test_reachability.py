@@ -230,7 +230,8 @@ Rule = Callable[[str, str, int, str], bool]
 
 def expected_paths(tenants: set[str], governed: set[str]) -> Rule:
     """The cross-namespace paths the platform means to open (anything else must be closed)."""
-    platform_api = {"kueue-system", "gpu-operator", "nfs-provisioner", "cert-manager", "monitoring", "juicefs"}
+    platform_api = {"kueue-system", "gpu-operator", "nfs-provisioner", "cert-manager", "monitoring", "juicefs",
+                    "cinder-csi"}
     scraped = {"kueue-system": {8443}, "gpu-operator": {9400, 8080}, "cert-manager": {9402}, "juicefs": {9567}}
     webhooks = {"kueue-system": {9443, 8082}, "cert-manager": {10250}, "monitoring": {10250}}
     events = {t for t in tenants if t.startswith("event-")}
@@ -256,6 +257,10 @@ def expected_paths(tenants: set[str], governed: set[str]) -> Rule:
         if src in ("cert-manager/controller", "harbor/harbor") and dst == "internet" and port in (80, 443):
             return True
         if sns == "juicefs" and dst == "internet":
+            return True
+        # the Cinder CSI controller: the OpenStack APIs (Keystone, Nova, Cinder; the auth URL's port is one of these
+        # at the shipped sites), never the metadata service (internet excludes it)
+        if sns == "cinder-csi" and dst == "internet" and port in (443, 5000, 8774, 8776):
             return True
         if src == "monitoring/prometheus":
             if dst == "node" or ("/" in dst and dns_ not in governed):

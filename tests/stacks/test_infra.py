@@ -184,3 +184,84 @@ def test_capacity_counts_every_device_and_slice_once(report: Preview) -> None:
         if cap.kind.profile:
             assert model.mig is not None and cap.kind.profile in model.mig.profiles, key
     assert counted == expected
+
+
+APP_CREDENTIAL = "openstack:identity/applicationCredential:ApplicationCredential"
+
+
+def test_the_block_storage_credential_is_restricted_and_stays_secret(report: Preview) -> None:
+    """A site with storage.block gets one application credential for the Cinder CSI driver: restricted (it
+    cannot mint credentials or trusts), only the roles storage.block names (never admin), its secret a
+    secret input; the cloud.conf built from it is in no output, no plan.json and no artifact. A site without
+    it gets none."""
+    creds = report.run.by_type(APP_CREDENTIAL)
+    block = report.env.storage.block
+    if block is None:
+        assert creds == []
+        return
+    (cred,) = creds
+    assert cred.inputs["unrestricted"] is False
+    assert cred.inputs["roles"] == block.credential_roles and "admin" not in cred.inputs["roles"]
+    assert cred.inputs.get("expiresAt") == (f"{block.credential_expires_at.isoformat()}T00:00:00Z"
+                                            if block.credential_expires_at else None)
+    assert is_secret(cred.inputs["secret"]) and "secret" in cred.additional_secret_outputs
+    plain = unwrap(cred.inputs["secret"])
+    assert plain and len(plain) >= 32
+    doc = json.dumps(report.document())
+    outputs = json.dumps({k: unwrap(v) for k, v in report.run.stack_outputs.items()})
+    assert plain not in doc and "application-credential-secret" not in doc
+    assert plain not in outputs and "application-credential" not in outputs
+    for name, text in report.artifacts.items():
+        assert plain not in text and "application-credential-secret=" not in text, name
+
+
+def test_a_site_that_adds_block_storage_gets_a_restricted_expiring_credential(plan_variant) -> None:  # type: ignore[no-untyped-def]
+    """cnaf with storage.block (and an expiry): the credential is made, restricted, with the date as Keystone
+    takes it, and the driver's Secret holds it only as a secret value."""
+    from aiinfn.services import cinder_csi
+
+    report = plan_variant("cnaf", "cnaf-block", {"storage": {"block": {
+        "auth_url": "https://keystone.cnaf.example:5000/v3", "credential_expires_at": "2027-06-30"}}})
+    (cred,) = report.run.by_type(APP_CREDENTIAL)
+    assert cred.inputs["expiresAt"] == "2027-06-30T00:00:00Z" and cred.inputs["unrestricted"] is False
+    assert cred.inputs["roles"] == ["member"]
+    (secret,) = [s for s in report.run.by_type("kubernetes:core/v1:Secret")
+                 if s.inputs["metadata"]["name"] == cinder_csi.SECRET]
+    assert is_secret(secret.inputs["stringData"])
+    conf = unwrap(secret.inputs["stringData"])[cinder_csi.SECRET_FILE]
+    assert f"application-credential-secret={unwrap(cred.inputs['secret'])}\n" in conf
+    assert "auth-url=https://keystone.cnaf.example:5000/v3\n" in conf
+
+
+def _cloud_conf(report: Preview) -> str:
+    from aiinfn.services import cinder_csi
+
+    (secret,) = [s for s in report.run.by_type("kubernetes:core/v1:Secret")
+                 if s.inputs["metadata"]["name"] == cinder_csi.SECRET]
+    assert is_secret(secret.inputs["stringData"])
+    return str(unwrap(secret.inputs["stringData"])[cinder_csi.SECRET_FILE])
+
+
+def test_without_auth_url_the_driver_uses_the_regions_public_keystone_from_the_catalog(
+        shipped_reports: dict[str, Preview]) -> None:
+    """The shipped sites name no Keystone URL: the infrastructure stack asks Keystone for its own token's scope
+    (getAuthScope, in the site's region) and the driver's cloud.conf gets that region's public identity
+    endpoint, never an internal or admin one; the URL too stays inside the secret."""
+    from aiinfn.offline.runtime import OFFLINE_KEYSTONE
+
+    for name in ("cnaf", "recas"):
+        report = shipped_reports[name]
+        assert report.env.storage.block is not None and report.env.storage.block.auth_url is None, name
+        asked = [a for t, a in report.run.invokes if t == "openstack:identity/getAuthScope:getAuthScope"]
+        assert [a.get("region") for a in asked] == [report.env.site.region], name
+        conf = _cloud_conf(report)
+        assert f"auth-url={OFFLINE_KEYSTONE}\n" in conf and f"region={report.env.site.region}\n" in conf, name
+        assert "internal" not in conf and "admin" not in conf, name
+        assert OFFLINE_KEYSTONE not in json.dumps(report.document()), name
+
+
+def test_an_auth_url_overrides_the_catalog(plan_variant) -> None:  # type: ignore[no-untyped-def]
+    """A site whose nodes reach Keystone elsewhere sets storage.block.auth_url: the catalog is not read."""
+    report = plan_variant("cnaf", "cnaf-keystone", {"storage": {"block": {"auth_url": "https://10.1.2.3:5000/v3"}}})
+    assert "auth-url=https://10.1.2.3:5000/v3\n" in _cloud_conf(report)
+    assert not [t for t, _ in report.run.invokes if t == "openstack:identity/getAuthScope:getAuthScope"]

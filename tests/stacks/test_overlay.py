@@ -171,6 +171,8 @@ def test_gpu_operator_gets_our_mig_config_and_charts_are_pinned(report: Preview)
             expected |= {"harbor"}
     if env.storage.juicefs is not None and env.storage.juicefs.enabled:
         expected |= {"juicefs-csi-driver"}
+    if env.storage.block is not None:
+        expected |= {"openstack-cinder-csi"}
     assert set(releases) == expected
     for name, rel in releases.items():
         assert rel.inputs["version"] == versions.CHARTS[name][2]

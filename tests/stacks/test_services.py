@@ -163,3 +163,119 @@ def test_harbor_setup_job_runs_the_tested_program_with_least_access(report: Prev
     assert env["HARBOR_PROJECTS"]["value"] == "environments,apptainer"
     registered = [r for r in report.run.registrations if r.type == "kubernetes:batch/v1:Job"]
     assert [redact(r.inputs)["metadata"]["name"] for r in registered] == [by_kind["Job"]["metadata"]["name"]]
+
+
+def _claim(report: Preview, name: str) -> Any:
+    hits = [r for r in report.run.by_type("kubernetes:core/v1:PersistentVolumeClaim")
+            if r.inputs["metadata"]["name"] == name]
+    return hits[0] if hits else None
+
+
+def _waits_for(report: Preview, reg: Any, target: str) -> bool:
+    """Whether ``reg`` depends on the resource with URN ``target``, directly or through others."""
+    regs = {r.urn: r for r in report.run.registrations}
+    seen: set[str] = set()
+    todo = list(reg.depends_on)
+    while todo:
+        urn = todo.pop()
+        if urn == target:
+            return True
+        if urn not in seen and urn in regs:
+            seen.add(urn)
+            todo.extend(regs[urn].depends_on)
+    return False
+
+
+def test_databases_live_on_block_storage_when_the_site_has_it(report: Preview) -> None:
+    """With storage.block: the Cinder CSI release (pinned chart and image, our Secret, no chart StorageClass),
+    a StorageClass that keeps volumes (Retain), can grow them and binds where the pod runs, with the site's
+    volume type and zone; the hub's and Harbor's database claims on it, protected and kept, each created
+    after the class (itself after the driver); Harbor's redis, Trivy and job logs and Prometheus' TSDB on it
+    too. Without it: no driver, and the databases stay on the platform filesystem."""
+    from aiinfn.services import cinder_csi, jupyterhub
+
+    block = report.env.storage.block
+    release = _release(report, cinder_csi.RELEASE)
+    hub_db, harbor_db = _claim(report, jupyterhub.HUB_DB_CLAIM), _claim(report, harbor.DB_CLAIM)
+    classes = [r for r in report.run.by_type("kubernetes:storage.k8s.io/v1:StorageClass")
+               if r.inputs["provisioner"] == cinder_csi.PROVISIONER]
+    if block is None:
+        assert release is None and classes == []
+        nfs = report.env.storage.nfs
+        for claim in (hub_db, harbor_db):
+            assert claim is None or claim.inputs["spec"]["storageClassName"] == (nfs.storage_class if nfs else None)
+        return
+    assert release.inputs["version"] == versions.CHARTS[cinder_csi.RELEASE][2]
+    values = release.inputs["values"]
+    assert values["secret"] == {"enabled": True, "create": False, "hostMount": False, "name": cinder_csi.SECRET,
+                                "filename": "cloud.conf"}
+    assert values["storageClass"] == {"enabled": False}
+    assert values["csi"]["plugin"]["image"]["tag"] == versions.CINDER_CSI
+    (sc,) = classes
+    obj = redact(sc.inputs)
+    kubernetes_validate.validate(obj, versions.KUBERNETES, strict=True)
+    assert obj["metadata"]["name"] == block.storage_class
+    assert (obj["reclaimPolicy"], obj["allowVolumeExpansion"], obj["volumeBindingMode"]) == (
+        "Retain", True, "WaitForFirstConsumer")
+    site = report.env.site
+    assert obj["parameters"]["availability"] == (block.availability_zone or site.availability_zone)
+    assert obj["parameters"].get("type") == (block.volume_type or site.volume_type)
+    assert not obj.get("metadata", {}).get("annotations")  # never the default class: homes stay on NFS
+    assert _waits_for(report, sc, release.urn)
+    for claim in (hub_db, harbor_db):
+        if claim is None:
+            continue
+        assert claim.inputs["spec"]["storageClassName"] == block.storage_class, claim.name
+        assert claim.protect and claim.retain_on_delete, claim.name
+        assert _waits_for(report, claim, sc.urn), f"{claim.name} does not wait for the block StorageClass"
+    harbor_release = _release(report, "harbor")
+    if harbor_release is not None:
+        pvcs = harbor_release.inputs["values"]["persistence"]["persistentVolumeClaim"]
+        assert pvcs["redis"]["storageClass"] == pvcs["trivy"]["storageClass"] == block.storage_class
+        assert pvcs["jobservice"]["jobLog"]["storageClass"] == block.storage_class
+    prom = _release(report, "kube-prometheus-stack")
+    spec = prom.inputs["values"]["prometheus"]["prometheusSpec"]
+    assert spec["storageSpec"]["volumeClaimTemplate"]["spec"]["storageClassName"] == block.storage_class
+    assert _waits_for(report, prom, sc.urn)
+
+
+def test_moving_a_site_to_block_storage_replaces_no_claim_silently(plan_variant, shipped_reports) -> None:  # type: ignore[no-untyped-def]
+    """Adding storage.block to a running site changes the databases' claims' storageClassName, which Kubernetes
+    cannot change in place: the claims keep their URNs (the same resources, so the engine plans a replacement)
+    and stay protected, so `aiinfn diff` shows their replacement with the note that `pulumi up` refuses it,
+    instead of deleting the data (docs/operations.md says how to move the data). The mock runtime does not
+    compute replacements: aiinfn.diff's rules (the provider's) do, over the two plans."""
+    from aiinfn import diff
+    from aiinfn.services import jupyterhub
+
+    before = plan_variant("cnaf", "cnaf", {"storage": {"block": None}})  # the databases still on NFS
+    after = shipped_reports["cnaf"]
+    assert after.env.storage.block is not None
+    changed = {r.urn: r for r in diff.diff(before.document(), after.document()).resources}
+    for name in (jupyterhub.HUB_DB_CLAIM, harbor.DB_CLAIM):
+        old, new = _claim(before, name), _claim(after, name)
+        if old is None:
+            continue
+        assert new.urn == old.urn, name
+        assert old.inputs["spec"]["storageClassName"] != new.inputs["spec"]["storageClassName"]
+        assert new.protect and new.retain_on_delete, name
+        shown = changed[new.urn]
+        assert shown.action == "replace", (name, shown.action)
+        assert any("spec.storageClassName" in str(r.document()) for r in shown.reasons), name
+        assert any("protected" in n and "refuses" in n for n in shown.notes), shown.notes
+
+
+def test_the_volume_provisioner_mounts_its_directory_never_the_export_root(report: Preview) -> None:
+    """nfs-subdir-external-provisioner mounts <export>/volumes (which roles/nfs_server makes), never the export
+    root: it cannot reach the homes and areas beside it (<export>/areas, mounted only through its own PV)."""
+    from aiinfn.services import nfs
+
+    release = _release(report, nfs.RELEASE)
+    storage = report.env.storage.nfs
+    if storage is None or release is None:
+        return
+    path = release.inputs["values"]["nfs"]["path"]
+    assert path == f"{storage.export_path}/{nfs.VOLUMES_DIR}" and path.rstrip("/") != storage.export_path.rstrip("/")
+    for pv in report.run.by_type("kubernetes:core/v1:PersistentVolume"):
+        mounted = pv.inputs["spec"].get("nfs", {}).get("path")
+        assert mounted is None or mounted.rstrip("/") != storage.export_path.rstrip("/"), pv.name

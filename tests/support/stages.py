@@ -34,6 +34,8 @@ site:
   external_network: public
   domain: {name}.test
   ssh_public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBjygPwno6xIZsG0LPS0RRRpkCmshAsvHKW9WdarCwhF ops@example.org"
+# a test site: the stage tests log in as the shared bootstrap account throughout
+bootstrap: {{keep_bootstrap_account: true}}
 network: {{cidr: 10.254.0.0/24, pod_cidr: 10.72.0.0/16, service_cidr: 10.73.0.0/16}}
 flavors:
   cpu: {{vcpus: 2, ram_gb: 4, disk_gb: 20}}

@@ -52,10 +52,11 @@ def test_role_defaults_agree_with_what_the_platform_expects() -> None:
     import yaml
 
     from aiinfn.hub import identity, provisioner
-    from aiinfn.services import jupyterhub
+    from aiinfn.services import jupyterhub, nfs
 
     defaults = yaml.safe_load((ROOT / "roles" / "nfs_server" / "defaults" / "main.yml").read_text())
     assert defaults["nfs_server_areas_dir"] == jupyterhub.AREAS_DIR
+    assert defaults["nfs_server_volumes_dir"] == nfs.VOLUMES_DIR != jupyterhub.AREAS_DIR  # the provisioner's only
     assert defaults["nfs_server_areas_uid"] == identity.AREAS_UID == provisioner.AREAS_UID
     assert "root_squash" in defaults["nfs_server_options"].split(",")
 

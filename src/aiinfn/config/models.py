@@ -27,6 +27,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -698,8 +699,41 @@ class BackupStorage(Model):
     max_age_hours: PositiveInt = Field(26, description="alert when the last good backup is older")
 
 
+class BlockStorage(Model):
+    """Cinder block volumes for the small stateful claims (the hub's database, Harbor's, Prometheus'), through
+    the OpenStack Cinder CSI driver, with an application credential the infrastructure stack creates."""
+
+    auth_url: HttpsUrl | None = Field(
+        None, description="Keystone v3 URL the cluster's nodes reach (the CSI driver's auth-url); unset: the public "
+        "identity endpoint of site.region in the project's own Keystone catalog, read at deploy time (set it when "
+        "the nodes reach Keystone at another address)")
+    volume_type: OpenStackName | None = Field(None, description="Cinder volume type (default: site.volume_type)")
+    availability_zone: AvailabilityZone | None = Field(
+        None, description="Cinder availability zone of the volumes (default: site.availability_zone)")
+    storage_class: DnsLabel = "platform-block"
+    credential_roles: list[OpenStackName] = Field(
+        default_factory=lambda: ["member"], min_length=1, max_length=4,
+        description="Keystone roles of the CSI driver's application credential: only what creating, attaching "
+        "and deleting volumes needs (`member` on clouds with Keystone's default roles)")
+    credential_expires_at: dt.date | None = Field(
+        None, description="expiry date of that credential (UTC midnight); changing it replaces the credential "
+        "(docs/operations.md); unset: no expiry")
+
+    @field_validator("credential_roles")
+    @classmethod
+    def _no_admin(cls, roles: list[str]) -> list[str]:
+        if any(r.lower() == "admin" for r in roles):
+            raise ValueError("`admin` would let the CSI driver's credential administer the whole cloud: give it "
+                             "the project role that manages volumes (`member`)")
+        if len(set(roles)) != len(roles):
+            raise ValueError("a role is listed twice")
+        return roles
+
+
 class Storage(Model):
     nfs: NfsStorage | None = None
+    block: BlockStorage | None = Field(
+        None, description="Cinder block storage for databases; unset: they stay on the NFS class (docs/security.md)")
     s3: S3Storage | None = None
     juicefs: JuiceFsStorage | None = None
     backup: BackupStorage | None = None
@@ -961,6 +995,12 @@ class Bootstrap(Model):
         "and XRT artifacts, for air-gapped sites; default: each project's public release downloads",
     )
     admin_users: list[AdminUser] = Field(default_factory=list, description="operators' accounts on every node")
+    keep_bootstrap_account: bool = Field(
+        False,
+        description="keep the shared bootstrap account (`aiinfn`: site.ssh_public_key and passwordless sudo) on "
+        "every node on purpose, as the only way in, when no admin user has sudo (a test or short-lived site); "
+        "without it a site must list at least one admin user with sudo, and the account is retired",
+    )
     reboot: bool = Field(
         False, description="let the NVIDIA driver role reboot a node when the driver needs it (else it is reported)"
     )

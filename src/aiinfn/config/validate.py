@@ -257,6 +257,25 @@ def _check_pools(env: Environment) -> None:
     if grafana is not None:
         _check_operator_networks(env, "services.monitoring.grafana.allow", grafana.allow, "Grafana", "Grafana")
 
+
+def _check_operators(env: Environment) -> None:
+    """An operator with sudo exists, so bootstrap retires the shared account (roles/common,
+    bootstrap_account.yml); or the site keeps it on purpose (``bootstrap.keep_bootstrap_account``)."""
+    b = env.bootstrap
+    with_sudo = any(u.sudo for u in b.admin_users)
+    if not with_sudo and not b.keep_bootstrap_account:
+        # the field the file would set (the section itself when the file has none)
+        where = "bootstrap.admin_users" if "bootstrap" in env.model_fields_set else "bootstrap"
+        _fail(where, "no user in admin_users has sudo, so the shared bootstrap account (one key, "
+              "passwordless sudo on every node) is never retired: list at least one operator with `sudo: true`, "
+              "or set bootstrap.keep_bootstrap_account: true to keep that account on purpose",
+              "bootstrap.keep_bootstrap_account")
+    if with_sudo and b.keep_bootstrap_account:
+        _fail("bootstrap.keep_bootstrap_account", "an admin user has sudo, so bootstrap retires the shared "
+              "account anyway: remove keep_bootstrap_account (it only applies to a site without such a user)",
+              "bootstrap.admin_users")
+
+
 def _check_site(env: Environment) -> None:
     if env.site.ssh_public_key is None:
         extra = (" (bootstrap.admin_users' keys are installed by Ansible, which logs in with this one first)"
@@ -365,6 +384,12 @@ def _check_services(env: Environment) -> None:
             if pool not in env.node_pools:
                 _fail(f"storage.s3.node_mounts[{i}].pools", f"{pool!r} is not a node pool (pools: "
                       f"{', '.join(env.node_pools)})")
+    block = env.storage.block
+    if block is not None:
+        for other, cls in (("storage.nfs", env.storage.nfs), ("storage.juicefs", env.storage.juicefs)):
+            if cls is not None and cls.storage_class == block.storage_class:
+                _fail("storage.block.storage_class", f"{block.storage_class!r} is also {other}'s StorageClass: "
+                      "give the block class a name of its own", f"{other}.storage_class")
     if env.storage.juicefs is not None and env.storage.s3 is None:
         _fail("storage.juicefs", "JuiceFS stores its data in S3: configure storage.s3 first")
 
@@ -374,6 +399,7 @@ def check(env: Environment) -> None:
     _check_network(env)
     _check_pools(env)
     _check_site(env)
+    _check_operators(env)
     _check_projects(env)
     _check_services(env)
     validate_offload.check(env)

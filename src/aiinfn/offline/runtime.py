@@ -123,12 +123,41 @@ class PlanMocks(pmocks.Mocks):
             self.invokes.append((args.token, dict(args.args)))
         tok = args.token
         a = args.args
+        if tok == "openstack:identity/getAuthScope:getAuthScope":
+            return auth_scope(str(a.get("name") or "scope"), str(a.get("region") or "RegionOne")), []
         if tok.startswith("openstack:") and ":get" in tok:
             key = str(a.get("name") or a.get("flavorId") or a.get("networkId") or tok)
             return {**a, "id": f"{key}-{_digest('invoke', tok, key) % 16**8:08x}"}, []
         if tok in ("kubernetes:helm:template", "kubernetes:yaml:decode"):
             return {"result": []}, []
         return {}, []
+
+
+#: The Keystone address of the offline catalog: a reserved name (RFC 2606 ``.invalid``), never a real cloud's.
+OFFLINE_KEYSTONE = "https://keystone.offline.invalid:5000/v3"
+
+
+def auth_scope(name: str, region: str) -> dict[str, Any]:
+    """What Keystone answers ``getAuthScope`` with, offline: the token's project, user and roles and a service
+    catalog shaped like a real one (identity, compute, block storage and network, each with public, internal
+    and admin endpoints in the asked region; the public identity endpoint is ``OFFLINE_KEYSTONE``)."""
+    def hid(*parts: str) -> str:
+        return f"{_digest('scope', *parts):016x}"
+
+    services = {"identity": ("keystone", OFFLINE_KEYSTONE), "compute": ("nova", "https://nova.offline.invalid/v2.1"),
+                "volumev3": ("cinderv3", "https://cinder.offline.invalid/v3"),
+                "network": ("neutron", "https://neutron.offline.invalid")}
+    catalogs = [{
+        "id": hid(typ), "name": svc, "type": typ,
+        "endpoints": [{"id": hid(typ, iface), "interface": iface, "region": region, "regionId": region,
+                       "url": url if iface == "public" else url.replace(".offline.", f".{iface}.offline.")}
+                      for iface in ("public", "internal", "admin")],
+    } for typ, (svc, url) in services.items()]
+    return {"id": name, "name": name, "region": region, "userId": hid("user"), "userName": "aiinfn-offline",
+            "userDomainId": "default", "userDomainName": "Default", "projectId": hid("project"),
+            "projectName": "aiinfn-offline", "projectDomainId": "default", "projectDomainName": "Default",
+            "domainId": "", "domainName": "", "roles": [{"roleId": hid("member"), "roleName": "member"}],
+            "serviceCatalogs": catalogs, "tokenId": ""}
 
 
 class RecordingMonitor(pmocks.MockMonitor):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..planning import Plan
 from . import (
     batch,
+    cinder_csi,
     gpu_operator,
     harbor,
     images,
@@ -32,8 +33,13 @@ def site_bundles(plan: Plan) -> list[Bundle]:
     """Every bundle of a site's overlay (a service the environment does not ask for has none)."""
     storage_class = nfs.storage_class(plan)
     filesystem = nfs.bundle(plan)
-    hub = jupyterhub.bundle(plan, storage_class, (nfs.RELEASE,) if filesystem else ())
+    # the databases' claims: on the block class when the site has one (after it), else on the filesystem
+    block = cinder_csi.bundle(plan)
+    block_class = cinder_csi.storage_class(plan)
+    on_block = (cinder_csi.class_key(plan),) if block else ()
+    hub = jupyterhub.bundle(plan, storage_class, ((nfs.RELEASE,) if filesystem else ()) + on_block, block_class)
     candidates = [
+        block,
         gpu_operator.bundle(plan),
         kueue.bundle(plan, notebooks.NAMESPACE if hub else None),
         projects.bundle(plan),
@@ -43,9 +49,9 @@ def site_bundles(plan: Plan) -> list[Bundle]:
         notebooks.bundle(plan, storage_class),
         provisioner.bundle(plan, storage_class),
         tls.bundle(plan),
-        monitoring.bundle(plan, storage_class),
+        monitoring.bundle(plan, block_class or storage_class, on_block),
         juicefs.bundle(plan),
-        harbor.bundle(plan, storage_class),
+        harbor.bundle(plan, storage_class, block_class, on_block),
         images.bundle(plan),
         batch.bundle(plan),
         offload.bundle(plan, kueue.COHORT),

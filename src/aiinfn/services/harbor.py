@@ -107,7 +107,10 @@ def host(plan: Plan) -> str | None:
     return h.hostname or f"harbor.{plan.env.site.domain}"
 
 
-def values(plan: Plan) -> dict[str, Any]:
+def values(plan: Plan, block_class: str | None = None) -> dict[str, Any]:
+    """``block_class``: the StorageClass of the chart's own small stateful claims (redis, Trivy's
+    database, the job logs) when the site has block storage (services.cinder_csi); else the default
+    class (the platform filesystem)."""
     h = plan.env.services.harbor
     name = host(plan)
     assert h is not None and name is not None
@@ -139,6 +142,11 @@ def values(plan: Plan) -> dict[str, Any]:
         "registry": {"existingSecret": REGISTRY_SECRET, "existingSecretKey": "REGISTRY_HTTP_SECRET",
                      "credentials": {"username": REGISTRY_USER, "existingSecret": REGISTRY_CREDENTIALS_SECRET}},
     }
+    if block_class:
+        claims = out["persistence"]["persistentVolumeClaim"]
+        claims["redis"] = {"storageClass": block_class}
+        claims["trivy"] = {"storageClass": block_class}
+        claims["jobservice"] = {"jobLog": {"storageClass": block_class}}
     s3 = plan.env.storage.s3
     if h.s3_bucket and s3 is not None:
         out["persistence"]["imageChartStorage"] = {
@@ -249,11 +257,16 @@ def network_policies(plan: Plan) -> list[dict[str, Any]]:
     ]
 
 
-def bundle(plan: Plan, storage_class: str | None) -> Bundle | None:
+def bundle(plan: Plan, storage_class: str | None, block_class: str | None = None,
+           after: tuple[str, ...] = ()) -> Bundle | None:
+    """Harbor, its generated internal credentials and its protected database claim: on ``block_class``
+    (services.cinder_csi, which ``after`` names) when the site has block storage, else on the platform
+    filesystem's ``storage_class``."""
     h = plan.env.services.harbor
     if h is None or storage_class is None:
         return None
     ns = f"ns-{NAMESPACE}"
+    db_class = block_class or storage_class
     items: list[Any] = [
         namespace(NAMESPACE, "restricted", {PLATFORM_LABEL: "true"}),
         *manifests(*network_policies(plan)),
@@ -278,10 +291,10 @@ def bundle(plan: Plan, storage_class: str | None) -> Bundle | None:
             "REGISTRY_STORAGE_S3_ACCESSKEY": ConfigSecret(h.s3_access_key_secret),
             "REGISTRY_STORAGE_S3_SECRETKEY": ConfigSecret(h.s3_secret_key_secret),
         }))
-    items.append(Manifest("harbor-database", (ns,), claim(DB_CLAIM, NAMESPACE, storage_class, h.database_size_gb),
+    items.append(Manifest("harbor-database", (ns, *after), claim(DB_CLAIM, NAMESPACE, db_class, h.database_size_gb),
                           protect=True))
-    items.append(Release(RELEASE, (ns, tls.RELEASE, *(i.key for i in items if isinstance(i, Secret | Manifest)
-                                                      and i.key != ns)), chart="harbor",
-                         namespace=NAMESPACE, values=values(plan)))
+    items.append(Release(RELEASE, (ns, tls.RELEASE, *after, *(i.key for i in items if isinstance(i, Secret | Manifest)
+                                                              and i.key != ns)), chart="harbor",
+                         namespace=NAMESPACE, values=values(plan, block_class)))
     items.extend(manifests(*setup_objects(), after=(RELEASE,)))
     return Bundle("harbor", tuple(items))

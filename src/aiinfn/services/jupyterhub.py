@@ -578,12 +578,16 @@ def hub_db_claim(storage_class: str) -> dict[str, Any]:
     return claim(HUB_DB_CLAIM, NAMESPACE, storage_class, 5)
 
 
-def bundle(plan: Plan, storage_class: str | None, after: tuple[str, ...]) -> Bundle | None:
+def bundle(plan: Plan, storage_class: str | None, after: tuple[str, ...],
+           db_class: str | None = None) -> Bundle | None:
     """The hub (zero-to-jupyterhub) with its OAuth secret and its protected database claim, in a
-    namespace at Pod Security ``restricted``. ``after``: the platform filesystem."""
+    namespace at Pod Security ``restricted``. ``after``: the platform filesystem (and the block
+    StorageClass); ``db_class``: the block StorageClass of the database's claim (services.cinder_csi),
+    when the site has one, else the platform filesystem's."""
     env = plan.env
     if env.services.jupyterhub is None or storage_class is None:
         return None
+    storage_class = db_class or storage_class  # from here on: the database's class
     ns = f"ns-{NAMESPACE}"
     deps = (ns, *after)
     items: list[Any] = [

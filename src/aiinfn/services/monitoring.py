@@ -508,9 +508,10 @@ def network_policies(plan: Plan) -> list[dict[str, Any]]:
     ]
 
 
-def bundle(plan: Plan, storage_class: str | None) -> Bundle:
+def bundle(plan: Plan, storage_class: str | None, after: tuple[str, ...] = ()) -> Bundle:
     """kube-prometheus-stack (its CRDs with it), Prometheus' Ingress and its generated reader's credentials,
-    the rules."""
+    the rules. ``storage_class``: the class of Prometheus' TSDB (the block class when the site has one:
+    Prometheus does not support NFS), which ``after`` names."""
     platform = {PLATFORM_LABEL: "true"}
     ns = (f"ns-{NAMESPACE}",)
     return Bundle(
@@ -524,7 +525,7 @@ def bundle(plan: Plan, storage_class: str | None) -> Bundle:
                    data={"auth": Generated(READER_PASSWORD, "bcrypt_hash", prefix=f"{READER_USER}:")}),
             Secret(READER_SECRET, ns, name=READER_SECRET, namespace=NAMESPACE,
                    data={"username": READER_USER, "password": Generated(READER_PASSWORD)}),
-            Release(RELEASE, (*ns, f"ns-{NODE_EXPORTER_NAMESPACE}", BASIC_AUTH_SECRET),
+            Release(RELEASE, (*ns, f"ns-{NODE_EXPORTER_NAMESPACE}", BASIC_AUTH_SECRET, *after),
                     chart="kube-prometheus-stack",
                     namespace=NAMESPACE, values=values(plan, storage_class, exporter_targets(plan)),
                     crd_groups=("monitoring.coreos.com",)),

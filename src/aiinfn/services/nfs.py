@@ -3,7 +3,12 @@
 Volumes are kept (Retain) and archived rather than deleted when their claim goes away: homes are
 user data.
 
-Pod Security ``baseline``: the provisioner mounts the export root as an ``nfs`` volume, which
+The provisioner mounts only ``<export>/volumes`` (``VOLUMES_DIR``, made by the nfs_server role), never the
+export root: it cannot reach the platform areas (homes, groups' areas) beside it. Volumes made before
+this lived in the export root; their PersistentVolumes keep their paths (Retain: the provisioner never
+touches them again).
+
+Pod Security ``baseline``: the provisioner mounts its directory as an ``nfs`` volume, which
 ``restricted`` forbids (and which it needs: it creates and archives every volume's directory);
 baseline admits it without host access or privilege. The kubelet mounts NFS on the host, so the
 provisioner's only traffic is to the API server.
@@ -21,6 +26,8 @@ from .bundle import Bundle, NodeAddress, Release, manifests, namespace
 
 NAMESPACE = "nfs-provisioner"
 RELEASE = "nfs-provisioner"
+#: The export's directory the provisioner mounts and makes the volumes in (roles/nfs_server: nfs_server_volumes_dir).
+VOLUMES_DIR = "volumes"
 
 
 def storage_class(plan: Plan) -> str | None:
@@ -33,7 +40,8 @@ def values(plan: Plan, server: str | NodeAddress) -> dict[str, Any]:
     nfs = plan.env.storage.nfs
     assert nfs is not None
     return {
-        "nfs": {"server": server, "path": nfs.export_path, "mountOptions": ["nfsvers=4.2", "hard", "noatime"]},
+        "nfs": {"server": server, "path": f"{nfs.export_path}/{VOLUMES_DIR}",
+                "mountOptions": ["nfsvers=4.2", "hard", "noatime"]},
         "storageClass": {
             "name": nfs.storage_class,
             "defaultClass": True,
