@@ -20,8 +20,9 @@ from ruamel.yaml import YAML
 from aiinfn import versions
 from aiinfn.config.loader import list_environments, load
 from aiinfn.planning import Plan, make_plan
-from aiinfn.planning.labels import KUEUE_MANAGED_LABEL, RESERVED_TAINT
+from aiinfn.planning.labels import KUEUE_MANAGED_LABEL, PLATFORM_LABEL, POD_SECURITY_ENFORCE, RESERVED_TAINT
 from aiinfn.services import kueue
+from aiinfn.services.bundle import Release
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 if str(SUPPORT) not in sys.path:
@@ -316,11 +317,31 @@ def test_the_controller_is_reachable_by_the_api_server_and_prometheus_only(plan:
     assert (kueue.WEBHOOK_PORT, kueue.VISIBILITY_PORT, kueue.METRICS_PORT) == (9443, 8082, 8443)
 
 
-def test_the_queues_wait_for_the_release_that_installs_their_crds(plan: Plan) -> None:
+def test_the_bundle_installs_the_release_in_its_namespace_before_the_queues(plan: Plan) -> None:
+    """The order ``aiinfn up`` applies: the namespace, then its policies and the release, then the queues
+    (whose CRDs the release installs); the bundle keeps its name (its Pulumi resources are named after it:
+    renaming it would replace every Kueue object)."""
     bundle = kueue.bundle(plan, HUB)
-    (release,) = [i for i in bundle.items if type(i).__name__ == "Release"]
+    assert bundle.service == "kueue"
+    ns_key = f"ns-{kueue.NAMESPACE}"
+    (ns,) = [m for m in bundle.manifests if m.kind == "Namespace"]
+    assert (ns.key, ns.after, ns.manifest["metadata"]["name"]) == (ns_key, (), kueue.NAMESPACE)
+    labels = ns.manifest["metadata"]["labels"]
+    assert labels[PLATFORM_LABEL] == "true"  # the platform's own: no user pod, no Kueue management
+    assert labels[POD_SECURITY_ENFORCE] == "restricted"
+    assert KUEUE_MANAGED_LABEL not in labels
+    (release,) = [i for i in bundle.items if isinstance(i, Release)]
+    assert (release.key, release.chart, release.namespace) == (kueue.RELEASE, "kueue", kueue.NAMESPACE)
+    assert release.after == (ns_key,)
     assert release.crd_groups == ("kueue.x-k8s.io",)
-    assert (release.chart, release.namespace) == ("kueue", kueue.NAMESPACE)
-    kueue_objects = [m for m in bundle.manifests if m.manifest["apiVersion"].startswith("kueue.x-k8s.io/")]
+    config = YAML(typ="safe", pure=True).load(release.values["managerConfig"]["controllerManagerConfigYaml"])
+    assert config["managedJobsNamespaceSelector"] == {"matchLabels": {KUEUE_MANAGED_LABEL: "true"}}
+    assert release.values["enablePrometheus"] is True
+    policies = [m for m in bundle.manifests if m.kind == "NetworkPolicy"]
+    assert len(policies) == len(kueue.network_policies(plan)) >= 4
+    assert all(m.namespace == kueue.NAMESPACE and ns_key in m.after for m in policies)
+    kueue_objects = [m for m in bundle.manifests if m.api_group == "kueue.x-k8s.io"]
     assert len(kueue_objects) == len(kueue.objects(plan, HUB))
-    assert all(kueue.RELEASE in m.after for m in kueue_objects)
+    assert all(m.after == (kueue.RELEASE,) for m in kueue_objects)
+    assert {m.kind for m in bundle.manifests} == {"Namespace", "NetworkPolicy", *(o["kind"] for o in kueue.objects(
+        plan, HUB))}
