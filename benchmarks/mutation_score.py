@@ -42,7 +42,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "aiinfn.planning.quotas*": ("src/aiinfn/planning/quotas.py", ("tests/unit/test_planning.py",)),
     "aiinfn.planning.capacity*": ("src/aiinfn/planning/capacity.py", ("tests/unit/test_planning.py",)),
     "aiinfn.catalogue.mig*": ("src/aiinfn/catalogue/mig.py", (
-        "tests/unit/test_mig_catalogue.py", "tests/unit/test_planning.py")),
+        "tests/unit/test_mig_catalogue.py", "tests/unit/test_mig_properties.py", "tests/unit/test_planning.py")),
     "aiinfn.services.kueue*": ("src/aiinfn/services/kueue.py", (
         "tests/unit/test_kueue_objects.py",)),
 }

@@ -21,7 +21,7 @@ from aiinfn import versions
 from aiinfn.config.loader import list_environments, load
 from aiinfn.planning import Plan, make_plan
 from aiinfn.planning.labels import KUEUE_MANAGED_LABEL, PLATFORM_LABEL, POD_SECURITY_ENFORCE, RESERVED_TAINT
-from aiinfn.services import kueue
+from aiinfn.services import kueue, policy
 from aiinfn.services.bundle import Release
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
@@ -31,6 +31,14 @@ if str(SUPPORT) not in sys.path:
 import schemas  # noqa: E402 - found through SUPPORT
 
 SITES = list_environments(kind="site")
+#: The integrations Kueue 0.19's Configuration names (``integrations.frameworks``; Kueue's documentation):
+#: a name outside it is no integration of Kueue's, so that kind of job would not be queued as the design says.
+KUEUE_FRAMEWORKS = {
+    "batch/job", "pod", "deployment", "statefulset", "jobset.x-k8s.io/jobset", "kubeflow.org/mpijob",
+    "kubeflow.org/paddlejob", "kubeflow.org/pytorchjob", "kubeflow.org/tfjob", "kubeflow.org/xgboostjob",
+    "kubeflow.org/jaxjob", "trainer.kubeflow.org/trainjob", "ray.io/rayjob", "ray.io/raycluster",
+    "workload.codeflare.dev/appwrapper", "leaderworkerset.x-k8s.io/leaderworkerset",
+}
 HUB = "jupyterhub"
 #: DNS-1123 subdomain: the rule for a ResourceFlavor's (a cluster-scoped object's) name.
 SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -304,7 +312,12 @@ def test_the_manager_manages_every_workload_of_managed_namespaces_and_only_those
     assert config["manageJobsWithoutQueueName"] is True
     assert config["managedJobsNamespaceSelector"] == {"matchLabels": {KUEUE_MANAGED_LABEL: "true"}}
     assert config["metrics"] == {"enableClusterQueueResources": True}
-    assert set(config["integrations"]["frameworks"]) >= {"batch/job", "pod"}
+    frameworks = config["integrations"]["frameworks"]
+    assert set(frameworks) <= KUEUE_FRAMEWORKS, set(frameworks) - KUEUE_FRAMEWORKS
+    # every kind of workload the platform's admission policy lets a tenant submit goes through Kueue
+    submitted = {group for group, _, _ in policy.WORKLOADS if group not in ("", "apps")}
+    assert submitted == {"batch", "jobset.x-k8s.io"}
+    assert set(frameworks) == {"batch/job", "pod", "jobset.x-k8s.io/jobset"}
     assert kueue.values()["enablePrometheus"] is True
 
 
