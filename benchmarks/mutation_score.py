@@ -8,7 +8,9 @@ mutmut runs from ``mutants/`` read ``../shared`` from there. It runs ``mutmut ru
 order given, so an interrupted run has whole modules), then reads mutmut's results from the copy's
 ``mutants/`` and prints, per module and in total, the mutants, killed, timeout, survived and "no tests"
 (no test of the selection calls the function), the score (killed and timed out over the mutants checked), and the
-diff of every surviving mutant; with ``--recheck``, whether it also survives the whole test selection.
+diff of every surviving mutant; with ``--recheck``, whether it also survives the whole test selection (with
+``--report-only --refresh-tests --workdir DIR``: whether the survivors of a kept run survive the tests written
+since, which is how docs/benchmarks.md's "after" figures were measured).
 
 Run it (about 25 minutes on 2 busy cores): ``nice -n 19 .venv/bin/python benchmarks/mutation_score.py``;
 ``--modules 'aiinfn.planning.quotas*'`` for one module; ``--workdir DIR`` keeps the copy (and mutmut's
@@ -124,11 +126,16 @@ def report(copies: list[Path], rechecking: bool) -> None:
         total.update(counts)
         print(row(module, counts))
     print(row("total", total))
+    rechecked: Counter[str] = Counter()
     for main, statuses in by_module.values():
         for mutant, status in sorted(statuses.items()):
-            if status in ("survived", "no tests"):
-                again = f" (whole selection: {recheck(main, mutant)})" if rechecking else ""
-                print(f"\n{status}{again}: {mutant}\n{diff(main, mutant)}")
+            if status in ("survived", "no tests", "not checked"):
+                again = recheck(main, mutant) if rechecking else ""
+                rechecked[again] += 1
+                print(f"\n{status}{f' (rerun over the selection: {again})' if again else ''}: {mutant}\n"
+                      f"{diff(main, mutant)}", flush=True)
+    if rechecking:
+        print(f"\nsurvivors rerun: {dict(rechecked)}")
 
 
 def row(name: str, counts: Counter[str]) -> str:
@@ -146,6 +153,9 @@ def main() -> int:
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--recheck", action="store_true", help="rerun each survivor over the whole selection")
     parser.add_argument("--report-only", action="store_true", help="report the results already in --workdir")
+    parser.add_argument("--refresh-tests", action="store_true",
+                        help="copy the checkout's tests into the kept copies first (with --recheck: the survivors "
+                             "of a run against the tests written since)")
     args = parser.parse_args()
     if not SHARED.is_dir():
         parser.error(f"../shared is missing next to the checkout ({SHARED})")
@@ -153,6 +163,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="aiinfn-mutmut-") as tmp:
         workdir = args.workdir or Path(tmp)
         copies = [copy_checkout(workdir, glob) for glob in args.modules]
+        if args.refresh_tests:
+            for main in copies:
+                for dest in (main / "tests", main / "mutants" / "tests"):
+                    shutil.copytree(ROOT / "tests", dest, ignore=IGNORED, symlinks=True, dirs_exist_ok=True)
         if not args.report_only:
             for glob, main in zip(args.modules, copies, strict=True):
                 run_mutmut(main, glob, args.children)
