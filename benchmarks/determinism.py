@@ -10,8 +10,9 @@ then every test that failed in some run, with the runs it failed in. A test that
 another is a flicker; one that fails in every run is simply broken. Exit status 1 if any test failed.
 
 Run it: ``nice -n 10 .venv/bin/python benchmarks/determinism.py --runs 3`` (about 7 to 15 minutes a run on 2
-cores); ``--seed S`` repeats the runs from seed S on (S, S+1, ...); ``--suites tests/unit`` runs a subset;
-``--in-order`` keeps one run in pytest's own order as the first.
+cores); ``--seed S`` repeats the runs from seed S on (S, S+1, ...); ``--suites tests/unit`` (folders or files) runs a subset;
+``--in-order`` keeps one run in pytest's own order as the first; ``--keep DIR`` keeps each run's JUnit report
+and pytest's output (``DIR/run<N>.log`` shows a run's progress while it runs).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ SUITES = ("tests/unit", "tests/stacks", "tests/artifacts", "tests/security")
 
 
 def test_files(suites: list[str]) -> list[str]:
-    return sorted(str(p.relative_to(ROOT)) for s in suites for p in (ROOT / s).rglob("test_*.py"))
+    paths = [p for s in suites for p in ([ROOT / s] if (ROOT / s).is_file() else (ROOT / s).rglob("test_*.py"))]
+    return sorted(str(p.relative_to(ROOT)) for p in paths)
 
 
 def run(files: list[str], seed: int | None, report: Path) -> tuple[dict[str, int], dict[str, str], float]:
@@ -47,7 +49,8 @@ def run(files: list[str], seed: int | None, report: Path) -> tuple[dict[str, int
     else:
         env["PYTHONHASHSEED"] = "0"
     started = time.monotonic()
-    subprocess.run([*args, *files], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with report.with_suffix(".log").open("w") as log:  # pytest's own output: progress while it runs
+        subprocess.run([*args, *files], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     wall = time.monotonic() - started
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     failed: dict[str, str] = {}
@@ -71,6 +74,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=int(time.time()) % 100000, help="first run's seed")
     parser.add_argument("--suites", nargs="*", default=list(SUITES))
     parser.add_argument("--in-order", action="store_true", help="make the first run in pytest's own order")
+    parser.add_argument("--keep", type=Path, help="write the reports and pytest's output here (kept)")
     args = parser.parse_args()
     files = test_files(args.suites)
     seeds: list[int | None] = [args.seed + i for i in range(args.runs)]
@@ -78,9 +82,12 @@ def main() -> int:
         seeds[0] = None
     failures: dict[str, dict[str, str]] = defaultdict(dict)
     with tempfile.TemporaryDirectory(prefix="aiinfn-determinism-") as tmp:
+        out = args.keep or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"reports and pytest's output: {out}/run<N>.xml, .log", flush=True)
         for i, seed in enumerate(seeds):
             label = "in order" if seed is None else f"seed {seed}"
-            counts, failed, wall = run(files, seed, Path(tmp) / f"run{i}.xml")
+            counts, failed, wall = run(files, seed, out / f"run{i + 1}.xml")
             print(f"run {i + 1} ({label}): {counts['tests']} tests, {counts['failures']} failed, "
                   f"{counts['errors']} errors, {counts['skipped']} skipped, {wall:.0f} s, "
                   f"load average {os.getloadavg()[0]:.1f}", flush=True)
