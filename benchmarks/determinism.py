@@ -9,10 +9,10 @@ writes a JUnit report; the script prints, per run, the seed, the counts, the wal
 then every test that failed in some run, with the runs it failed in. A test that fails in one run and passes in
 another is a flicker; one that fails in every run is simply broken. Exit status 1 if any test failed.
 
-Run it: ``nice -n 10 .venv/bin/python benchmarks/determinism.py --runs 3`` (about 7 to 15 minutes a run on 2
-cores); ``--seed S`` repeats the runs from seed S on (S, S+1, ...); ``--suites tests/unit`` (folders or files) runs a subset;
-``--in-order`` keeps one run in pytest's own order as the first; ``--keep DIR`` keeps each run's JUnit report
-and pytest's output (``DIR/run<N>.log`` shows a run's progress while it runs).
+Run it: ``nice -n 10 .venv/bin/python benchmarks/determinism.py --runs 3`` (about 7 minutes a run on 2 idle
+cores, far longer on busy ones); ``--seed S`` repeats the runs from seed S on (S, S+1, ...); ``--suites
+tests/unit`` (folders or files) runs a subset; ``--in-order`` keeps one run in pytest's own order as the first;
+``--keep DIR`` keeps each run's JUnit report and pytest's output (``DIR/run<N>.log`` shows a run's progress).
 """
 
 from __future__ import annotations

@@ -358,3 +358,26 @@ def test_the_bundle_installs_the_release_in_its_namespace_before_the_queues(plan
     assert all(m.after == (kueue.RELEASE,) for m in kueue_objects)
     assert {m.kind for m in bundle.manifests} == {"Namespace", "NetworkPolicy", *(o["kind"] for o in kueue.objects(
         plan, HUB))}
+
+
+def test_a_project_borrows_offload_capacity_exactly_when_it_may_borrow(root: Path, tmp_path: Path) -> None:
+    """Offload targets (tests/stacks/test_offload.py plans the same through the stack): every project queue
+    lists each target's flavors at no quota of its own, capped at 0 only for a project that may not borrow."""
+    cnaf = YAML(typ="safe", pure=True).load((root / "environments" / "cnaf.yaml").read_text())
+    first = next(iter(cnaf["projects"]))
+    targets = {"tier1": {"kind": "htcondor", "endpoint": "https://interlink.t1.example.org:8443",
+                         "auth": {"type": "mtls", "cert_secret": "c", "key_secret": "k", "ca_secret": "a"},
+                         "cpu": 1024, "memory_gb": 4096}}
+    path = tmp_path / "offload.yaml"
+    YAML(typ="safe", pure=True).dump({"extends": str(root / "environments" / "cnaf.yaml"),
+                                      "services": {"batch": {}}, "offload": {"targets": targets},
+                                      "projects": {first: {"borrowing": False}}}, path.open("w"))
+    plan = make_plan(load(path))
+    queues = _by_kind(kueue.project_queues(plan), "ClusterQueue")
+    for q in plan.quotas:
+        entries = _entries(queues[q.project]["spec"]["resourceGroups"])
+        offloaded = {k: e for k, e in entries.items() if k[0] == "offload-tier1"}
+        assert set(offloaded) == {("offload-tier1", "cpu"), ("offload-tier1", "memory")}, q.project
+        assert all(e["nominalQuota"] in (0, "0Gi") for e in offloaded.values())
+        assert all(("borrowingLimit" in e) == (not q.borrowing) for e in offloaded.values()), q.project
+    assert any(not q.borrowing for q in plan.quotas) and any(q.borrowing for q in plan.quotas)
