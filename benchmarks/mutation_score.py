@@ -1,19 +1,21 @@
-"""The mutation score of docs/benchmarks.md ("Mutation score"): mutmut 3 over a sample of the core modules.
+"""The mutation score of docs/benchmarks.md ("Mutation score"): mutmut 3 over every mutant of the core modules.
 
 mutmut's configuration is ``[tool.mutmut]`` in pyproject.toml (the modules it mutates, ``only_mutate``, and the
 fast-suite test files it runs, ``pytest_add_cli_args_test_selection``). This script runs it where it can work
-without touching the checkout: it copies the checkout to a temporary directory (as
-tests/mutation/test_critical_mutants.py does) with ``shared`` linked inside the copy, since the tests that
-mutmut runs from ``mutants/`` read ``../shared`` from there. It runs ``mutmut run`` once per module (in the
-order given, so an interrupted run has whole modules), then reads mutmut's results from the copy's
+without touching the checkout: it copies the checkout to a temporary directory, once per module (as
+tests/mutation/test_critical_mutants.py does), with ``shared`` linked inside the copy, since the tests that
+mutmut runs from ``mutants/`` read ``../shared`` from there, and that copy's ``[tool.mutmut]`` narrowed to the
+module and its own fast test files (``MODULES``). It runs ``mutmut run`` once per module (in the order given,
+so an interrupted run has whole modules), then reads mutmut's results from the copies'
+
 ``mutants/`` and prints, per module and in total, the mutants, killed, timeout, survived and "no tests"
 (no test of the selection calls the function), the score (killed and timed out over the mutants checked), and the
 diff of every surviving mutant; with ``--recheck``, whether it also survives the whole test selection (with
 ``--report-only --refresh-tests --workdir DIR``: whether the survivors of a kept run survive the tests written
 since, which is how docs/benchmarks.md's "after" figures were measured).
 
-Run it (about 25 minutes on 2 busy cores): ``nice -n 19 .venv/bin/python benchmarks/mutation_score.py``;
-``--modules 'aiinfn.planning.quotas*'`` for one module; ``--workdir DIR`` keeps the copy (and mutmut's
+Run it (about 1 h on 2 busy cores): ``nice -n 10 .venv/bin/python benchmarks/mutation_score.py``;
+``--modules 'aiinfn.planning.quotas*'`` for one module; ``--workdir DIR`` keeps the copies (and mutmut's
 cache, so a second run only reruns what changed).
 """
 
