@@ -7,7 +7,6 @@ tests/mutation/test_critical_mutants.py does), with ``shared`` linked inside the
 mutmut runs from ``mutants/`` read ``../shared`` from there, and that copy's ``[tool.mutmut]`` narrowed to the
 module and its own fast test files (``MODULES``). It runs ``mutmut run`` once per module (in the order given,
 so an interrupted run has whole modules), then reads mutmut's results from the copies'
-
 ``mutants/`` and prints, per module and in total, the mutants, killed, timeout, survived and "no tests"
 (no test of the selection calls the function), the score (killed and timed out over the mutants checked), and the
 diff of every surviving mutant; with ``--recheck``, whether it also survives the whole test selection (with
