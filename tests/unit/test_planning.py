@@ -175,3 +175,18 @@ def test_cpu_allocation_ratio_multiplies_a_hosts_cores(root: Path, tmp_path: Pat
     """32 cores at 2.0 hold a 28-vCPU T4 node."""
     plan = make_plan(load(_t4_hosts(root, tmp_path, cores=32, cpu_allocation_ratio=2.0)))
     assert plan.host_fit.placements["gpu-t4-01"] == "hv-t4-1"
+
+
+@pytest.mark.parametrize("site", ["cnaf", "recas", "example"])
+def test_every_unit_is_guaranteed_to_one_project_or_in_the_shared_pool(site: str) -> None:
+    """The shared pool (the interactive queue's quota) and the projects' guarantees hold each unit of a kind
+    exactly once, a kind a project has no share of included (cnaf: RTX5000 is not theory's)."""
+    plan = make_plan(load(site))
+    assert set(plan.shared_pool) == set(plan.capacity)
+    for key, cap in plan.capacity.items():
+        guaranteed = [q.nominal[key] for q in plan.quotas if key in q.nominal]
+        assert plan.shared_pool[key] >= 0
+        assert plan.shared_pool[key] + sum(guaranteed) == cap.units, key
+    if site == "cnaf":
+        assert any("RTX5000" not in q.nominal for q in plan.quotas)
+        assert plan.shared_pool["RTX5000"] > 0
