@@ -325,7 +325,12 @@ def _check_site(env: Environment) -> None:
 
 
 def _check_projects(env: Environment) -> None:
-    caps = capacity(env, inventory(env))
+    nodes = inventory(env)
+    caps = capacity(env, nodes)
+    reserved_for = {n.name: n.reserved_for for n in nodes}
+    # kinds all of whose nodes are reserved for one group (as Plan.reserved_kinds): only that group's queues hold them
+    reserved = {k: next(iter(g)) for k, c in caps.items()
+                if len(g := {reserved_for.get(n) for n in c.nodes}) == 1 and next(iter(g)) is not None}
     totals: dict[str, list[tuple[str, float]]] = {}
     namespaces: dict[str, str] = {}
     for pname, p in env.projects.items():
@@ -342,6 +347,12 @@ def _check_projects(env: Environment) -> None:
                     "node_pools",
                     "kubernetes.mig_strategy",
                 )
+            owner = reserved.get(kind)
+            if owner is not None and owner != p.iam_group:
+                pools = sorted(name for name, pool in env.node_pools.items() if pool.reserved_for == owner)
+                _fail(format_path(("projects", pname, "shares", kind)),
+                      f"{kind} is reserved for {owner} (node_pools.{pools[0] if pools else '?'}.reserved_for): a "
+                      f"project of {p.iam_group} can never use it; remove the share", "node_pools")
             totals.setdefault(kind, []).append((pname, share))
     for kind, items in totals.items():
         total = sum(s for _, s in items)
