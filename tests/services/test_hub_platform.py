@@ -142,6 +142,25 @@ def test_a_full_kind_is_answered_at_once_with_the_choices(phub: Any, iam: Any, k
         kube.cluster_queues[:] = saved
 
 
+def _progress_admitting(phub: Any, session: Any, kube: hub_kube.Kube, user: str, waiting: str) -> list[str]:
+    """The messages of ``user``'s spawn progress until it is ready or failed; Kueue (the stand-in) admits
+    the pod once a message says ``waiting``."""
+    messages: list[str] = []
+    with session.get(f"{phub.url}/hub/api/users/{user}/server/progress", stream=True, timeout=60,
+                     headers={"X-XSRFToken": session.cookies.get("_xsrf", "")}) as stream:
+        for line in stream.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                event = json.loads(line[5:])
+                messages.append(str(event.get("message", "")))
+                if waiting in messages[-1]:
+                    pod = _pod(phub, user)
+                    assert pod is not None
+                    kube.admit(pod["metadata"]["name"])
+                if event.get("ready") or event.get("failed"):
+                    break
+    return messages
+
+
 def test_a_spawn_waiting_on_kueue_shows_the_workload_state(phub: Any, iam: Any, kube: hub_kube.Kube) -> None:
     _, session, _ = _login(phub, iam, "carlo", [USERS])
     saved = list(kube.cluster_queues)
@@ -150,19 +169,7 @@ def test_a_spawn_waiting_on_kueue_shows_the_workload_state(phub: Any, iam: Any, 
     try:
         r = _post_form(phub, session, "carlo", {"profile": "t4", **_option("t4", "queue", "wait")})
         assert r.status_code == 302, _text(r.text)[:400]
-        messages: list[str] = []
-        with session.get(f"{phub.url}/hub/api/users/carlo/server/progress", stream=True, timeout=60,
-                         headers={"X-XSRFToken": session.cookies.get("_xsrf", "")}) as stream:
-            for line in stream.iter_lines(decode_unicode=True):
-                if line and line.startswith("data:"):
-                    event = json.loads(line[5:])
-                    messages.append(str(event.get("message", "")))
-                    if "waiting in the queue" in messages[-1]:
-                        pod = _pod(phub, "carlo")
-                        assert pod is not None
-                        kube.admit(pod["metadata"]["name"])
-                    if event.get("ready") or event.get("failed"):
-                        break
+        messages = _progress_admitting(phub, session, kube, "carlo", "waiting in the queue")
         assert any("Kueue (jupyterhub-users): waiting in the queue (Pending): couldn't assign flavors" in m
                    and "insufficient unused quota for nvidia.com/gpu in flavor t4" in m for m in messages), messages
         model = phub.wait_spawn(session, "carlo", timeout=60)
@@ -221,19 +228,7 @@ def test_a_full_kind_says_the_expected_wait_and_the_waiting_spawn_its_place(phub
         # the waiting spawn: its place (after the two waiting before it) and the same bound
         r = _post_form(phub, session, "pietro", {"profile": "t4", **_option("t4", "queue", "wait")})
         assert r.status_code == 302, _text(r.text)[:400]
-        messages: list[str] = []
-        with session.get(f"{phub.url}/hub/api/users/pietro/server/progress", stream=True, timeout=60,
-                         headers={"X-XSRFToken": session.cookies.get("_xsrf", "")}) as stream:
-            for line in stream.iter_lines(decode_unicode=True):
-                if line and line.startswith("data:"):
-                    event = json.loads(line[5:])
-                    messages.append(str(event.get("message", "")))
-                    if "place" in messages[-1]:
-                        pod = _pod(phub, "pietro")
-                        assert pod is not None
-                        kube.admit(pod["metadata"]["name"])
-                    if event.get("ready") or event.get("failed"):
-                        break
+        messages = _progress_admitting(phub, session, kube, "pietro", "place")
         assert any(f"place 3 in the queue, expected wait at most ~{third} min" in m for m in messages), messages
         phub.api(session, "DELETE", "/users/pietro/server")
         phub.wait_spawn(session, "pietro")
