@@ -1,18 +1,21 @@
-"""Run the whole test suite as `make test` does: two pytest sessions side by side, then one verdict.
+"""Run the whole test suite as `make test` does: pytest sessions side by side (lanes), then one verdict.
 
-The tests on the local test hosts (tests/integration/hosts and tests/integration/fl: systemd-nspawn hosts
-reached over SSH, Ansible, SLURM) spend most of their wall time waiting on the hosts (boots, SSH round trips,
-services starting), not on the CPU: measured at 17 min wall for 6.8 min of CPU. Every other test (the fast
-suites, the OpenStack control plane, the real JupyterHub, Prometheus) is CPU-bound. So the host tests run in
-a lane of their own beside the rest, and the suite takes about as long as its longer lane instead of the sum.
+The tests on the local test hosts (systemd-nspawn hosts reached over SSH: Ansible, molecule, SLURM) spend
+most of their wall time waiting on the hosts (boots, SSH round trips, services starting), not on the CPU.
+Every other test (the fast suites, the OpenStack control plane, the real JupyterHub, Prometheus) is
+CPU-bound. So the host tests run in lanes of their own beside the rest: the roles' molecule scenarios in
+one, the other host tests and federated learning's SLURM facilities in another, and the suite takes about
+as long as its longest lane instead of the sum (docs/benchmarks.md, "The whole suite").
 
-The two lanes share nothing a test holds: the test hosts have prefixes and networks of their own, the
-OpenStack control plane is used by the other lane only, and every port is taken free at the time. Each lane
-is an ordinary pytest session (its own session fixtures, its own summary and slowest tests). The other lane
-streams; the host lane's output is kept in a file and printed whole once both are done, so neither is
-interleaved. The exit code is the first non-zero one of the lanes (pytest's own codes), else 0.
+The lanes share nothing a test holds: each set of test hosts has its own prefix, network and lock (the
+molecule scenarios ``mtNN``, the host tests ``ah``, the facilities ``fl``), the host image is built once
+under its own lock, the OpenStack control plane is used by one lane only, and every port is taken free at
+the time. Each lane is an ordinary pytest session (its own session fixtures, summary and slowest tests).
+The first lane streams; each other lane writes to a log file, named at the start so it can be followed,
+and printed whole once every lane is done, so no output is interleaved. The exit code is the first
+non-zero one of the lanes (pytest's own codes), else 0.
 
-Arguments are passed to both lanes (`make test PYTEST_ARGS=...`). Given paths or ``-k``/``-m``
+Arguments are passed to every lane (`make test PYTEST_ARGS=...`). Given paths or ``-k``/``-m``
 selections, the suite runs as one session instead (a developer's run of some tests).
 """
 
@@ -27,8 +30,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The lane that waits on the test hosts.
-HOST_LANE = ["tests/integration/hosts", "tests/integration/fl"]
+HOSTS, FL, MOLECULE = "tests/integration/hosts", "tests/integration/fl", "tests/integration/hosts/test_molecule.py"
+#: name -> what the lane's pytest is given; the first lane streams.
+LANES: dict[str, list[str]] = {
+    "the rest": [f"--ignore={HOSTS}", f"--ignore={FL}"],
+    "molecule": [MOLECULE],
+    "hosts": [HOSTS, FL, f"--ignore={MOLECULE}"],
+}
 COMMON = ["-p", "no:cacheprovider", "--durations=30"]
 
 
@@ -42,33 +50,40 @@ def main(argv: list[str]) -> int:
     pytest = [sys.executable, "-m", "pytest", *COMMON]
     if selects_tests(argv):
         return subprocess.call([*pytest, *argv], cwd=ROOT)
-    ignore = [f"--ignore={p}" for p in HOST_LANE]
     started = time.monotonic()
-    with tempfile.TemporaryFile("w+") as host_log:
-        host = subprocess.Popen([*pytest, *argv, *HOST_LANE], cwd=ROOT, stdout=host_log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        rest = subprocess.Popen([*pytest, *argv, *ignore], cwd=ROOT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-        lanes = {"rest": rest, "host": host}
-        codes: dict[str, int] = {}
-        took: dict[str, float] = {}
-        try:
-            while len(codes) < len(lanes):
-                for name, lane in lanes.items():
-                    if name not in codes and lane.poll() is not None:
-                        codes[name], took[name] = lane.returncode, time.monotonic() - started
-                time.sleep(0.5)
-        except BaseException:
-            for lane in (host, rest):  # an interrupted run leaves no lane behind
-                if lane.poll() is None:
-                    os.killpg(lane.pid, signal.SIGTERM)
-            raise
-        host_log.seek(0)
-        print(f"\n{'=' * 30} the host lane ({' '.join(HOST_LANE)}) {'=' * 30}", flush=True)
-        sys.stdout.write(host_log.read())
-    print(f"\nlanes: the rest exit {codes['rest']} in {took['rest']:.0f} s; the host lane exit {codes['host']} in "
-          f"{took['host']:.0f} s; the suite {time.monotonic() - started:.0f} s", flush=True)
-    return codes["rest"] or codes["host"]
+    logs_dir = Path(tempfile.mkdtemp(prefix="aiinfn-lanes-"))
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs: dict[str, Path] = {}
+    codes: dict[str, int] = {}
+    took: dict[str, float] = {}
+    try:
+        for i, (name, args) in enumerate(LANES.items()):
+            if i == 0:
+                procs[name] = subprocess.Popen([*pytest, *argv, *args], cwd=ROOT, stdin=subprocess.DEVNULL,
+                                               start_new_session=True)
+                continue
+            logs[name] = logs_dir / f"{name.replace(' ', '-')}.log"
+            with logs[name].open("wb") as out:
+                procs[name] = subprocess.Popen([*pytest, *argv, *args], cwd=ROOT, stdout=out,
+                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                               start_new_session=True)
+            print(f"lane {name!r}: {' '.join(args)} -> {logs[name]}", flush=True)
+        while len(codes) < len(procs):
+            for name, proc in procs.items():
+                if name not in codes and proc.poll() is not None:
+                    codes[name], took[name] = proc.returncode, time.monotonic() - started
+            time.sleep(0.5)
+    except BaseException:
+        for proc in procs.values():  # an interrupted run leaves no lane behind
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        raise
+    for name, log in logs.items():
+        print(f"\n{'=' * 30} lane {name!r} ({' '.join(LANES[name])}) {'=' * 30}", flush=True)
+        sys.stdout.write(log.read_text(errors="replace"))
+    summary = "; ".join(f"{name!r} exit {codes[name]} in {took[name]:.0f} s" for name in LANES)
+    print(f"\nlanes: {summary}; the suite {time.monotonic() - started:.0f} s", flush=True)
+    return next((codes[name] for name in LANES if codes[name]), 0)
 
 
 if __name__ == "__main__":
