@@ -14,6 +14,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import numpy as np
@@ -35,18 +36,25 @@ SITE = {
 }
 
 
-@pytest.fixture(scope="module")
-def planned(tmp_path_factory: pytest.TempPathFactory) -> run.Planned:
-    tmp_path = tmp_path_factory.mktemp("fl-plan")
-    yaml = YAML(typ="safe", pure=True)
-    data = yaml.load((EXAMPLE / "training.yaml").read_text())
+def _example_in(tmp_path: Path) -> dict[str, Any]:
+    """The shipped example's description, its files copied into ``tmp_path`` with a placeholder key and
+    known_hosts (planning reads only their paths)."""
+    data: dict[str, Any] = YAML(typ="safe", pure=True).load((EXAMPLE / "training.yaml").read_text())
     for f in ("train.py", "init.npz"):
         shutil.copyfile(EXAMPLE / f, tmp_path / f)
     (tmp_path / "known_hosts").write_text("")
     (tmp_path / "key").write_text("only the path is used\n")
-    (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
     for f in data["facilities"].values():
         f["ssh_key"] = "key"
+    return data
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory: pytest.TempPathFactory) -> run.Planned:
+    tmp_path = tmp_path_factory.mktemp("fl-plan")
+    yaml = YAML(typ="safe", pure=True)
+    data = _example_in(tmp_path)
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
     data["facilities"]["bari"].update(kind="pbs", partition="workq", account="inf24_fl",
                                       resources={"cpus": 4, "memory_gb": 8, "gpus": 1, "time_minutes": 90})
     data["facilities"]["leonardo"] = {**data["facilities"]["bologna"], "kind": "flux", "host": "10.254.7.13",
@@ -229,13 +237,7 @@ def test_an_aggregator_at_a_facility_is_a_job_of_its_queue_manager(tmp_path: Pat
     from streamflow.config.validator import SfValidator
 
     yaml = YAML(typ="safe", pure=True)
-    data = yaml.load((EXAMPLE / "training.yaml").read_text())
-    for f in ("train.py", "init.npz"):
-        shutil.copyfile(EXAMPLE / f, tmp_path / f)
-    (tmp_path / "known_hosts").write_text("")
-    (tmp_path / "key").write_text("only the path is used\n")
-    for f in data["facilities"].values():
-        f["ssh_key"] = "key"
+    data = _example_in(tmp_path)
     data["aggregation"] = {"method": "fedavg", "runs_on": "bologna", "resources": {"cpus": 2, "memory_gb": 0.5,
                                                                                    "time_minutes": 5}}
     with (tmp_path / "training.yaml").open("w") as fh:
