@@ -168,7 +168,7 @@ def test_every_namespace_enforces_the_lowest_level_its_pods_need(site: str) -> N
 def test_the_image_builds_namespace_enforces_its_documented_level(tmp_path: Path, root: Path) -> None:
     """Only a site that declares team images has the image builds' namespace (services/images.py), so
     the shipped sites above never show it: plan one that does (Apptainer's digest a stand-in, none is
-    pinned yet) and hold its namespace, and its build pods, to the level the table states."""
+    pinned yet) and hold its namespace to the level the table states."""
     from ruamel.yaml import YAML
 
     from aiinfn.config.loader import load_site
@@ -184,9 +184,8 @@ def test_the_image_builds_namespace_enforces_its_documented_level(tmp_path: Path
     namespaces = _namespaces([built])
     assert list(namespaces) == [images.NAMESPACE]
     level = namespaces[images.NAMESPACE]["metadata"]["labels"][POD_SECURITY_ENFORCE]
+    # its Jobs fit that level: tests/services/test_team_images.py
     assert level == PLATFORM_LEVELS[images.NAMESPACE] == "baseline"
-    jobs = [i.manifest for i in built.items if isinstance(i, Manifest) and i.kind == "Job"]
-    assert jobs and all(pss.violations(j, level) == [] for j in jobs)
 
 
 def test_the_documented_table_is_the_enforced_one(root: Path) -> None:
